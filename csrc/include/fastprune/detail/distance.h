@@ -1,0 +1,82 @@
+// Distance arithmetic shared by the CPU and CUDA kernels (and mirrored by the Triton kernels).
+//
+// All metrics reduce to one of two accumulations over the D weights of a pair of rows a, b:
+//   kAbs:    sum |a_k - b_k|                       (l1)
+//   kSquare: sum (a_k - b_k)^2                     (l2, sqeuclidean, and cosine on normalised rows)
+// followed by finish_distance(), which maps the accumulated value to the metric.
+//
+// Cancellation. The CPU backend may obtain the squared distance from a Gram product,
+//   d^2 = |a|^2 + |b|^2 - 2 a.b,
+// whose float32 rounding error scales with |a|^2 + |b|^2, not with d^2. When d^2 is small against
+// |a|^2 + |b|^2 (near-duplicate filters, exactly the ones FPGM must rank) gram_needs_direct() says so
+// and the pair is recomputed from the differences a_k - b_k in double precision, which has no
+// cancellation. Direct kernels (CUDA, Triton) always use differences.
+#ifndef FASTPRUNE_DETAIL_DISTANCE_H
+#define FASTPRUNE_DETAIL_DISTANCE_H
+
+#include <math.h>
+#include <stdint.h>
+
+#if defined(__CUDACC__)
+#define FP_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define FP_HOST_DEVICE inline
+#endif
+
+namespace fp {
+namespace detail {
+
+enum class Accumulation { kAbs, kSquare };
+
+// Metric ids equal the fp_metric enum values of the C ABI.
+constexpr int kMetricL2 = 0;
+constexpr int kMetricL1 = 1;
+constexpr int kMetricCosine = 2;
+constexpr int kMetricSqeuclidean = 3;
+
+FP_HOST_DEVICE bool metric_is_valid(int metric) { return metric >= 0 && metric <= 3; }
+
+FP_HOST_DEVICE Accumulation accumulation_of(int metric) {
+  return metric == kMetricL1 ? Accumulation::kAbs : Accumulation::kSquare;
+}
+
+// Cosine works on rows scaled to unit length: 1 - cos(a, b) = |a/|a| - b/|b||^2 / 2.
+// A zero row is left at zero, which puts it at cosine distance 1 from every other row.
+FP_HOST_DEVICE bool metric_normalises_rows(int metric) { return metric == kMetricCosine; }
+
+template <typename T>
+FP_HOST_DEVICE T accumulate_term(Accumulation acc, T a, T b) {
+  T diff = a - b;
+  return acc == Accumulation::kAbs ? (diff < T(0) ? -diff : diff) : diff * diff;
+}
+
+// Maps the accumulated value (sum of |diff| or of diff^2) to the metric's distance.
+template <typename T>
+FP_HOST_DEVICE T finish_distance(int metric, T accumulated) {
+  switch (metric) {
+    case kMetricL2:
+      return sqrt(accumulated);
+    case kMetricCosine:
+      return accumulated * T(0.5);
+    default:  // l1, sqeuclidean
+      return accumulated;
+  }
+}
+
+// Scale that turns a row of squared norm `sq_norm` into a unit row for cosine (0 for a zero row).
+FP_HOST_DEVICE double unit_scale(double sq_norm) { return sq_norm > 0.0 ? 1.0 / sqrt(sq_norm) : 0.0; }
+
+// A Gram-derived squared distance is trusted only when it is at least this fraction of
+// |a|^2 + |b|^2. float32 Gram entries carry an absolute error of roughly sqrt(D) * 2^-24 * |a||b|
+// (blocked FMA accumulation); at D = 4608 that is ~4e-6 (|a|^2 + |b|^2) / 2, so a 1/16 floor keeps the
+// relative error of d below 1e-4 with more than 10x margin. Pairs under it are recomputed directly.
+constexpr float kGramTrustFraction = 1.0f / 16.0f;
+
+FP_HOST_DEVICE bool gram_needs_direct(float gram_sq_distance, float sq_norm_a, float sq_norm_b) {
+  return !(gram_sq_distance >= kGramTrustFraction * (sq_norm_a + sq_norm_b));
+}
+
+}  // namespace detail
+}  // namespace fp
+
+#endif  // FASTPRUNE_DETAIL_DISTANCE_H

@@ -1,0 +1,97 @@
+/*
+ * fastprune C ABI: the only public header of libfastprune.
+ *
+ * Plain C, no C++ types and no exceptions cross this boundary. Every function returns an fp_status;
+ * on failure fp_last_error() returns a message (thread-local, valid until the next call on the same
+ * thread) naming the offending argument and what was expected.
+ *
+ * Ragged batches. Scoring ops take every conv layer of a network in one call. Layer l holds N_l filters
+ * of D_l = in_channels * k * k weights each. The filters of all layers are packed row-major, layer
+ * after layer, into one float32 buffer:
+ *
+ *     data = [ layer 0: N_0 x D_0 | layer 1: N_1 x D_1 | ... ]      (sum_l N_l * D_l floats)
+ *
+ * num_rows[l] = N_l >= 1 and row_dims[l] = D_l >= 1 always live in host memory; data, masks and outputs
+ * live on the device named by the call (host memory for FP_DEVICE_CPU).
+ */
+#ifndef FASTPRUNE_FASTPRUNE_H
+#define FASTPRUNE_FASTPRUNE_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define FP_API __declspec(dllexport)
+#else
+#define FP_API __attribute__((visibility("default")))
+#endif
+
+#define FASTPRUNE_ABI_VERSION 1
+
+typedef enum fp_status {
+  FP_OK = 0,
+  FP_ERR_INVALID_ARGUMENT = 1, /* null pointer, bad size, unknown enum value */
+  FP_ERR_NONFINITE = 2,        /* NaN or Inf in the input filters */
+  FP_ERR_UNAVAILABLE = 3,      /* device not compiled in, or no such device present */
+  FP_ERR_DEVICE = 4,           /* a CUDA runtime call failed */
+  FP_ERR_OUT_OF_MEMORY = 5,
+  FP_ERR_INTERNAL = 6
+} fp_status;
+
+typedef enum fp_metric {
+  FP_METRIC_L2 = 0,          /* ||a - b||_2 */
+  FP_METRIC_L1 = 1,          /* ||a - b||_1 */
+  FP_METRIC_COSINE = 2,      /* 1 - a.b / (|a| |b|); a zero row is at distance 1 from every other row */
+  FP_METRIC_SQEUCLIDEAN = 3  /* ||a - b||_2^2 */
+} fp_metric;
+
+typedef enum fp_device { FP_DEVICE_CPU = 0, FP_DEVICE_CUDA = 1 } fp_device;
+
+typedef struct fp_ragged_batch {
+  const float* data;        /* packed filters, see above; device memory for FP_DEVICE_CUDA */
+  int64_t num_layers;       /* >= 1 */
+  const int64_t* num_rows;  /* [num_layers] N_l >= 1, host memory */
+  const int64_t* row_dims;  /* [num_layers] D_l >= 1, host memory */
+} fp_ragged_batch;
+
+/* Where a call runs. stream is a cudaStream_t for FP_DEVICE_CUDA (NULL = default stream), ignored on
+ * the CPU. CUDA calls synchronise the stream before returning (to report NaN/Inf input). */
+typedef struct fp_exec {
+  fp_device device;
+  void* stream;
+} fp_exec;
+
+/* Full distance matrices. out: sum_l N_l^2 floats; layer l's N_l x N_l row-major matrix starts at
+ * sum_{m<l} N_m^2. Each unordered pair is computed once and mirrored; the diagonal is 0. */
+FP_API fp_status fp_pairwise_distances(const fp_ragged_batch* filters, fp_metric metric, fp_exec exec,
+                                       float* out);
+
+/* Geometric-median (FPGM) scores g_j = sum_{j' kept} d(F_j, F_j') without forming N x N.
+ * keep_mask: NULL (all kept) or sum_l N_l bytes, nonzero = kept. Pruned filters are left out of every
+ * sum and score +INFINITY (so they are never chosen as "closest to the median" again).
+ * out: sum_l N_l floats, layer l's scores start at sum_{m<l} N_m. */
+FP_API fp_status fp_gm_scores(const fp_ragged_batch* filters, fp_metric metric, const uint8_t* keep_mask,
+                              fp_exec exec, float* out);
+
+/* Message of the last failed call on this thread ("" after a success). */
+FP_API const char* fp_last_error(void);
+FP_API const char* fp_status_name(fp_status status);
+
+/* Build facts. */
+FP_API const char* fp_version(void);
+FP_API int fp_abi_version(void);
+FP_API int fp_cuda_compiled(void);       /* 1 if CUDA kernels were compiled in */
+FP_API const char* fp_cuda_archs(void);  /* e.g. "80;90" or "" */
+FP_API const char* fp_blas_name(void);   /* BLAS used for the CPU Gram step, or "none" */
+FP_API int fp_openmp_max_threads(void);  /* 1 when built without OpenMP */
+/* FP_OK when a CUDA device can be used; otherwise a status and fp_last_error() says why. */
+FP_API fp_status fp_cuda_device_check(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FASTPRUNE_FASTPRUNE_H */
