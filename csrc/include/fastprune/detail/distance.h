@@ -63,6 +63,13 @@ FP_HOST_DEVICE T finish_distance(int metric, T accumulated) {
   }
 }
 
+// Distance of one off-diagonal pair from its accumulated value. Cosine with a zero row is defined as
+// 1 (the row is taken as orthogonal to everything, as torch.nn.functional.cosine_similarity does).
+template <typename T>
+FP_HOST_DEVICE T finish_pair_distance(int metric, T accumulated, bool either_row_zero) {
+  return (metric == kMetricCosine && either_row_zero) ? T(1) : finish_distance(metric, accumulated);
+}
+
 // Scale that turns a row of squared norm `sq_norm` into a unit row for cosine (0 for a zero row).
 FP_HOST_DEVICE double unit_scale(double sq_norm) { return sq_norm > 0.0 ? 1.0 / sqrt(sq_norm) : 0.0; }
 

@@ -1,0 +1,51 @@
+# make demo  - set up .venv, build, run the whole-network scoring benchmark
+# make test  - set up .venv, build, run the test suite (C ABI example included)
+# Set-up is idempotent: a venv, torch (CPU build when absent; an existing torch is never replaced),
+# the dev requirements, and an editable build of fastprune.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch on this project's machines; override to pick another.
+TORCH_SPEC ?= torch==2.13.0
+DEPS_STAMP := $(VENV)/.deps-stamp
+BUILD_STAMP := $(VENV)/.build-stamp
+NATIVE_SOURCES := $(shell find csrc cmake -type f) CMakeLists.txt setup.py pyproject.toml
+
+.PHONY: demo test build lint format bench info clean
+
+demo: $(BUILD_STAMP)
+	$(PY) -m fastprune demo
+
+test: $(BUILD_STAMP)
+	$(PY) -m pytest -q tests
+
+bench: $(BUILD_STAMP)
+	$(PY) -m fastprune bench scoring
+
+info: $(BUILD_STAMP)
+	$(PY) -m fastprune info
+
+build: $(BUILD_STAMP)
+
+$(PY):
+	python3 -m venv $(VENV)
+
+$(DEPS_STAMP): $(PY) requirements-dev.txt
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+$(BUILD_STAMP): $(DEPS_STAMP) $(NATIVE_SOURCES)
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	touch $@
+
+lint: $(DEPS_STAMP)
+	$(PY) -m ruff check fastprune triton_kernels tests bench examples setup.py
+	$(PY) -m ruff format --check fastprune triton_kernels tests bench examples setup.py
+
+format: $(DEPS_STAMP)
+	$(PY) -m ruff format fastprune triton_kernels tests bench examples setup.py
+	clang-format -i $$(find csrc examples -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' -o -name '*.h' -o -name '*.c')
+
+clean:
+	rm -rf build fastprune/lib fastprune/include fastprune/_C*.so $(BUILD_STAMP)

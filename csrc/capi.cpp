@@ -1,0 +1,173 @@
+// The C ABI: argument checks, dispatch to the CPU or CUDA implementation, status -> message.
+// No C++ exception may cross this boundary: every entry point catches and converts.
+#include <limits.h>
+
+#include <new>
+#include <string>
+#include <vector>
+
+#include "cpu/blas.h"
+#include "cpu/cpu_ops.h"
+#include "fastprune/detail/distance.h"
+#include "fastprune/detail/ragged.h"
+#include "fastprune/fastprune.h"
+
+#if FP_WITH_CUDA
+#include "cuda/cuda_ops.h"
+#endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#ifndef FP_VERSION_STRING
+#define FP_VERSION_STRING "0.0.0"
+#endif
+#ifndef FP_CUDA_ARCHS
+#define FP_CUDA_ARCHS ""
+#endif
+
+namespace {
+
+thread_local std::string last_error;
+
+fp_status fail(fp_status status, const std::string& message) {
+  last_error = message;
+  return status;
+}
+
+fp_status reject(std::string& error, fp_status status, const std::string& message) {
+  error = message;
+  return status;
+}
+
+// Checks what every scoring op shares and fills `layers`.
+fp_status check_batch(const fp_ragged_batch* filters, fp_metric metric, fp_exec exec, const void* out,
+                      std::vector<fp::detail::LayerSpan>& layers, std::string& error) {
+  if (!filters) return reject(error, FP_ERR_INVALID_ARGUMENT, "filters: expected a fp_ragged_batch pointer, got NULL");
+  if (!out) return reject(error, FP_ERR_INVALID_ARGUMENT, "out: expected an output buffer, got NULL");
+  if (!filters->data) return reject(error, FP_ERR_INVALID_ARGUMENT, "filters->data: expected a buffer, got NULL");
+  if (filters->num_layers < 1)
+    return reject(error, FP_ERR_INVALID_ARGUMENT,
+                "filters->num_layers: expected at least 1 layer, got " + std::to_string(filters->num_layers));
+  if (!filters->num_rows || !filters->row_dims)
+    return reject(error, FP_ERR_INVALID_ARGUMENT, "filters->num_rows / filters->row_dims: expected host arrays of "
+                                         "num_layers sizes, got NULL");
+  for (int64_t l = 0; l < filters->num_layers; ++l) {
+    const int64_t n = filters->num_rows[l], d = filters->row_dims[l];
+    // BLAS takes 32-bit sizes; N^2 floats of pairwise output must also stay addressable.
+    if (n < 1 || n > INT_MAX)
+      return reject(error, FP_ERR_INVALID_ARGUMENT, "filters->num_rows[" + std::to_string(l) +
+                                               "]: expected 1 <= filters <= 2^31-1, got " + std::to_string(n));
+    if (d < 1 || d > INT_MAX)
+      return reject(error, FP_ERR_INVALID_ARGUMENT, "filters->row_dims[" + std::to_string(l) +
+                                               "]: expected 1 <= weights per filter <= 2^31-1, got " +
+                                               std::to_string(d));
+  }
+  if (!fp::detail::metric_is_valid(static_cast<int>(metric)))
+    return reject(error, FP_ERR_INVALID_ARGUMENT, "metric: expected FP_METRIC_L2, _L1, _COSINE or _SQEUCLIDEAN, got " +
+                                             std::to_string(static_cast<int>(metric)));
+  if (exec.device != FP_DEVICE_CPU && exec.device != FP_DEVICE_CUDA)
+    return reject(error, FP_ERR_INVALID_ARGUMENT, "exec.device: expected FP_DEVICE_CPU or FP_DEVICE_CUDA, got " +
+                                             std::to_string(static_cast<int>(exec.device)));
+#if !FP_WITH_CUDA
+  if (exec.device == FP_DEVICE_CUDA)
+    return reject(error, FP_ERR_UNAVAILABLE, "exec.device: this libfastprune was built without CUDA (nvcc was not "
+                                    "found or FASTPRUNE_CUDA=0); rebuild with the CUDA toolkit");
+#endif
+  layers = fp::detail::layer_spans(filters->num_layers, filters->num_rows, filters->row_dims);
+  return FP_OK;
+}
+
+// Runs `body` (returning fp_status and filling `error`), converting C++ exceptions to statuses.
+template <typename Body>
+fp_status guarded(Body&& body) {
+  try {
+    std::string error;
+    fp_status status = body(error);
+    last_error = status == FP_OK ? std::string() : error;
+    return status;
+  } catch (const std::bad_alloc&) {
+    return fail(FP_ERR_OUT_OF_MEMORY, "out of host memory");
+  } catch (const std::exception& e) {
+    return fail(FP_ERR_INTERNAL, std::string("internal error: ") + e.what());
+  } catch (...) {
+    return fail(FP_ERR_INTERNAL, "internal error: unknown exception");
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+fp_status fp_pairwise_distances(const fp_ragged_batch* filters, fp_metric metric, fp_exec exec, float* out) {
+  return guarded([&](std::string& error) {
+    std::vector<fp::detail::LayerSpan> layers;
+    fp_status status = check_batch(filters, metric, exec, out, layers, error);
+    if (status != FP_OK) return status;
+#if FP_WITH_CUDA
+    if (exec.device == FP_DEVICE_CUDA)
+      return fp::cuda::pairwise_distances(layers, filters->data, metric, exec.stream, out, error);
+#endif
+    return fp::cpu::pairwise_distances(layers, filters->data, metric, out, error);
+  });
+}
+
+fp_status fp_gm_scores(const fp_ragged_batch* filters, fp_metric metric, const uint8_t* keep_mask, fp_exec exec,
+                       float* out) {
+  return guarded([&](std::string& error) {
+    std::vector<fp::detail::LayerSpan> layers;
+    fp_status status = check_batch(filters, metric, exec, out, layers, error);
+    if (status != FP_OK) return status;
+#if FP_WITH_CUDA
+    if (exec.device == FP_DEVICE_CUDA)
+      return fp::cuda::gm_scores(layers, filters->data, metric, keep_mask, exec.stream, out, error);
+#endif
+    return fp::cpu::gm_scores(layers, filters->data, metric, keep_mask, out, error);
+  });
+}
+
+const char* fp_last_error(void) { return last_error.c_str(); }
+
+const char* fp_status_name(fp_status status) {
+  switch (status) {
+    case FP_OK:
+      return "FP_OK";
+    case FP_ERR_INVALID_ARGUMENT:
+      return "FP_ERR_INVALID_ARGUMENT";
+    case FP_ERR_NONFINITE:
+      return "FP_ERR_NONFINITE";
+    case FP_ERR_UNAVAILABLE:
+      return "FP_ERR_UNAVAILABLE";
+    case FP_ERR_DEVICE:
+      return "FP_ERR_DEVICE";
+    case FP_ERR_OUT_OF_MEMORY:
+      return "FP_ERR_OUT_OF_MEMORY";
+    case FP_ERR_INTERNAL:
+      return "FP_ERR_INTERNAL";
+  }
+  return "FP_ERR_UNKNOWN";
+}
+
+const char* fp_version(void) { return FP_VERSION_STRING; }
+int fp_abi_version(void) { return FASTPRUNE_ABI_VERSION; }
+int fp_cuda_compiled(void) { return FP_WITH_CUDA ? 1 : 0; }
+const char* fp_cuda_archs(void) { return FP_CUDA_ARCHS; }
+const char* fp_blas_name(void) { return fp::cpu::blas_name(); }
+
+int fp_openmp_max_threads(void) {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+fp_status fp_cuda_device_check(void) {
+#if FP_WITH_CUDA
+  return guarded([](std::string& error) { return fp::cuda::device_check(error); });
+#else
+  return fail(FP_ERR_UNAVAILABLE, "built without CUDA (nvcc was not found or FASTPRUNE_CUDA=0)");
+#endif
+}
+
+}  // extern "C"

@@ -1,0 +1,24 @@
+// Entry points of the CPU implementation, called by csrc/capi.cpp after it has validated every
+// argument. Each returns FP_OK or a status with `error` set to a message for fp_last_error().
+#ifndef FASTPRUNE_CPU_CPU_OPS_H
+#define FASTPRUNE_CPU_CPU_OPS_H
+
+#include <string>
+#include <vector>
+
+#include "fastprune/detail/ragged.h"
+#include "fastprune/fastprune.h"
+
+namespace fp {
+namespace cpu {
+
+fp_status pairwise_distances(const std::vector<detail::LayerSpan>& layers, const float* data, int metric,
+                             float* out, std::string& error);
+
+fp_status gm_scores(const std::vector<detail::LayerSpan>& layers, const float* data, int metric,
+                    const uint8_t* keep_mask, float* out, std::string& error);
+
+}  // namespace cpu
+}  // namespace fp
+
+#endif  // FASTPRUNE_CPU_CPU_OPS_H

@@ -1,0 +1,206 @@
+#include "cpu/distance_tiles.h"
+
+#include <math.h>
+
+#include <algorithm>
+
+#include "cpu/blas.h"
+#include "fastprune/detail/distance.h"
+
+namespace fp {
+namespace cpu {
+
+using detail::Accumulation;
+
+namespace {
+
+// sum_k term(a_k, b_k) in float with 16 independent lanes: vectorisable without -ffast-math, and a
+// fixed combination order keeps it deterministic. Differences of near-equal floats are exact
+// (Sterbenz), so near-duplicate rows lose nothing here.
+float direct_float(Accumulation acc, const float* a, const float* b, int64_t d) {
+  constexpr int kLanes = 16;
+  float lanes[kLanes] = {};
+  int64_t k = 0;
+  if (acc == Accumulation::kAbs) {
+    for (; k + kLanes <= d; k += kLanes)
+      for (int l = 0; l < kLanes; ++l) lanes[l] += fabsf(a[k + l] - b[k + l]);
+  } else {
+    for (; k + kLanes <= d; k += kLanes)
+      for (int l = 0; l < kLanes; ++l) lanes[l] += (a[k + l] - b[k + l]) * (a[k + l] - b[k + l]);
+  }
+  float tail = 0.0f;
+  for (; k < d; ++k) tail += detail::accumulate_term(acc, a[k], b[k]);
+  for (int width = kLanes / 2; width > 0; width /= 2)
+    for (int l = 0; l < width; ++l) lanes[l] += lanes[l + width];
+  return lanes[0] + tail;
+}
+
+}  // namespace
+
+fp_status DistanceTiles::prepare(const std::vector<detail::LayerSpan>& spans, const float* data, int metric,
+                                 const uint8_t* keep_mask, std::string& error) {
+  metric_ = metric;
+  const int64_t num_layers = static_cast<int64_t>(spans.size());
+  const int64_t total_rows = spans.back().row_offset + spans.back().rows;
+  const bool cosine = detail::metric_normalises_rows(metric);
+
+  // One pass over every weight: finiteness and squared row norms (in double, for the unit scales).
+  std::vector<double> original_sq(static_cast<size_t>(total_rows));
+  std::vector<int64_t> first_bad_row(static_cast<size_t>(num_layers), -1);
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t l = 0; l < num_layers; ++l) {
+    const detail::LayerSpan& s = spans[l];
+    for (int64_t r = 0; r < s.rows; ++r) {
+      const float* row = data + s.data_offset + r * s.dims;
+      double sq = 0.0;
+      bool finite = true;
+      for (int64_t k = 0; k < s.dims; ++k) {
+        finite &= isfinite(row[k]) != 0;
+        sq += (double)row[k] * (double)row[k];
+      }
+      original_sq[s.row_offset + r] = sq;
+      if (!finite && first_bad_row[l] < 0) first_bad_row[l] = r;
+    }
+  }
+  for (int64_t l = 0; l < num_layers; ++l) {
+    if (first_bad_row[l] >= 0) {
+      error = "filters: layer " + std::to_string(l) + ", filter " + std::to_string(first_bad_row[l]) +
+              " contains NaN or Inf (scores of non-finite weights are meaningless; check for divergence)";
+      return FP_ERR_NONFINITE;
+    }
+  }
+
+  // Which rows take part, and where the compacted / unit-scaled copies go.
+  layers_.assign(static_cast<size_t>(num_layers), Layer{});
+  int64_t prepared_rows = 0, prepared_floats = 0;
+  bool drops_rows = false;
+  for (int64_t l = 0; l < num_layers; ++l) {
+    const detail::LayerSpan& s = spans[l];
+    Layer& layer = layers_[l];
+    for (int64_t r = 0; r < s.rows; ++r)
+      if (!keep_mask || keep_mask[s.row_offset + r]) layer.kept.push_back(r);
+    layer.n = static_cast<int64_t>(layer.kept.size());
+    layer.d = s.dims;
+    layer.first = prepared_rows;
+    drops_rows |= layer.n != s.rows;
+    prepared_rows += layer.n;
+    prepared_floats += layer.n * layer.d;
+  }
+  if (drops_rows) compacted_.resize(static_cast<size_t>(prepared_floats));
+  if (cosine) unit_rows_.resize(static_cast<size_t>(prepared_floats));
+  sq_norms_.resize(static_cast<size_t>(prepared_rows));
+  scales_.assign(cosine ? static_cast<size_t>(prepared_rows) : 0, 0.0);
+
+  int64_t float_offset = 0;
+  for (int64_t l = 0; l < num_layers; ++l) {
+    Layer& layer = layers_[l];
+    const detail::LayerSpan& s = spans[l];
+    float* compacted = drops_rows ? compacted_.data() + float_offset : nullptr;
+    float* unit = cosine ? unit_rows_.data() + float_offset : nullptr;
+    for (int64_t p = 0; p < layer.n; ++p) {
+      const float* src = data + s.data_offset + layer.kept[p] * s.dims;
+      if (compacted) std::copy(src, src + s.dims, compacted + p * s.dims);
+      const double sq = original_sq[s.row_offset + layer.kept[p]];
+      if (!cosine) {
+        sq_norms_[layer.first + p] = static_cast<float>(sq);
+        continue;
+      }
+      const double scale = detail::unit_scale(sq);
+      double unit_sq = 0.0;
+      for (int64_t k = 0; k < s.dims; ++k) {
+        unit[p * s.dims + k] = static_cast<float>(src[k] * scale);
+        unit_sq += (double)unit[p * s.dims + k] * unit[p * s.dims + k];
+      }
+      scales_[layer.first + p] = scale;
+      sq_norms_[layer.first + p] = static_cast<float>(unit_sq);
+    }
+    layer.originals = compacted ? compacted : data + s.data_offset;
+    layer.rows = cosine ? unit : layer.originals;
+    float_offset += layer.n * layer.d;
+  }
+  return FP_OK;
+}
+
+float DistanceTiles::direct_distance(const Layer& layer, int64_t i, int64_t j) const {
+  const float* a = layer.originals + i * layer.d;
+  const float* b = layer.originals + j * layer.d;
+  if (!detail::metric_normalises_rows(metric_)) {
+    return detail::finish_distance(metric_, direct_float(detail::accumulation_of(metric_), a, b, layer.d));
+  }
+  // Cosine of near-parallel rows: scaling in float would round away the difference, so scale and
+  // subtract in double from the original weights.
+  const double sa = scales_[layer.first + i], sb = scales_[layer.first + j];
+  double acc = 0.0;
+  for (int64_t k = 0; k < layer.d; ++k) {
+    const double diff = a[k] * sa - b[k] * sb;
+    acc += diff * diff;
+  }
+  return static_cast<float>(detail::finish_pair_distance(metric_, acc, sa == 0.0 || sb == 0.0));
+}
+
+void DistanceTiles::compute_tile(const Layer& layer, int64_t i0, int64_t ni, int64_t j0, int64_t nj,
+                                 float* out) const {
+  const bool diagonal = i0 == j0;
+  const bool use_gram = kHaveBlas && detail::accumulation_of(metric_) == Accumulation::kSquare;
+  if (use_gram) {
+    gram_tile(layer.rows + i0 * layer.d, ni, layer.rows + j0 * layer.d, nj, layer.d, diagonal, out);
+  }
+  const float* sq = sq_norms_.data() + layer.first;
+  for (int64_t i = 0; i < ni; ++i) {
+    for (int64_t j = diagonal ? i + 1 : 0; j < nj; ++j) {
+      float value;
+      if (use_gram) {
+        const float na = sq[i0 + i], nb = sq[j0 + j];
+        const float d2 = na + nb - 2.0f * out[i * nj + j];
+        // A zero row (cosine) has na == 0 or nb == 0 and d2 == the other norm: far above the floor.
+        const bool zero_row = na == 0.0f || nb == 0.0f;
+        value = detail::gram_needs_direct(d2, na, nb)
+                    ? direct_distance(layer, i0 + i, j0 + j)
+                    : detail::finish_pair_distance(metric_, d2, zero_row);
+      } else {
+        value = direct_distance(layer, i0 + i, j0 + j);
+      }
+      out[i * nj + j] = value;
+    }
+  }
+  if (diagonal) {
+    for (int64_t i = 0; i < ni; ++i) {
+      out[i * nj + i] = 0.0f;
+      for (int64_t j = 0; j < i; ++j) out[i * nj + j] = out[j * nj + i];
+    }
+  }
+}
+
+void DistanceTiles::for_each_tile(const std::function<void(const Tile&)>& consume) const {
+  struct Task {
+    int64_t layer, i0, j0;
+    double cost;
+  };
+  std::vector<Task> tasks;
+  for (int64_t l = 0; l < static_cast<int64_t>(layers_.size()); ++l) {
+    const Layer& layer = layers_[l];
+    for (int64_t i0 = 0; i0 < layer.n; i0 += kTileRows)
+      for (int64_t j0 = i0; j0 < layer.n; j0 += kTileRows)
+        tasks.push_back({l, i0, j0,
+                         (double)std::min(kTileRows, layer.n - i0) * std::min(kTileRows, layer.n - j0) * layer.d});
+  }
+  // Largest first, so the dynamic schedule ends with small tasks and the threads finish together.
+  std::stable_sort(tasks.begin(), tasks.end(), [](const Task& a, const Task& b) { return a.cost > b.cost; });
+
+#pragma omp parallel
+  {
+    std::vector<float> buffer(static_cast<size_t>(kTileRows * kTileRows));
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < static_cast<int64_t>(tasks.size()); ++t) {
+      const Task& task = tasks[t];
+      const Layer& layer = layers_[task.layer];
+      const int64_t ni = std::min(kTileRows, layer.n - task.i0);
+      const int64_t nj = std::min(kTileRows, layer.n - task.j0);
+      compute_tile(layer, task.i0, ni, task.j0, nj, buffer.data());
+      consume(Tile{task.layer, task.i0, ni, task.j0, nj, buffer.data()});
+    }
+  }
+}
+
+}  // namespace cpu
+}  // namespace fp

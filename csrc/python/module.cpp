@@ -1,0 +1,97 @@
+// fastprune._C: a thin pybind11 layer over the C ABI. It converts Python integers (buffer addresses,
+// sizes) to an ABI call, releases the GIL while the kernel runs, and turns a status into a Python
+// exception carrying the library's message. No PyTorch here: fastprune.ops passes data_ptr()s.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "fastprune/fastprune.h"
+
+namespace py = pybind11;
+
+namespace {
+
+void raise_on_error(fp_status status) {
+  if (status == FP_OK) return;
+  const std::string message = std::string(fp_status_name(status)) + ": " + fp_last_error();
+  switch (status) {
+    case FP_ERR_INVALID_ARGUMENT:
+    case FP_ERR_NONFINITE:
+      throw py::value_error(message);
+    case FP_ERR_OUT_OF_MEMORY:
+      throw std::bad_alloc();
+    default:
+      throw std::runtime_error(message);
+  }
+}
+
+struct Batch {
+  std::vector<int64_t> rows, dims;
+  fp_ragged_batch view;
+  Batch(std::uintptr_t data, std::vector<int64_t> num_rows, std::vector<int64_t> row_dims)
+      : rows(std::move(num_rows)), dims(std::move(row_dims)) {
+    if (rows.size() != dims.size()) throw py::value_error("num_rows and row_dims must have the same length");
+    view = fp_ragged_batch{reinterpret_cast<const float*>(data), static_cast<int64_t>(rows.size()), rows.data(),
+                           dims.data()};
+  }
+};
+
+fp_exec exec_of(int device, std::uintptr_t stream) {
+  return fp_exec{static_cast<fp_device>(device), reinterpret_cast<void*>(stream)};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "fastprune C ABI bindings (internal; use fastprune.ops)";
+
+  m.def(
+      "pairwise_distances",
+      [](std::uintptr_t data, std::vector<int64_t> rows, std::vector<int64_t> dims, int metric, int device,
+         std::uintptr_t stream, std::uintptr_t out) {
+        Batch batch(data, std::move(rows), std::move(dims));
+        fp_status status;
+        {
+          py::gil_scoped_release release;
+          status = fp_pairwise_distances(&batch.view, static_cast<fp_metric>(metric), exec_of(device, stream),
+                                         reinterpret_cast<float*>(out));
+        }
+        raise_on_error(status);
+      },
+      py::arg("data"), py::arg("num_rows"), py::arg("row_dims"), py::arg("metric"), py::arg("device"),
+      py::arg("stream"), py::arg("out"));
+
+  m.def(
+      "gm_scores",
+      [](std::uintptr_t data, std::vector<int64_t> rows, std::vector<int64_t> dims, int metric,
+         std::uintptr_t keep_mask, int device, std::uintptr_t stream, std::uintptr_t out) {
+        Batch batch(data, std::move(rows), std::move(dims));
+        fp_status status;
+        {
+          py::gil_scoped_release release;
+          status = fp_gm_scores(&batch.view, static_cast<fp_metric>(metric),
+                                reinterpret_cast<const uint8_t*>(keep_mask), exec_of(device, stream),
+                                reinterpret_cast<float*>(out));
+        }
+        raise_on_error(status);
+      },
+      py::arg("data"), py::arg("num_rows"), py::arg("row_dims"), py::arg("metric"), py::arg("keep_mask"),
+      py::arg("device"), py::arg("stream"), py::arg("out"));
+
+  m.def("cuda_device_check", [] {
+    const fp_status status = fp_cuda_device_check();
+    return py::make_tuple(status == FP_OK, status == FP_OK ? std::string() : std::string(fp_last_error()));
+  });
+  m.def("build_info", [] {
+    py::dict info;
+    info["version"] = fp_version();
+    info["abi_version"] = fp_abi_version();
+    info["cuda_compiled"] = fp_cuda_compiled() != 0;
+    info["cuda_archs"] = fp_cuda_archs();
+    info["blas"] = fp_blas_name();
+    info["openmp_max_threads"] = fp_openmp_max_threads();
+    return info;
+  });
+}

@@ -1,0 +1,3 @@
+from fastprune.cli import main
+
+raise SystemExit(main())

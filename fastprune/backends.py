@@ -1,0 +1,115 @@
+"""Backend registry: what each backend can run, why it refuses an input, and which one a call uses.
+
+Backends:
+    "cpu"     C++ kernels (OpenMP, BLAS Gram step) through the C ABI; CPU tensors.
+    "cuda"    CUDA C++ kernels through the C ABI; CUDA tensors, needs a build with nvcc and a GPU.
+    "triton"  Triton kernels (fastprune.triton_kernels); CUDA tensors, or CPU tensors when the Triton
+              interpreter is on (TRITON_INTERPRET=1; slow, meant for testing).
+    "torch"   the plain-PyTorch float64 reference; any device, always available.
+
+Which backend a call uses, first match wins:
+    1. the call's ``backend=`` argument when it is not "auto";
+    2. the innermost ``with fastprune.use_backend(name):`` block;
+    3. the environment variable FASTPRUNE_BACKEND (read at each call, never cached at import);
+    4. "auto": cpu for CPU tensors; cuda, else triton, for CUDA tensors; torch when nothing else accepts.
+A backend named by 1-3 that refuses the input raises BackendError listing every backend's reasons.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import importlib.util
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional
+
+from fastprune import _native
+
+BACKENDS = ("cpu", "cuda", "triton", "torch")
+_AUTO_ORDER = {"cpu": ("cpu", "torch"), "cuda": ("cuda", "triton", "torch")}
+
+_context_backend: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("fastprune_backend", default=None)
+
+
+class BackendError(ValueError):
+    """A named backend cannot run the call; the message lists each backend's reasons."""
+
+
+def _triton_reason(device_type: str) -> str | None:
+    if importlib.util.find_spec("triton") is None:
+        return "triton is not installed (pip install triton)"
+    if device_type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        return "CPU tensors run on triton only in interpreter mode (set TRITON_INTERPRET=1)"
+    if device_type not in ("cpu", "cuda"):
+        return f"triton runs on cuda tensors, got {device_type}"
+    return None
+
+
+def _device_reason(wanted: str, device_type: str) -> str | None:
+    return None if device_type == wanted else f"needs {wanted} tensors, got {device_type} tensors"
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    # Returns None when the backend can run on tensors of this device type, else the reason it cannot.
+    refusal: Callable[[str], Optional[str]]
+
+
+_REGISTRY = {
+    "cpu": Backend("cpu", lambda dev: _device_reason("cpu", dev) or _native.unavailable_reason()),
+    "cuda": Backend("cuda", lambda dev: _device_reason("cuda", dev) or _native.cuda_unavailable_reason()),
+    "triton": Backend("triton", _triton_reason),
+    "torch": Backend("torch", lambda dev: None),
+}
+
+
+def refusal_reasons(device_type: str) -> dict[str, str | None]:
+    """For each backend, None if it accepts tensors on `device_type`, else why it refuses."""
+    return {name: _REGISTRY[name].refusal(device_type) for name in BACKENDS}
+
+
+def available_backends(device_type: str = "cpu") -> list[str]:
+    """Backends that can run on tensors of `device_type` ("cpu" or "cuda") in this process."""
+    return [name for name, reason in refusal_reasons(device_type).items() if reason is None]
+
+
+def _check_name(name: str, source: str) -> str:
+    if name not in BACKENDS and name != "auto":
+        raise ValueError(f"{source}: expected one of {', '.join(BACKENDS)} or 'auto', got {name!r}")
+    return name
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Make `name` the default backend of calls inside the block (a per-call argument still wins)."""
+    token = _context_backend.set(_check_name(name, "use_backend(name)"))
+    try:
+        yield
+    finally:
+        _context_backend.reset(token)
+
+
+def select_backend(requested: str, device_type: str, op: str) -> str:
+    """Resolves the backend for one call of `op` on tensors of `device_type` (see module docstring)."""
+    _check_name(requested, "backend")
+    source = "backend argument"
+    if requested == "auto" and _context_backend.get() is not None:
+        requested, source = _context_backend.get(), "fastprune.use_backend()"
+    if requested == "auto" and os.environ.get("FASTPRUNE_BACKEND", "auto") != "auto":
+        requested = _check_name(os.environ["FASTPRUNE_BACKEND"], "FASTPRUNE_BACKEND environment variable")
+        source = "FASTPRUNE_BACKEND environment variable"
+    reasons = refusal_reasons(device_type)
+    if requested == "auto":
+        for name in _AUTO_ORDER.get(device_type, ("torch",)):
+            if reasons[name] is None:
+                return name
+        return "torch"
+    if reasons[requested] is not None:
+        listing = "; ".join(f"{name}: {why or 'accepts'}" for name, why in reasons.items())
+        raise BackendError(
+            f"backend {requested!r} (from {source}) cannot run {op} on {device_type} tensors: "
+            f"{reasons[requested]}. Backends: {listing}"
+        )
+    return requested

@@ -1,0 +1,138 @@
+"""Whole-network geometric-median scoring: fastprune against the paths users have today.
+
+For each network (random weights of its conv shapes) and each method, the time to score every conv
+layer once (g_j = sum_j' ||F_j - F_j'||_2), measured side by side in one run:
+
+    fastprune-<backend>  fastprune.ops.gm_scores(list of weights): one native call
+    torch.cdist loop     per layer torch.cdist(x, x).sum(1) (matmul mode: the fast, lossy path)
+    scipy cdist loop     per layer scipy.spatial.distance.cdist(x, x) (FPGM's official code)
+
+Columns: median seconds, speed-up of fastprune over the method, GFLOP/s on the Gram-equivalent work
+sum_l 2 N_l^2 D_l (the same count for every method, so rates compare like times), that rate as a share
+of the machine's measured float32 matmul ceiling, and the largest relative error against float64.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from fastprune.benchmarks.networks import NETWORKS
+from fastprune.ops import gm_scores
+
+FIELDS = ["date", "commit", "machine", "network", "method", "seconds", "fastprune_speedup", "gflops",
+          "ceiling_share", "max_rel_err"]
+
+
+def machine_name() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+
+
+def commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def median_seconds(fn: Callable[[], object], min_runs: int = 3, budget_s: float = 2.0) -> float:
+    """Median wall time of fn after one warm-up; at least one timed run, up to min_runs within budget."""
+    fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 50:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        elapsed = time.perf_counter() - start
+        if (len(times) >= min_runs and elapsed >= budget_s) or elapsed > 4 * budget_s:
+            break
+    return statistics.median(times)
+
+
+def matmul_ceiling_gflops(size: int = 2048) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    return 2 * size**3 / median_seconds(lambda: a @ b, budget_s=1.0) / 1e9
+
+
+def _reference_scores(weights: list[torch.Tensor]) -> list[torch.Tensor]:
+    out = []
+    for w in weights:
+        x = w.reshape(w.shape[0], -1).double()
+        out.append(torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist").sum(1))
+    return out
+
+
+def _max_rel_err(got: list[torch.Tensor], ref: list[torch.Tensor]) -> float:
+    return max(float(((g.double() - r).abs() / r.abs().clamp_min(1e-30)).max()) for g, r in zip(got, ref))
+
+
+def methods(backend: str, with_scipy: bool) -> dict[str, Callable[[list[torch.Tensor]], list[torch.Tensor]]]:
+    def torch_loop(ws):
+        return [torch.cdist(x, x).sum(1) for x in (w.reshape(w.shape[0], -1) for w in ws)]
+
+    def scipy_loop(ws):
+        from scipy.spatial.distance import cdist
+
+        return [torch.from_numpy(cdist(x, x, "euclidean").sum(0)) for x in (w.reshape(w.shape[0], -1).numpy() for w in ws)]
+
+    table = {f"fastprune-{backend}": lambda ws: gm_scores(ws, "l2", backend=backend), "torch.cdist loop": torch_loop}
+    if with_scipy:
+        table["scipy cdist loop"] = scipy_loop
+    return table
+
+
+def run(networks: list[str], backend: str = "cpu", with_scipy: bool = True, out_dir: Path | None = None,
+        seed: int = 0) -> list[dict]:
+    """Runs the benchmark, prints the table, appends rows to out_dir/scoring.csv when given."""
+    generator = torch.Generator().manual_seed(seed)
+    machine, rev, date = machine_name(), commit(), datetime.datetime.now().isoformat(timespec="seconds")
+    ceiling = matmul_ceiling_gflops()
+    print(f"machine: {machine}; commit {rev}; float32 matmul ceiling {ceiling:.1f} GFLOP/s")
+    rows = []
+    for network in networks:
+        weights = [torch.randn(shape, generator=generator) for shape in NETWORKS[network]]
+        work = sum(2 * s[0] ** 2 * s[1] * s[2] * s[3] for s in NETWORKS[network])
+        reference = _reference_scores(weights)
+        timings = {}
+        for name, fn in methods(backend, with_scipy).items():
+            seconds = median_seconds(lambda fn=fn: fn(weights))
+            timings[name] = (seconds, _max_rel_err(fn(weights), reference))
+        ours = timings[f"fastprune-{backend}"][0]
+        print(f"\n{network}: {len(weights)} conv layers, {work / 1e9:.2f} GFLOP Gram-equivalent work")
+        print(f"  {'method':<20}{'time':>12}{'fastprune x':>14}{'GFLOP/s':>10}{'% ceil':>8}{'max rel err':>13}")
+        for name, (seconds, err) in timings.items():
+            row = {"date": date, "commit": rev, "machine": machine, "network": network, "method": name,
+                   "seconds": seconds, "fastprune_speedup": seconds / ours, "gflops": work / seconds / 1e9,
+                   "ceiling_share": work / seconds / 1e9 / ceiling, "max_rel_err": err}
+            rows.append(row)
+            print(f"  {name:<20}{seconds * 1e3:>10.2f}ms{row['fastprune_speedup']:>13.1f}x"
+                  f"{row['gflops']:>10.1f}{100 * row['ceiling_share']:>7.0f}%{err:>13.1e}")
+    if out_dir is not None:
+        path = Path(out_dir) / "scoring.csv"
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerows(rows)
+        print(f"\nappended {len(rows)} rows to {path}")
+    return rows

@@ -1,0 +1,87 @@
+"""`fastprune` / `python -m fastprune`: info, bench, demo."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def cmake_prefix() -> Path:
+    """Prefix to put on CMAKE_PREFIX_PATH so that find_package(fastprune) finds the installed library."""
+    return PACKAGE_DIR
+
+
+def _version_of(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def info() -> int:
+    from fastprune import _native, __version__
+    from fastprune.backends import refusal_reasons
+
+    print(f"fastprune {__version__}")
+    reason = _native.unavailable_reason()
+    if reason is None:
+        build = _native.native().build_info()
+        archs = build["cuda_archs"] or "-"
+        print(f"  native library: C ABI v{build['abi_version']}, CUDA compiled: {build['cuda_compiled']} "
+              f"(archs {archs}), BLAS: {build['blas']}, OpenMP max threads: {build['openmp_max_threads']}")
+        print(f"  cmake prefix (find_package(fastprune)): {cmake_prefix()}")
+    else:
+        print(f"  native library: unavailable: {reason}")
+    print(f"  torch {_version_of('torch')}, triton {_version_of('triton')}")
+    for device_type in ("cpu", "cuda"):
+        print(f"  backends for {device_type} tensors:")
+        for name, why in refusal_reasons(device_type).items():
+            print(f"    {name:<7} {'available' if why is None else 'unavailable: ' + why}")
+    return 0
+
+
+def bench(args: argparse.Namespace) -> int:
+    from fastprune.benchmarks import scoring
+
+    out_dir = args.out
+    if out_dir is None and Path("bench/results").is_dir():
+        out_dir = Path("bench/results")
+    scoring.run(args.networks, backend=args.backend, with_scipy=not args.no_scipy, out_dir=out_dir)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="fastprune", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    info_parser = commands.add_parser("info", help="version, build facts, backends and why any is unavailable")
+    info_parser.add_argument("--cmake-prefix", action="store_true", help="print only the CMake prefix path")
+    bench_parser = commands.add_parser("bench", help="benchmarks")
+    bench_parser.add_argument("suite", choices=["scoring"], help="scoring: whole-network gm_scores")
+    bench_parser.add_argument("--networks", nargs="+", default=["resnet56", "resnet50"],
+                              choices=["resnet56", "resnet50"])
+    bench_parser.add_argument("--backend", default="cpu", help="fastprune backend to time (default cpu)")
+    bench_parser.add_argument("--no-scipy", action="store_true", help="skip the (slow) SciPy baseline")
+    bench_parser.add_argument("--out", type=Path, default=None,
+                              help="folder for scoring.csv (default bench/results when it exists)")
+    commands.add_parser("demo", help="the main job on default data (for now: the scoring benchmark)")
+    args = parser.parse_args(argv)
+
+    if args.command == "info":
+        if args.cmake_prefix:
+            print(cmake_prefix())
+            return 0
+        return info()
+    if args.command == "bench":
+        return bench(args)
+    # demo: until the training loop lands, the whole-network scoring benchmark is the main job.
+    return bench(parser.parse_args(["bench", "scoring"]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

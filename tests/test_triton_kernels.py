@@ -1,0 +1,168 @@
+"""Triton pairwise_distances / gm_scores against float64 references built from explicit differences.
+
+Without CUDA the kernels run under the Triton interpreter on CPU tensors, so sizes stay small.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    # Must precede the kernels' import: @triton.jit picks interpreter or compiler when it decorates.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+pytest.importorskip("triton")
+
+
+def _load_kernels() -> ModuleType:
+    """fastprune.triton_kernels when the package is built, else the source folder of this checkout."""
+    try:
+        return importlib.import_module("fastprune.triton_kernels")
+    except (ImportError, OSError):
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        return importlib.import_module("triton_kernels")
+
+
+_kernels = _load_kernels()
+pairwise_distances = _kernels.pairwise_distances
+gm_scores = _kernels.gm_scores
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+METRICS = {"l2": 0, "l1": 1, "cosine": 2, "sqeuclidean": 3}
+# N = 1, non-power-of-2 N, N spanning several 16- and 32-row tiles; D not a multiple of BLOCK_D.
+MIXED_SHAPES = [(1, 3), (2, 5), (7, 9), (17, 33), (5, 70), (40, 20)]
+RTOL = 1e-4
+
+
+def _pack(layers: list[torch.Tensor]) -> tuple[torch.Tensor, list[int], list[int]]:
+    data = torch.cat([x.reshape(-1) for x in layers]).to(torch.float32).contiguous().to(DEVICE)
+    return data, [x.shape[0] for x in layers], [x.shape[1] for x in layers]
+
+
+def _mixed_layers(seed: int = 0) -> list[torch.Tensor]:
+    """Random layers of different magnitudes; the 17 x 33 layer has a zero row and a duplicate pair."""
+    gen = torch.Generator().manual_seed(seed)
+    layers = [torch.randn(n, d, generator=gen) * 10.0 ** (i % 3 - 1) for i, (n, d) in enumerate(MIXED_SHAPES)]
+    layers[3][4] = 0.0
+    layers[3][9] = layers[3][2]
+    return layers
+
+
+def _near_duplicate_layers(seed: int = 1) -> list[torch.Tensor]:
+    """Each layer one family: rows = base + 1e-4 |base| noise / sqrt(D), the pairs FPGM must rank."""
+    gen = torch.Generator().manual_seed(seed)
+    layers = []
+    for n, d in [(3, 5), (17, 33), (6, 70), (35, 9)]:
+        base = torch.randn(d, generator=gen, dtype=torch.float64)
+        noise = torch.randn(n, d, generator=gen, dtype=torch.float64)
+        layers.append(base + 1e-4 * base.norm() * noise / d**0.5)
+    return layers
+
+
+def _reference(layers: list[torch.Tensor], metric: int) -> list[torch.Tensor]:
+    """float64 N x N matrices of each layer from the float32-rounded rows the kernels see."""
+    out = []
+    for x in layers:
+        x = x.to(torch.float32).to(torch.float64)
+        zero = x.norm(dim=1) == 0
+        if metric == METRICS["cosine"]:
+            # 1 - cos = |u - v|^2 / 2 on unit rows (no cancellation); zero rows at distance 1 from all.
+            x = torch.where(zero[:, None], 0.0, x / x.norm(dim=1, keepdim=True).clamp_min(1e-300))
+        diff = x[:, None, :] - x[None, :, :]
+        sq = (diff * diff).sum(-1)
+        dist = {0: sq.sqrt(), 1: diff.abs().sum(-1), 2: sq / 2, 3: sq}[metric]
+        if metric == METRICS["cosine"]:
+            dist[zero[:, None] | zero[None, :]] = 1.0
+        out.append(dist.fill_diagonal_(0.0))
+    return out
+
+
+def _assert_rel_close(got: torch.Tensor, ref: torch.Tensor) -> None:
+    # Direct differences keep every distance, however small, to relative accuracy; the atol only
+    # absorbs exact zeros (duplicates) and is far below the near-duplicate distances (~1e-8 |ref|max).
+    if ref.numel() == 0:  # e.g. a layer with every filter pruned
+        return
+    atol = 1e-12 * float(ref.abs().max())
+    err = (got.double().cpu() - ref).abs() - RTOL * ref.abs()
+    assert float(err.max()) <= atol, f"max excess error {float(err.max()):.3e}"
+
+
+def _split(flat: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
+    return list(torch.split(flat.cpu(), sizes))
+
+
+@pytest.mark.parametrize("metric", METRICS.values(), ids=METRICS.keys())
+@pytest.mark.parametrize("make_layers", [_mixed_layers, _near_duplicate_layers], ids=["mixed", "near_dup"])
+def test_pairwise_matches_reference(metric: int, make_layers: Callable[[], list[torch.Tensor]]) -> None:
+    layers = make_layers()
+    data, num_rows, row_dims = _pack(layers)
+    out = pairwise_distances(data, num_rows, row_dims, metric)
+    assert out.dtype == torch.float32 and out.shape == (sum(n * n for n in num_rows),)
+    for got, ref, n in zip(_split(out, [n * n for n in num_rows]), _reference(layers, metric), num_rows):
+        got = got.view(n, n)
+        assert torch.equal(got, got.T), "each pair is computed once and mirrored"
+        assert torch.all(got.diagonal() == 0)
+        _assert_rel_close(got, ref)
+
+
+def _masks(num_rows: list[int]) -> dict[str, torch.Tensor | None]:
+    total = sum(num_rows)
+    some = torch.ones(total, dtype=torch.bool)
+    some[::3] = False
+    one_per_layer = torch.zeros(total, dtype=torch.uint8)
+    one_per_layer[torch.tensor([0, *num_rows[:-1]]).cumsum(0)] = 1
+    return {"all_kept": None, "some_pruned": some, "one_kept_per_layer": one_per_layer}
+
+
+@pytest.mark.parametrize("metric", METRICS.values(), ids=METRICS.keys())
+@pytest.mark.parametrize("mask_name", ["all_kept", "some_pruned", "one_kept_per_layer"])
+@pytest.mark.parametrize("make_layers", [_mixed_layers, _near_duplicate_layers], ids=["mixed", "near_dup"])
+def test_gm_scores_match_reference(
+    metric: int, mask_name: str, make_layers: Callable[[], list[torch.Tensor]]
+) -> None:
+    if make_layers is _near_duplicate_layers and mask_name == "one_kept_per_layer":
+        pytest.skip("all scores are 0 or inf; covered by the mixed layers")
+    layers = make_layers()
+    data, num_rows, row_dims = _pack(layers)
+    mask = _masks(num_rows)[mask_name]
+    scores = gm_scores(data, num_rows, row_dims, metric, None if mask is None else mask.to(DEVICE))
+    assert scores.dtype == torch.float32 and scores.shape == (sum(num_rows),)
+    kept = torch.ones(sum(num_rows), dtype=torch.bool) if mask is None else mask.bool()
+    for got, ref, keep in zip(_split(scores, num_rows), _reference(layers, metric), _split(kept, num_rows)):
+        assert torch.all(got[~keep] == float("inf"))
+        _assert_rel_close(got[keep], (ref * keep[None, :]).sum(1)[keep])
+
+
+def test_runs_are_bitwise_identical() -> None:
+    data, num_rows, row_dims = _pack(_mixed_layers(seed=3))
+    mask = _masks(num_rows)["some_pruned"].to(DEVICE)
+    for metric in (METRICS["l2"], METRICS["cosine"]):
+        assert torch.equal(
+            pairwise_distances(data, num_rows, row_dims, metric),
+            pairwise_distances(data, num_rows, row_dims, metric),
+        )
+        assert torch.equal(
+            gm_scores(data, num_rows, row_dims, metric, mask),
+            gm_scores(data, num_rows, row_dims, metric, mask),
+        )
+
+
+def test_rejects_bad_arguments() -> None:
+    data, num_rows, row_dims = _pack([torch.randn(3, 4)])
+    with pytest.raises(ValueError, match="metric"):
+        pairwise_distances(data, num_rows, row_dims, 4)
+    with pytest.raises(ValueError, match="sum N_l"):
+        pairwise_distances(data[:-1].contiguous(), num_rows, row_dims, 0)
+    with pytest.raises(ValueError, match=">= 1"):
+        gm_scores(data, [0, 3], [4, 4], 0, None)
+    with pytest.raises(ValueError, match="NaN"):
+        gm_scores(torch.full_like(data, float("nan")), num_rows, row_dims, 0, None)
+    with pytest.raises(ValueError, match="keep_mask"):
+        gm_scores(data, num_rows, row_dims, 0, torch.ones(4, dtype=torch.bool, device=DEVICE))
