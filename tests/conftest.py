@@ -1,0 +1,85 @@
+"""Shared test helpers: float64 NumPy/SciPy references (independent of torch and of fastprune) and the
+list of backends that can run on this machine."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import cdist
+
+if not torch.cuda.is_available():
+    # Triton kernels run on CPU tensors in interpreter mode; must be set before triton is imported.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+HAS_CUDA = torch.cuda.is_available()
+# Backends exercised on CPU tensors. Triton runs interpreted here, so its cases keep sizes small.
+CPU_BACKENDS = ["cpu", "torch"] + (["triton"] if HAS_TRITON else [])
+METRIC_NAMES = ["l2", "l1", "cosine", "sqeuclidean"]
+# Stated tolerance for every op, metric and backend against float64: relative 1e-4.
+RTOL = 1e-4
+
+requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+
+
+def reference_distances(rows: np.ndarray, metric: str) -> np.ndarray:
+    """(N, D) -> (N, N) float64 distances by SciPy's direct per-pair formulas (no Gram form)."""
+    x = np.asarray(rows, dtype=np.float64)
+    if metric == "cosine":
+        norms = np.linalg.norm(x, axis=1)
+        zero = norms == 0
+        out = np.ones((len(x), len(x)))
+        live = ~zero
+        if live.any():
+            unit = x[live] / norms[live, None]
+            # 1 - cos as |u - v|^2 / 2 from direct differences keeps near-parallel rows exact.
+            out[np.ix_(live, live)] = cdist(unit, unit, "sqeuclidean") / 2.0
+    else:
+        out = cdist(x, x, {"l2": "euclidean", "l1": "cityblock", "sqeuclidean": "sqeuclidean"}[metric])
+    np.fill_diagonal(out, 0.0)
+    return out
+
+
+def reference_gm_scores(rows: np.ndarray, metric: str, keep: np.ndarray | None = None) -> np.ndarray:
+    """g_j = sum over kept j' of d(F_j, F_j'); +inf for pruned rows."""
+    dist = reference_distances(rows, metric)
+    keep = np.ones(len(dist), dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
+    scores = (dist * keep[None, :]).sum(axis=1)
+    return np.where(keep, scores, np.inf)
+
+
+def assert_close_rel(got: torch.Tensor, expected: np.ndarray, rtol: float = RTOL, what: str = "") -> None:
+    """|got - expected| <= rtol * |expected| elementwise, plus a floor of rtol * 1e-6 * max(max|expected|, 1)
+    for entries that are zero in exact arithmetic (duplicate or parallel rows) and come out as ~1e-30."""
+    got64 = got.detach().cpu().double().numpy()
+    assert got64.shape == expected.shape, f"{what}: shape {got64.shape} != {expected.shape}"
+    finite = np.isfinite(expected)
+    assert np.array_equal(np.isfinite(got64), finite), f"{what}: inf/finite pattern differs"
+    if not finite.any():
+        return
+    scale = max(float(np.abs(expected[finite]).max()), 1.0)
+    err = np.abs(got64[finite] - expected[finite])
+    bound = rtol * np.abs(expected[finite]) + rtol * 1e-6 * scale
+    worst = int(np.argmax(err / bound))
+    assert np.all(err <= bound), (
+        f"{what}: max relative error {float((err / np.maximum(np.abs(expected[finite]), 1e-30)).max()):.3e} "
+        f"exceeds {rtol} (got {got64[finite][worst]!r}, expected {expected[finite][worst]!r})"
+    )
+
+
+def rows_of(weight: torch.Tensor) -> np.ndarray:
+    """The float32 values the kernels see, as float64 rows F_j = W[j].flatten()."""
+    return weight.detach().float().reshape(weight.shape[0], -1).double().numpy()
+
+
+def near_duplicate_family(n: int, d: int, separation: float = 1e-4, seed: int = 0) -> torch.Tensor:
+    """n filters base + eps_j with |eps_j| ~ separation * |base|: the pairs FPGM must rank."""
+    gen = torch.Generator().manual_seed(seed)
+    base = torch.randn(d, generator=gen, dtype=torch.float64)
+    noise = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    noise = noise / noise.norm(dim=1, keepdim=True) * separation * base.norm()
+    return (base[None, :] + noise).float()
