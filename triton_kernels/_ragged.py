@@ -71,7 +71,8 @@ def tile_table(num_rows: list[int], block: int, device: torch.device) -> torch.T
 
 
 def check_batch(data: torch.Tensor, num_rows: list[int], row_dims: list[int], metric: int) -> None:
-    """Validate like the C ABI does (FP_ERR_INVALID_ARGUMENT / FP_ERR_NONFINITE become ValueError)."""
+    """Validate sizes like the C ABI does (FP_ERR_INVALID_ARGUMENT becomes ValueError). NaN/Inf is
+    checked by the caller (fastprune.ops), once for every backend that lacks a native check."""
     if not isinstance(data, torch.Tensor) or data.dtype != torch.float32 or data.dim() != 1:
         raise ValueError("data must be a 1-D float32 tensor of packed filters")
     if not data.is_contiguous():
@@ -88,8 +89,6 @@ def check_batch(data: torch.Tensor, num_rows: list[int], row_dims: list[int], me
         raise ValueError(f"data has {data.numel()} floats, sum N_l * D_l = {expected}")
     if metric not in (METRIC_L2, METRIC_L1, METRIC_COSINE, METRIC_SQEUCLIDEAN):
         raise ValueError(f"metric must be 0 (l2), 1 (l1), 2 (cosine) or 3 (sqeuclidean), got {metric}")
-    if not bool(torch.isfinite(data).all()):
-        raise ValueError("data contains NaN or Inf")
 
 
 def prepare(data: torch.Tensor, num_rows: list[int], row_dims: list[int], metric: int) -> RaggedLaunch:

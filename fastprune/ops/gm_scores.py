@@ -12,6 +12,7 @@ from fastprune.ops._ragged import Filters, Mask, check_finite, metric_id, pack_f
 
 
 def _triton(data, num_rows, row_dims, metric, keep_mask):
+    check_finite(data, num_rows, row_dims)
     from fastprune.triton_kernels import gm_scores
 
     return gm_scores(data, num_rows, row_dims, metric, keep_mask)

@@ -12,6 +12,7 @@ from fastprune.ops._ragged import Filters, check_finite, metric_id, pack_filters
 
 
 def _triton(data, num_rows, row_dims, metric):
+    check_finite(data, num_rows, row_dims)
     from fastprune.triton_kernels import pairwise_distances
 
     return pairwise_distances(data, num_rows, row_dims, metric)
