@@ -69,11 +69,16 @@ fp_status check_batch(const fp_ragged_batch* filters, fp_metric metric, fp_exec 
   if (exec.device != FP_DEVICE_CPU && exec.device != FP_DEVICE_CUDA)
     return reject(error, FP_ERR_INVALID_ARGUMENT, "exec.device: expected FP_DEVICE_CPU or FP_DEVICE_CUDA, got " +
                                              std::to_string(static_cast<int>(exec.device)));
-#if !FP_WITH_CUDA
-  if (exec.device == FP_DEVICE_CUDA)
-    return reject(error, FP_ERR_UNAVAILABLE, "exec.device: this libfastprune was built without CUDA (nvcc was not "
-                                    "found or FASTPRUNE_CUDA=0); rebuild with the CUDA toolkit");
+  if (exec.device == FP_DEVICE_CUDA) {
+#if FP_WITH_CUDA
+    std::string why;
+    if (fp::cuda::device_check(why) != FP_OK) return reject(error, FP_ERR_UNAVAILABLE, "exec.device: " + why);
+#else
+    return reject(error, FP_ERR_UNAVAILABLE,
+                  "exec.device: this libfastprune was built without CUDA (nvcc was not found or FASTPRUNE_CUDA=0); "
+                  "rebuild with the CUDA toolkit");
 #endif
+  }
   layers = fp::detail::layer_spans(filters->num_layers, filters->num_rows, filters->row_dims);
   return FP_OK;
 }
