@@ -1,10 +1,12 @@
 #include "cpu/distance_tiles.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #include <algorithm>
 
 #include "cpu/blas.h"
+#include "cpu/pair_kernels.h"
 #include "fastprune/detail/distance.h"
 
 namespace fp {
@@ -14,25 +16,19 @@ using detail::Accumulation;
 
 namespace {
 
-// sum_k term(a_k, b_k) in float with 16 independent lanes: vectorisable without -ffast-math, and a
-// fixed combination order keeps it deterministic. Differences of near-equal floats are exact
-// (Sterbenz), so near-duplicate rows lose nothing here.
-float direct_float(Accumulation acc, const float* a, const float* b, int64_t d) {
-  constexpr int kLanes = 16;
-  float lanes[kLanes] = {};
-  int64_t k = 0;
-  if (acc == Accumulation::kAbs) {
-    for (; k + kLanes <= d; k += kLanes)
-      for (int l = 0; l < kLanes; ++l) lanes[l] += fabsf(a[k + l] - b[k + l]);
-  } else {
-    for (; k + kLanes <= d; k += kLanes)
-      for (int l = 0; l < kLanes; ++l) lanes[l] += (a[k + l] - b[k + l]) * (a[k + l] - b[k + l]);
-  }
-  float tail = 0.0f;
-  for (; k < d; ++k) tail += detail::accumulate_term(acc, a[k], b[k]);
-  for (int width = kLanes / 2; width > 0; width /= 2)
-    for (int l = 0; l < width; ++l) lanes[l] += lanes[l + width];
-  return lanes[0] + tail;
+// The Gram step goes to BLAS only where it measures faster than pair_tile (see bench/ and
+// docs in README): large tiles. FASTPRUNE_BLAS_MIN_WORK overrides the threshold for experiments.
+bool use_blas(int64_t ni, int64_t nj, int64_t d) {
+  static const double min_work = [] {
+    const char* env = getenv("FASTPRUNE_BLAS_MIN_WORK");
+    return env ? atof(env) : 1e300;
+  }();
+  return kHaveBlas && (double)ni * nj * d >= min_work;
+}
+
+PairOp difference_op(int metric) {
+  return detail::accumulation_of(metric) == Accumulation::kAbs ? PairOp::kAbsDifference
+                                                               : PairOp::kSquaredDifference;
 }
 
 }  // namespace
@@ -51,15 +47,9 @@ fp_status DistanceTiles::prepare(const std::vector<detail::LayerSpan>& spans, co
   for (int64_t l = 0; l < num_layers; ++l) {
     const detail::LayerSpan& s = spans[l];
     for (int64_t r = 0; r < s.rows; ++r) {
-      const float* row = data + s.data_offset + r * s.dims;
-      double sq = 0.0;
-      bool finite = true;
-      for (int64_t k = 0; k < s.dims; ++k) {
-        finite &= isfinite(row[k]) != 0;
-        sq += (double)row[k] * (double)row[k];
-      }
+      const double sq = row_sq_norm(data + s.data_offset + r * s.dims, s.dims);
       original_sq[s.row_offset + r] = sq;
-      if (!finite && first_bad_row[l] < 0) first_bad_row[l] = r;
+      if (!isfinite(sq) && first_bad_row[l] < 0) first_bad_row[l] = r;
     }
   }
   for (int64_t l = 0; l < num_layers; ++l) {
@@ -125,7 +115,8 @@ float DistanceTiles::direct_distance(const Layer& layer, int64_t i, int64_t j) c
   const float* a = layer.originals + i * layer.d;
   const float* b = layer.originals + j * layer.d;
   if (!detail::metric_normalises_rows(metric_)) {
-    return detail::finish_distance(metric_, direct_float(detail::accumulation_of(metric_), a, b, layer.d));
+    // Differences of near-equal floats are exact (Sterbenz), so near-duplicates lose nothing here.
+    return detail::finish_distance(metric_, pair_reduce(difference_op(metric_), a, b, layer.d));
   }
   // Cosine of near-parallel rows: scaling in float would round away the difference, so scale and
   // subtract in double from the original weights.
@@ -141,26 +132,27 @@ float DistanceTiles::direct_distance(const Layer& layer, int64_t i, int64_t j) c
 void DistanceTiles::compute_tile(const Layer& layer, int64_t i0, int64_t ni, int64_t j0, int64_t nj,
                                  float* out) const {
   const bool diagonal = i0 == j0;
-  const bool use_gram = kHaveBlas && detail::accumulation_of(metric_) == Accumulation::kSquare;
-  if (use_gram) {
-    gram_tile(layer.rows + i0 * layer.d, ni, layer.rows + j0 * layer.d, nj, layer.d, diagonal, out);
-  }
-  const float* sq = sq_norms_.data() + layer.first;
-  for (int64_t i = 0; i < ni; ++i) {
-    for (int64_t j = diagonal ? i + 1 : 0; j < nj; ++j) {
-      float value;
-      if (use_gram) {
+  const float* a = layer.rows + i0 * layer.d;
+  const float* b = layer.rows + j0 * layer.d;
+  if (detail::accumulation_of(metric_) == Accumulation::kAbs) {
+    // l1 has no Gram form: sum |a_k - b_k| directly, which is already the distance.
+    pair_tile(PairOp::kAbsDifference, a, ni, b, nj, layer.d, diagonal, out);
+  } else {
+    if (use_blas(ni, nj, layer.d)) {
+      gram_tile(a, ni, b, nj, layer.d, diagonal, out);
+    } else {
+      pair_tile(PairOp::kDot, a, ni, b, nj, layer.d, diagonal, out);
+    }
+    const float* sq = sq_norms_.data() + layer.first;
+    for (int64_t i = 0; i < ni; ++i) {
+      for (int64_t j = diagonal ? i + 1 : 0; j < nj; ++j) {
         const float na = sq[i0 + i], nb = sq[j0 + j];
         const float d2 = na + nb - 2.0f * out[i * nj + j];
         // A zero row (cosine) has na == 0 or nb == 0 and d2 == the other norm: far above the floor.
-        const bool zero_row = na == 0.0f || nb == 0.0f;
-        value = detail::gram_needs_direct(d2, na, nb)
-                    ? direct_distance(layer, i0 + i, j0 + j)
-                    : detail::finish_pair_distance(metric_, d2, zero_row);
-      } else {
-        value = direct_distance(layer, i0 + i, j0 + j);
+        out[i * nj + j] = detail::gram_needs_direct(d2, na, nb)
+                              ? direct_distance(layer, i0 + i, j0 + j)
+                              : detail::finish_pair_distance(metric_, d2, na == 0.0f || nb == 0.0f);
       }
-      out[i * nj + j] = value;
     }
   }
   if (diagonal) {
