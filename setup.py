@@ -1,7 +1,7 @@
 """Builds fastprune's native parts with CMake (see CMakeLists.txt) into the package directory:
 
     fastprune/_C*.so                      pybind11 module (calls only the C ABI)
-    fastprune/lib/libfastprune.so         the C library, plus the OpenBLAS it links
+    fastprune/lib/libfastprune.so         the C library
     fastprune/include/fastprune/*.h       the C ABI header
     fastprune/lib/cmake/fastprune/        CMake package config for find_package(fastprune)
 
@@ -48,12 +48,6 @@ class CMakeBuild(build_ext):
             import pybind11
 
             args.append(f"-Dpybind11_DIR={pybind11.get_cmake_dir()}")
-        except ImportError:
-            pass
-        try:
-            import scipy_openblas32
-
-            args.append(f"-DOpenBLAS_DIR={Path(scipy_openblas32.get_lib_dir()) / 'cmake' / 'openblas'}")
         except ImportError:
             pass
         if os.environ.get("FASTPRUNE_NATIVE") == "0":

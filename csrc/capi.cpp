@@ -6,7 +6,6 @@
 #include <string>
 #include <vector>
 
-#include "cpu/blas.h"
 #include "cpu/cpu_ops.h"
 #include "fastprune/detail/distance.h"
 #include "fastprune/detail/ragged.h"
@@ -54,7 +53,7 @@ fp_status check_batch(const fp_ragged_batch* filters, fp_metric metric, fp_exec 
                                          "num_layers sizes, got NULL");
   for (int64_t l = 0; l < filters->num_layers; ++l) {
     const int64_t n = filters->num_rows[l], d = filters->row_dims[l];
-    // BLAS takes 32-bit sizes; N^2 floats of pairwise output must also stay addressable.
+    // Sizes past 2^31 are not a conv layer; N^2 floats of pairwise output must also stay addressable.
     if (n < 1 || n > INT_MAX)
       return reject(error, FP_ERR_INVALID_ARGUMENT, "filters->num_rows[" + std::to_string(l) +
                                                "]: expected 1 <= filters <= 2^31-1, got " + std::to_string(n));
@@ -157,7 +156,6 @@ const char* fp_version(void) { return FP_VERSION_STRING; }
 int fp_abi_version(void) { return FASTPRUNE_ABI_VERSION; }
 int fp_cuda_compiled(void) { return FP_WITH_CUDA ? 1 : 0; }
 const char* fp_cuda_archs(void) { return FP_CUDA_ARCHS; }
-const char* fp_blas_name(void) { return fp::cpu::blas_name(); }
 
 int fp_openmp_max_threads(void) {
 #ifdef _OPENMP

@@ -1,7 +1,7 @@
 """Backend registry: what each backend can run, why it refuses an input, and which one a call uses.
 
 Backends:
-    "cpu"     C++ kernels (OpenMP, BLAS Gram step) through the C ABI; CPU tensors.
+    "cpu"     C++ kernels (OpenMP, register-blocked Gram step) through the C ABI; CPU tensors.
     "cuda"    CUDA C++ kernels through the C ABI; CUDA tensors, needs a build with nvcc and a GPU.
     "triton"  Triton kernels (fastprune.triton_kernels); CUDA tensors, or CPU tensors when the Triton
               interpreter is on (TRITON_INTERPRET=1; slow, meant for testing).

@@ -34,7 +34,7 @@ def info() -> int:
         build = _native.native().build_info()
         archs = build["cuda_archs"] or "-"
         print(f"  native library: C ABI v{build['abi_version']}, CUDA compiled: {build['cuda_compiled']} "
-              f"(archs {archs}), BLAS: {build['blas']}, OpenMP max threads: {build['openmp_max_threads']}")
+              f"(archs {archs}), OpenMP max threads: {build['openmp_max_threads']}")
         print(f"  cmake prefix (find_package(fastprune)): {cmake_prefix()}")
     else:
         print(f"  native library: unavailable: {reason}")

@@ -1,11 +1,9 @@
 #include "cpu/distance_tiles.h"
 
 #include <math.h>
-#include <stdlib.h>
 
 #include <algorithm>
 
-#include "cpu/blas.h"
 #include "cpu/pair_kernels.h"
 #include "fastprune/detail/distance.h"
 
@@ -15,16 +13,6 @@ namespace cpu {
 using detail::Accumulation;
 
 namespace {
-
-// The Gram step goes to BLAS only where it measures faster than pair_tile (see bench/ and
-// docs in README): large tiles. FASTPRUNE_BLAS_MIN_WORK overrides the threshold for experiments.
-bool use_blas(int64_t ni, int64_t nj, int64_t d) {
-  static const double min_work = [] {
-    const char* env = getenv("FASTPRUNE_BLAS_MIN_WORK");
-    return env ? atof(env) : 1e300;
-  }();
-  return kHaveBlas && (double)ni * nj * d >= min_work;
-}
 
 PairOp difference_op(int metric) {
   return detail::accumulation_of(metric) == Accumulation::kAbs ? PairOp::kAbsDifference
@@ -138,11 +126,7 @@ void DistanceTiles::compute_tile(const Layer& layer, int64_t i0, int64_t ni, int
     // l1 has no Gram form: sum |a_k - b_k| directly, which is already the distance.
     pair_tile(PairOp::kAbsDifference, a, ni, b, nj, layer.d, diagonal, out);
   } else {
-    if (use_blas(ni, nj, layer.d)) {
-      gram_tile(a, ni, b, nj, layer.d, diagonal, out);
-    } else {
-      pair_tile(PairOp::kDot, a, ni, b, nj, layer.d, diagonal, out);
-    }
+    pair_tile(PairOp::kDot, a, ni, b, nj, layer.d, diagonal, out);
     const float* sq = sq_norms_.data() + layer.first;
     for (int64_t i = 0; i < ni; ++i) {
       for (int64_t j = diagonal ? i + 1 : 0; j < nj; ++j) {

@@ -18,7 +18,7 @@
 namespace fp {
 namespace cpu {
 
-// Rows per tile side: large enough for an efficient BLAS call, small enough that a ResNet-50 layer
+// Rows per tile side: large enough to amortise packing, small enough that a ResNet-50 layer
 // (N = 2048) splits into dozens of tasks for load balancing.
 constexpr int64_t kTileRows = 256;
 

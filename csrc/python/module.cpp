@@ -90,7 +90,6 @@ PYBIND11_MODULE(_C, m) {
     info["abi_version"] = fp_abi_version();
     info["cuda_compiled"] = fp_cuda_compiled() != 0;
     info["cuda_archs"] = fp_cuda_archs();
-    info["blas"] = fp_blas_name();
     info["openmp_max_threads"] = fp_openmp_max_threads();
     return info;
   });

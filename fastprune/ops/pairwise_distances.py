@@ -65,7 +65,7 @@ def pairwise_distances(
     Returns:
         float32 (N, N) tensor, or a list of them for a list input, on the filters' device.
     Accuracy: relative error <= 1e-4 against float64, near-duplicate filters included: the CPU's
-    BLAS Gram form recomputes pairs under 1/16 of |a|^2 + |b|^2 from the differences (see
+    Gram form recomputes pairs under 1/16 of |a|^2 + |b|^2 from the differences (see
     csrc/include/fastprune/detail/distance.h); the CUDA and Triton kernels always use differences.
     Raises:
         ValueError / TypeError naming the bad argument; ValueError for NaN/Inf weights.

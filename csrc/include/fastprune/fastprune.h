@@ -85,7 +85,6 @@ FP_API const char* fp_version(void);
 FP_API int fp_abi_version(void);
 FP_API int fp_cuda_compiled(void);       /* 1 if CUDA kernels were compiled in */
 FP_API const char* fp_cuda_archs(void);  /* e.g. "80;90" or "" */
-FP_API const char* fp_blas_name(void);   /* BLAS used for the CPU Gram step, or "none" */
 FP_API int fp_openmp_max_threads(void);  /* 1 when built without OpenMP */
 /* FP_OK when a CUDA device can be used; otherwise a status and fp_last_error() says why. */
 FP_API fp_status fp_cuda_device_check(void);
