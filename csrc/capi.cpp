@@ -44,7 +44,10 @@ fp_status check_batch(const fp_ragged_batch* filters, fp_metric metric, fp_exec 
                       std::vector<fp::detail::LayerSpan>& layers, std::string& error) {
   if (!filters) return reject(error, FP_ERR_INVALID_ARGUMENT, "filters: expected a fp_ragged_batch pointer, got NULL");
   if (!out) return reject(error, FP_ERR_INVALID_ARGUMENT, "out: expected an output buffer, got NULL");
-  if (!filters->data) return reject(error, FP_ERR_INVALID_ARGUMENT, "filters->data: expected a buffer, got NULL");
+  if (!filters->data == !filters->layer_data)
+    return reject(error, FP_ERR_INVALID_ARGUMENT,
+                  std::string("filters->data / filters->layer_data: expected exactly one of them, got ") +
+                      (filters->data ? "both" : "neither (both NULL)"));
   if (filters->num_layers < 1)
     return reject(error, FP_ERR_INVALID_ARGUMENT,
                 "filters->num_layers: expected at least 1 layer, got " + std::to_string(filters->num_layers));
@@ -78,8 +81,25 @@ fp_status check_batch(const fp_ragged_batch* filters, fp_metric metric, fp_exec 
                   "rebuild with the CUDA toolkit");
 #endif
   }
+  if (filters->layer_data && exec.device != FP_DEVICE_CPU)
+    return reject(error, FP_ERR_INVALID_ARGUMENT,
+                  "filters->layer_data: per-layer pointers are taken on FP_DEVICE_CPU only; pack the layers "
+                  "into filters->data for FP_DEVICE_CUDA");
+  for (int64_t l = 0; filters->layer_data && l < filters->num_layers; ++l)
+    if (!filters->layer_data[l])
+      return reject(error, FP_ERR_INVALID_ARGUMENT,
+                    "filters->layer_data[" + std::to_string(l) + "]: expected a buffer, got NULL");
   layers = fp::detail::layer_spans(filters->num_layers, filters->num_rows, filters->row_dims);
   return FP_OK;
+}
+
+// Where each layer's rows start on the host.
+std::vector<const float*> host_layer_rows(const fp_ragged_batch& filters,
+                                          const std::vector<fp::detail::LayerSpan>& layers) {
+  std::vector<const float*> rows(layers.size());
+  for (size_t l = 0; l < layers.size(); ++l)
+    rows[l] = filters.layer_data ? filters.layer_data[l] : filters.data + layers[l].data_offset;
+  return rows;
 }
 
 // Runs `body` (returning fp_status and filling `error`), converting C++ exceptions to statuses.
@@ -112,7 +132,7 @@ fp_status fp_pairwise_distances(const fp_ragged_batch* filters, fp_metric metric
     if (exec.device == FP_DEVICE_CUDA)
       return fp::cuda::pairwise_distances(layers, filters->data, metric, exec.stream, out, error);
 #endif
-    return fp::cpu::pairwise_distances(layers, filters->data, metric, out, error);
+    return fp::cpu::pairwise_distances(layers, host_layer_rows(*filters, layers), metric, out, error);
   });
 }
 
@@ -126,7 +146,7 @@ fp_status fp_gm_scores(const fp_ragged_batch* filters, fp_metric metric, const u
     if (exec.device == FP_DEVICE_CUDA)
       return fp::cuda::gm_scores(layers, filters->data, metric, keep_mask, exec.stream, out, error);
 #endif
-    return fp::cpu::gm_scores(layers, filters->data, metric, keep_mask, out, error);
+    return fp::cpu::gm_scores(layers, host_layer_rows(*filters, layers), metric, keep_mask, out, error);
   });
 }
 

@@ -18,6 +18,7 @@ A backend named by 1-3 that refuses the input raises BackendError listing every 
 from __future__ import annotations
 
 import contextlib
+import functools
 import contextvars
 import importlib.util
 import os
@@ -36,8 +37,13 @@ class BackendError(ValueError):
     """A named backend cannot run the call; the message lists each backend's reasons."""
 
 
+@functools.lru_cache(maxsize=None)
+def _triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
 def _triton_reason(device_type: str) -> str | None:
-    if importlib.util.find_spec("triton") is None:
+    if not _triton_installed():
         return "triton is not installed (pip install triton)"
     if device_type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
         return "CPU tensors run on triton only in interpreter mode (set TRITON_INTERPRET=1)"
@@ -100,13 +106,13 @@ def select_backend(requested: str, device_type: str, op: str) -> str:
     if requested == "auto" and os.environ.get("FASTPRUNE_BACKEND", "auto") != "auto":
         requested = _check_name(os.environ["FASTPRUNE_BACKEND"], "FASTPRUNE_BACKEND environment variable")
         source = "FASTPRUNE_BACKEND environment variable"
-    reasons = refusal_reasons(device_type)
     if requested == "auto":
         for name in _AUTO_ORDER.get(device_type, ("torch",)):
-            if reasons[name] is None:
+            if _REGISTRY[name].refusal(device_type) is None:
                 return name
         return "torch"
-    if reasons[requested] is not None:
+    if _REGISTRY[requested].refusal(device_type) is not None:
+        reasons = refusal_reasons(device_type)
         listing = "; ".join(f"{name}: {why or 'accepts'}" for name, why in reasons.items())
         raise BackendError(
             f"backend {requested!r} (from {source}) cannot run {op} on {device_type} tensors: "

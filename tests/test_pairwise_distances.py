@@ -103,8 +103,9 @@ def test_cosine_zero_rows_are_at_distance_one() -> None:
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_opcheck(backend: str) -> None:
-    x = torch.randn(10, 7, generator=torch.Generator().manual_seed(7))
-    torch.library.opcheck(torch.ops.fastprune.pairwise_distances.default, (x.reshape(-1), [4, 6], [7, 7], 0, backend))
+    gen = torch.Generator().manual_seed(7)
+    layers = [torch.randn(4, 7, generator=gen), torch.randn(6, 3, generator=gen)]
+    torch.library.opcheck(torch.ops.fastprune.pairwise_distances.default, (layers, 0, backend))
 
 
 @requires_cuda

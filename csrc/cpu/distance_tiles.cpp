@@ -21,7 +21,7 @@ PairOp difference_op(int metric) {
 
 }  // namespace
 
-fp_status DistanceTiles::prepare(const std::vector<detail::LayerSpan>& spans, const float* data, int metric,
+fp_status DistanceTiles::prepare(const std::vector<detail::LayerSpan>& spans, const std::vector<const float*>& layer_rows, int metric,
                                  const uint8_t* keep_mask, std::string& error) {
   metric_ = metric;
   const int64_t num_layers = static_cast<int64_t>(spans.size());
@@ -35,7 +35,7 @@ fp_status DistanceTiles::prepare(const std::vector<detail::LayerSpan>& spans, co
   for (int64_t l = 0; l < num_layers; ++l) {
     const detail::LayerSpan& s = spans[l];
     for (int64_t r = 0; r < s.rows; ++r) {
-      const double sq = row_sq_norm(data + s.data_offset + r * s.dims, s.dims);
+      const double sq = row_sq_norm(layer_rows[l] + r * s.dims, s.dims);
       original_sq[s.row_offset + r] = sq;
       if (!isfinite(sq) && first_bad_row[l] < 0) first_bad_row[l] = r;
     }
@@ -76,7 +76,7 @@ fp_status DistanceTiles::prepare(const std::vector<detail::LayerSpan>& spans, co
     float* compacted = drops_rows ? compacted_.data() + float_offset : nullptr;
     float* unit = cosine ? unit_rows_.data() + float_offset : nullptr;
     for (int64_t p = 0; p < layer.n; ++p) {
-      const float* src = data + s.data_offset + layer.kept[p] * s.dims;
+      const float* src = layer_rows[l] + layer.kept[p] * s.dims;
       if (compacted) std::copy(src, src + s.dims, compacted + p * s.dims);
       const double sq = original_sq[s.row_offset + layer.kept[p]];
       if (!cosine) {
@@ -92,7 +92,7 @@ fp_status DistanceTiles::prepare(const std::vector<detail::LayerSpan>& spans, co
       scales_[layer.first + p] = scale;
       sq_norms_[layer.first + p] = static_cast<float>(unit_sq);
     }
-    layer.originals = compacted ? compacted : data + s.data_offset;
+    layer.originals = compacted ? compacted : layer_rows[l];
     layer.rows = cosine ? unit : layer.originals;
     float_offset += layer.n * layer.d;
   }

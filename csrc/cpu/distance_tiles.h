@@ -32,7 +32,7 @@ struct Tile {
 class DistanceTiles {
  public:
   // keep_mask: nullptr or one byte per row of the batch (nonzero = kept); dropped rows are removed.
-  fp_status prepare(const std::vector<detail::LayerSpan>& layers, const float* data, int metric,
+  fp_status prepare(const std::vector<detail::LayerSpan>& layers, const std::vector<const float*>& layer_rows, int metric,
                     const uint8_t* keep_mask, std::string& error);
 
   // Calls consume(tile) for every tile, from several threads at once (tiles never overlap).

@@ -11,10 +11,10 @@
 namespace fp {
 namespace cpu {
 
-fp_status gm_scores(const std::vector<detail::LayerSpan>& layers, const float* data, int metric,
+fp_status gm_scores(const std::vector<detail::LayerSpan>& layers, const std::vector<const float*>& layer_rows, int metric,
                     const uint8_t* keep_mask, float* out, std::string& error) {
   DistanceTiles tiles;
-  fp_status status = tiles.prepare(layers, data, metric, keep_mask, error);
+  fp_status status = tiles.prepare(layers, layer_rows, metric, keep_mask, error);
   if (status != FP_OK) return status;
 
   // partial[first[l] + p * tiles_in(l) + t]: sum of distances of kept row p of layer l to tile t.

@@ -6,10 +6,10 @@
 namespace fp {
 namespace cpu {
 
-fp_status pairwise_distances(const std::vector<detail::LayerSpan>& layers, const float* data, int metric,
+fp_status pairwise_distances(const std::vector<detail::LayerSpan>& layers, const std::vector<const float*>& layer_rows, int metric,
                              float* out, std::string& error) {
   DistanceTiles tiles;
-  fp_status status = tiles.prepare(layers, data, metric, nullptr, error);
+  fp_status status = tiles.prepare(layers, layer_rows, metric, nullptr, error);
   if (status != FP_OK) return status;
   tiles.for_each_tile([&](const Tile& tile) {
     const int64_t n = layers[tile.layer].rows;

@@ -27,14 +27,20 @@ void raise_on_error(fp_status status) {
   }
 }
 
+// data: address of packed filters, or 0 with layer_data holding one address per layer (CPU).
 struct Batch {
   std::vector<int64_t> rows, dims;
+  std::vector<const float*> layers;
   fp_ragged_batch view;
-  Batch(std::uintptr_t data, std::vector<int64_t> num_rows, std::vector<int64_t> row_dims)
+  Batch(std::uintptr_t data, const std::vector<std::uintptr_t>& layer_data, std::vector<int64_t> num_rows,
+        std::vector<int64_t> row_dims)
       : rows(std::move(num_rows)), dims(std::move(row_dims)) {
     if (rows.size() != dims.size()) throw py::value_error("num_rows and row_dims must have the same length");
-    view = fp_ragged_batch{reinterpret_cast<const float*>(data), static_cast<int64_t>(rows.size()), rows.data(),
-                           dims.data()};
+    if (!layer_data.empty() && layer_data.size() != rows.size())
+      throw py::value_error("layer_data must be empty or have one address per layer");
+    for (std::uintptr_t address : layer_data) layers.push_back(reinterpret_cast<const float*>(address));
+    view = fp_ragged_batch{reinterpret_cast<const float*>(data), layers.empty() ? nullptr : layers.data(),
+                           static_cast<int64_t>(rows.size()), rows.data(), dims.data()};
   }
 };
 
@@ -49,9 +55,9 @@ PYBIND11_MODULE(_C, m) {
 
   m.def(
       "pairwise_distances",
-      [](std::uintptr_t data, std::vector<int64_t> rows, std::vector<int64_t> dims, int metric, int device,
-         std::uintptr_t stream, std::uintptr_t out) {
-        Batch batch(data, std::move(rows), std::move(dims));
+      [](std::uintptr_t data, const std::vector<std::uintptr_t>& layer_data, std::vector<int64_t> rows,
+         std::vector<int64_t> dims, int metric, int device, std::uintptr_t stream, std::uintptr_t out) {
+        Batch batch(data, layer_data, std::move(rows), std::move(dims));
         fp_status status;
         {
           py::gil_scoped_release release;
@@ -60,14 +66,15 @@ PYBIND11_MODULE(_C, m) {
         }
         raise_on_error(status);
       },
-      py::arg("data"), py::arg("num_rows"), py::arg("row_dims"), py::arg("metric"), py::arg("device"),
+      py::arg("data"), py::arg("layer_data"), py::arg("num_rows"), py::arg("row_dims"), py::arg("metric"), py::arg("device"),
       py::arg("stream"), py::arg("out"));
 
   m.def(
       "gm_scores",
-      [](std::uintptr_t data, std::vector<int64_t> rows, std::vector<int64_t> dims, int metric,
-         std::uintptr_t keep_mask, int device, std::uintptr_t stream, std::uintptr_t out) {
-        Batch batch(data, std::move(rows), std::move(dims));
+      [](std::uintptr_t data, const std::vector<std::uintptr_t>& layer_data, std::vector<int64_t> rows,
+         std::vector<int64_t> dims, int metric, std::uintptr_t keep_mask, int device, std::uintptr_t stream,
+         std::uintptr_t out) {
+        Batch batch(data, layer_data, std::move(rows), std::move(dims));
         fp_status status;
         {
           py::gil_scoped_release release;
@@ -77,7 +84,7 @@ PYBIND11_MODULE(_C, m) {
         }
         raise_on_error(status);
       },
-      py::arg("data"), py::arg("num_rows"), py::arg("row_dims"), py::arg("metric"), py::arg("keep_mask"),
+      py::arg("data"), py::arg("layer_data"), py::arg("num_rows"), py::arg("row_dims"), py::arg("metric"), py::arg("keep_mask"),
       py::arg("device"), py::arg("stream"), py::arg("out"));
 
   m.def("cuda_device_check", [] {

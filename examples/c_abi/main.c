@@ -31,7 +31,7 @@ static const int64_t kDims[] = {2, 3};
 
 int main(void) {
   const fp_exec cpu = {FP_DEVICE_CPU, NULL};
-  fp_ragged_batch batch = {kData, 2, kRows, kDims};
+  fp_ragged_batch batch = {kData, NULL, 2, kRows, kDims};
   printf("fastprune %s, ABI %d, CUDA compiled %d\n", fp_version(), fp_abi_version(), fp_cuda_compiled());
 
   /* l2 distances: layer 0 rows (0,0), (3,4), (6,8) are 5 and 10 apart; layer 1 rows are 3 apart. */
@@ -48,26 +48,35 @@ int main(void) {
         "gm_scores layer 0");
   check(fabsf(scores[3] - 3.f) <= 1e-5f && fabsf(scores[4] - 3.f) <= 1e-5f, "gm_scores layer 1");
 
+  /* The same layers as one pointer each (no packing copy): the same results. */
+  const float* layer_rows[] = {kData, kData + 6};
+  fp_ragged_batch per_layer = {NULL, layer_rows, 2, kRows, kDims};
+  float dist_per_layer[13];
+  expect_status(fp_pairwise_distances(&per_layer, FP_METRIC_L2, cpu, dist_per_layer), FP_OK, "layer_data");
+  for (int i = 0; i < 13; ++i) check(dist_per_layer[i] == dist[i], "layer_data gives the packed results");
+
   /* Bad arguments: a status and a message, never a crash. */
+  fp_ragged_batch both = {kData, layer_rows, 2, kRows, kDims};
+  expect_status(fp_gm_scores(&both, FP_METRIC_L2, NULL, cpu, scores), FP_ERR_INVALID_ARGUMENT, "data and layer_data");
   expect_status(fp_gm_scores(NULL, FP_METRIC_L2, NULL, cpu, scores), FP_ERR_INVALID_ARGUMENT, "null batch");
   expect_status(fp_gm_scores(&batch, FP_METRIC_L2, NULL, cpu, NULL), FP_ERR_INVALID_ARGUMENT, "null output");
-  fp_ragged_batch no_data = {NULL, 2, kRows, kDims};
+  fp_ragged_batch no_data = {NULL, NULL, 2, kRows, kDims};
   expect_status(fp_gm_scores(&no_data, FP_METRIC_L2, NULL, cpu, scores), FP_ERR_INVALID_ARGUMENT, "null data");
-  fp_ragged_batch no_sizes = {kData, 2, NULL, kDims};
+  fp_ragged_batch no_sizes = {kData, NULL, 2, NULL, kDims};
   expect_status(fp_gm_scores(&no_sizes, FP_METRIC_L2, NULL, cpu, scores), FP_ERR_INVALID_ARGUMENT, "null sizes");
   const int64_t negative_rows[] = {3, -2};
-  fp_ragged_batch negative = {kData, 2, negative_rows, kDims};
+  fp_ragged_batch negative = {kData, NULL, 2, negative_rows, kDims};
   expect_status(fp_gm_scores(&negative, FP_METRIC_L2, NULL, cpu, scores), FP_ERR_INVALID_ARGUMENT, "negative rows");
   const int64_t zero_dims[] = {2, 0};
-  fp_ragged_batch zero = {kData, 2, kRows, zero_dims};
+  fp_ragged_batch zero = {kData, NULL, 2, kRows, zero_dims};
   expect_status(fp_pairwise_distances(&zero, FP_METRIC_L2, cpu, dist), FP_ERR_INVALID_ARGUMENT, "zero dims");
-  fp_ragged_batch no_layers = {kData, -1, kRows, kDims};
+  fp_ragged_batch no_layers = {kData, NULL, -1, kRows, kDims};
   expect_status(fp_gm_scores(&no_layers, FP_METRIC_L2, NULL, cpu, scores), FP_ERR_INVALID_ARGUMENT, "negative layers");
   expect_status(fp_gm_scores(&batch, (fp_metric)7, NULL, cpu, scores), FP_ERR_INVALID_ARGUMENT, "unknown metric");
   const fp_exec bogus = {(fp_device)5, NULL};
   expect_status(fp_gm_scores(&batch, FP_METRIC_L2, NULL, bogus, scores), FP_ERR_INVALID_ARGUMENT, "unknown device");
   const float with_nan[] = {0.f, 0.f, 3.f, NAN, 6.f, 8.f, 1.f, 2.f, 2.f, 0.f, 0.f, 0.f};
-  fp_ragged_batch nan_batch = {with_nan, 2, kRows, kDims};
+  fp_ragged_batch nan_batch = {with_nan, NULL, 2, kRows, kDims};
   expect_status(fp_gm_scores(&nan_batch, FP_METRIC_L2, NULL, cpu, scores), FP_ERR_NONFINITE, "NaN weight");
 
   /* CUDA: unavailable without a build or a device, with the reason; never a crash. */

@@ -3,34 +3,31 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Optional
 
 import torch
 
 from fastprune._native import native
+from fastprune.ops._ragged import pack, sizes
 
 _DEVICE_CPU, _DEVICE_CUDA = 0, 1
 
 
-def exec_args(tensor: torch.Tensor) -> tuple[int, int]:
-    """(fp_device, cudaStream_t as int) for a tensor: the C ABI runs on the caller's current stream."""
-    if tensor.device.type == "cuda":
-        return _DEVICE_CUDA, torch.cuda.current_stream(tensor.device).cuda_stream
-    return _DEVICE_CPU, 0
+def call(op: str, rows: list[torch.Tensor], metric: int, out_size: int,
+         keep_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Runs native op `op` ("pairwise_distances" or "gm_scores") on (N_l, D_l) float32 contiguous rows.
 
-
-def device_guard(tensor: torch.Tensor) -> contextlib.AbstractContextManager:
-    """Makes the tensor's GPU current for the native call (a no-op on the CPU)."""
-    return torch.cuda.device(tensor.device) if tensor.device.type == "cuda" else contextlib.nullcontext()
-
-
-def call(op: str, data: torch.Tensor, num_rows: list[int], row_dims: list[int], metric: int, out_size: int,
-         keep_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Runs native op `op` ("pairwise_distances" or "gm_scores") and returns its float32 output."""
-    out = torch.empty(out_size, dtype=torch.float32, device=data.device)
-    with device_guard(data):
-        device, stream = exec_args(data)
-        args = [data.data_ptr(), num_rows, row_dims, metric]
+    On the CPU each layer is passed by its own pointer (no packing copy); CUDA takes the packed layout.
+    CUDA calls run on the caller's current stream of the rows' device."""
+    out = torch.empty(out_size, dtype=torch.float32, device=rows[0].device)
+    num_rows, row_dims = sizes(rows)
+    cuda = rows[0].device.type == "cuda"
+    packed = pack(rows) if cuda else None
+    with torch.cuda.device(rows[0].device) if cuda else contextlib.nullcontext():
+        data, layer_data = (packed.data_ptr(), []) if cuda else (0, [r.data_ptr() for r in rows])
+        args = [data, layer_data, num_rows, row_dims, metric]
         if op == "gm_scores":
             args.append(0 if keep_mask is None else keep_mask.data_ptr())
+        device, stream = (_DEVICE_CUDA, torch.cuda.current_stream().cuda_stream) if cuda else (_DEVICE_CPU, 0)
         getattr(native(), op)(*args, device, stream, out.data_ptr())
     return out

@@ -1,8 +1,9 @@
-"""Validation and packing of filter lists into the ragged layout every backend takes.
+"""Validation of filter lists, and packing into the ragged layout of the C ABI and the Triton kernels.
 
-A network's conv weights W_l of shape (N_l, C_l, k, k) (or already (N_l, D_l)) become one 1-D float32
-tensor holding the rows F_lj = W_l[j].flatten(), layer after layer, plus the sizes N_l and D_l. One pack,
-then one native call or kernel launch for the whole network.
+A network's conv weights W_l of shape (N_l, C_l, k, k) (or already (N_l, D_l)) are viewed as float32
+rows F_lj = W_l[j].flatten(), one (N_l, D_l) matrix per layer. The CPU backend takes those by pointer;
+CUDA and Triton take them packed layer after layer into one 1-D tensor. Either way the whole network
+is one native call or kernel launch.
 """
 
 from __future__ import annotations
@@ -20,15 +21,13 @@ _ACCEPTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 @dataclass
-class RaggedFilters:
-    data: torch.Tensor  # (sum_l N_l * D_l,) float32, contiguous
-    num_rows: list[int]  # N_l
-    row_dims: list[int]  # D_l
+class Layers:
+    rows: list[torch.Tensor]  # per layer (N_l, D_l) float32, contiguous (views of the caller's weights when possible)
     single: bool  # the caller passed one tensor, not a list
 
     @property
     def device(self) -> torch.device:
-        return self.data.device
+        return self.rows[0].device
 
 
 def metric_id(metric: str) -> int:
@@ -37,16 +36,20 @@ def metric_id(metric: str) -> int:
     return METRICS[metric]
 
 
-def pack_filters(filters: Filters) -> RaggedFilters:
-    """Checks `filters` (a tensor or a non-empty list of tensors) and packs them into float32 rows."""
+def prepare_layers(filters: Filters) -> Layers:
+    """Checks `filters` (a tensor or a non-empty list of tensors) and views each as float32 rows
+    (N_l, D_l). Contiguous float32 weights are not copied."""
     single = isinstance(filters, torch.Tensor)
-    layers = [filters] if single else filters
-    if not isinstance(layers, (list, tuple)):
+    weights = [filters] if single else filters
+    if not isinstance(weights, (list, tuple)):
         raise TypeError(f"filters: expected a tensor or a list of tensors, got {type(filters).__name__}")
-    if len(layers) == 0:
+    if len(weights) == 0:
         raise ValueError("filters: expected at least one layer, got an empty list")
-    rows, dims, flat = [], [], []
-    for index, weight in enumerate(layers):
+    rows = []
+    device = weights[0].device if isinstance(weights[0], torch.Tensor) else None
+    for index, weight in enumerate(weights):
+        # This loop runs once per conv layer of every scoring call: cheap checks, no copies for
+        # contiguous float32 weights (the common case), and messages built only on failure.
         name = "filters" if single else f"filters[{index}]"
         if not isinstance(weight, torch.Tensor):
             raise TypeError(f"{name}: expected a tensor, got {type(weight).__name__}")
@@ -55,65 +58,66 @@ def pack_filters(filters: Filters) -> RaggedFilters:
                 f"{name}: expected float32, float16 or bfloat16 weights, got {weight.dtype} "
                 "(scores are computed in float32; convert with .float())"
             )
-        if weight.dim() not in (2, 4):
-            raise ValueError(
-                f"{name}: expected a conv weight (N, C, k, k) or rows (N, D), got shape {tuple(weight.shape)}"
-            )
+        shape = weight.shape
+        if len(shape) not in (2, 4):
+            raise ValueError(f"{name}: expected a conv weight (N, C, k, k) or rows (N, D), got shape {tuple(shape)}")
         if weight.numel() == 0:
-            raise ValueError(f"{name}: expected at least one filter with at least one weight, got shape "
-                             f"{tuple(weight.shape)}")
-        if weight.device != layers[0].device:
-            raise ValueError(f"{name}: expected every layer on {layers[0].device}, got {weight.device}")
-        rows.append(int(weight.shape[0]))
-        dims.append(int(weight.numel() // weight.shape[0]))
-        flat.append(weight.detach().reshape(-1))
-    if len(flat) == 1:
-        data = flat[0].to(torch.float32).contiguous()
-    else:
-        data = torch.cat([f.to(torch.float32) for f in flat])
-    return RaggedFilters(data, rows, dims, single)
+            raise ValueError(
+                f"{name}: expected at least one filter with at least one weight, got shape {tuple(shape)}"
+            )
+        if weight.device != device:
+            raise ValueError(f"{name}: expected every layer on {device}, got {weight.device}")
+        if weight.dtype is torch.float32 and weight.is_contiguous():
+            rows.append(weight.detach().view(shape[0], -1))
+        else:
+            rows.append(weight.detach().reshape(shape[0], -1).to(torch.float32).contiguous())
+    return Layers(rows, single)
 
 
-def pack_mask(mask: Mask, packed: RaggedFilters) -> Optional[torch.Tensor]:
+def pack(rows: list[torch.Tensor]) -> torch.Tensor:
+    """The packed layout of fastprune.h: every layer's rows, layer after layer, in one 1-D tensor."""
+    return torch.cat([r.reshape(-1) for r in rows]) if len(rows) > 1 else rows[0].reshape(-1)
+
+
+def sizes(rows: list[torch.Tensor]) -> tuple[list[int], list[int]]:
+    """(N_l per layer, D_l per layer)."""
+    return [r.shape[0] for r in rows], [r.shape[1] for r in rows]
+
+
+def pack_mask(mask: Mask, layers: Layers) -> Optional[torch.Tensor]:
     """Checks a keep-mask (per layer, bool, True = kept) and packs it into one uint8 tensor."""
     if mask is None:
         return None
-    masks = [mask] if packed.single and isinstance(mask, torch.Tensor) else mask
-    if not isinstance(masks, (list, tuple)) or len(masks) != len(packed.num_rows):
+    masks = [mask] if layers.single and isinstance(mask, torch.Tensor) else mask
+    if not isinstance(masks, (list, tuple)) or len(masks) != len(layers.rows):
         raise ValueError(
-            f"mask: expected {'a bool tensor' if packed.single else f'a list of {len(packed.num_rows)} bool tensors'}"
+            f"mask: expected {'a bool tensor' if layers.single else f'a list of {len(layers.rows)} bool tensors'}"
             f" (one per layer of filters), got {type(mask).__name__}"
             + (f" of length {len(mask)}" if isinstance(mask, (list, tuple)) else "")
         )
-    for index, (layer_mask, rows) in enumerate(zip(masks, packed.num_rows)):
-        name = "mask" if packed.single else f"mask[{index}]"
+    for index, (layer_mask, rows) in enumerate(zip(masks, (r.shape[0] for r in layers.rows))):
+        name = "mask" if layers.single else f"mask[{index}]"
         if not isinstance(layer_mask, torch.Tensor) or layer_mask.dtype != torch.bool:
             got = layer_mask.dtype if isinstance(layer_mask, torch.Tensor) else type(layer_mask).__name__
             raise TypeError(f"{name}: expected a bool tensor (True = kept), got {got}")
         if layer_mask.dim() != 1 or layer_mask.shape[0] != rows:
             raise ValueError(f"{name}: expected shape ({rows},), one entry per filter, got {tuple(layer_mask.shape)}")
-        if layer_mask.device != packed.device:
-            raise ValueError(f"{name}: expected a tensor on {packed.device} like the filters, got {layer_mask.device}")
+        if layer_mask.device != layers.device:
+            raise ValueError(f"{name}: expected a tensor on {layers.device} like the filters, got {layer_mask.device}")
     return torch.cat([m.reshape(-1) for m in masks]).to(torch.uint8)
 
 
-def check_finite(data: torch.Tensor, num_rows: list[int], row_dims: list[int]) -> None:
+def check_finite(rows: list[torch.Tensor]) -> None:
     """Raises ValueError naming the first layer and filter with NaN/Inf (what the C ABI does too)."""
-    finite = torch.isfinite(data)
-    if bool(finite.all()):
-        return
-    offset = 0
-    for layer, (rows, dims) in enumerate(zip(num_rows, row_dims)):
-        bad = (~finite[offset : offset + rows * dims]).view(rows, dims).any(dim=1).nonzero()
-        if bad.numel():
+    for layer, r in enumerate(rows):
+        bad = (~torch.isfinite(r)).any(dim=1)
+        if bool(bad.any()):
             raise ValueError(
-                f"filters: layer {layer}, filter {int(bad[0])} contains NaN or Inf "
+                f"filters: layer {layer}, filter {int(bad.nonzero()[0])} contains NaN or Inf "
                 "(scores of non-finite weights are meaningless; check for divergence)"
             )
-        offset += rows * dims
 
 
-def split_per_layer(values: torch.Tensor, sizes: list[int], single: bool) -> Union[torch.Tensor, list]:
-    """Cuts a packed per-layer output back into the caller's shape (a tensor or a list)."""
-    parts = list(torch.split(values, sizes))
+def split_per_layer(parts: list, single: bool) -> Union[torch.Tensor, list]:
+    """Per-layer outputs in the caller's shape: the tensor for one-tensor input, else the list."""
     return parts[0] if single else parts

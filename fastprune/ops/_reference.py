@@ -1,7 +1,9 @@
 """The "torch" backend: plain PyTorch in float64, layer by layer. The oracle the kernels are held to
-(tests still check every backend, this one included, against independent NumPy references)."""
+(tests still check every backend, this one included, against independent SciPy references)."""
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 
@@ -10,14 +12,14 @@ from fastprune.ops._ragged import METRICS
 
 def layer_distances(rows: torch.Tensor, metric: int) -> torch.Tensor:
     """(N, D) rows -> (N, N) float64 distances; diagonal 0. float64 leaves the Gram form of l2 and
-    cosine accurate to ~1e-8 relative even for filters 1e-4 apart, far inside fp32 tolerances."""
+    cosine accurate to ~1e-8 relative even for filters 1e-4 apart, far inside float32 tolerances."""
     x = rows.to(torch.float64)
     if metric == METRICS["l1"]:
         dist = torch.cdist(x, x, p=1.0)
     elif metric == METRICS["cosine"]:
         norms = x.norm(dim=1, keepdim=True)
         unit = torch.where(norms > 0, x / norms.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
-        # 1 - cos as |u - v|^2 / 2 would lose zero rows' convention; 1 - u.v gives 1 for them.
+        # 1 - u.v gives zero rows their distance 1 (|u - v|^2 / 2 would give 1/2).
         dist = (1.0 - unit @ unit.T).clamp_min(0.0)
     else:
         sq = (x * x).sum(dim=1)
@@ -28,23 +30,16 @@ def layer_distances(rows: torch.Tensor, metric: int) -> torch.Tensor:
     return dist
 
 
-def pairwise_distances(data: torch.Tensor, num_rows: list[int], row_dims: list[int], metric: int) -> torch.Tensor:
-    out, offset = [], 0
-    for n, d in zip(num_rows, row_dims):
-        out.append(layer_distances(data[offset : offset + n * d].view(n, d), metric).reshape(-1))
-        offset += n * d
-    return torch.cat(out).to(torch.float32)
+def pairwise_distances(rows: list[torch.Tensor], metric: int) -> torch.Tensor:
+    return torch.cat([layer_distances(r, metric).reshape(-1) for r in rows]).to(torch.float32)
 
 
-def gm_scores(
-    data: torch.Tensor, num_rows: list[int], row_dims: list[int], metric: int, keep_mask: torch.Tensor | None
-) -> torch.Tensor:
-    out, offset, row = [], 0, 0
-    for n, d in zip(num_rows, row_dims):
-        dist = layer_distances(data[offset : offset + n * d].view(n, d), metric)
-        kept = torch.ones(n, dtype=torch.bool, device=data.device) if keep_mask is None else keep_mask[row : row + n].bool()
-        scores = (dist * kept[None, :]).sum(dim=1)
+def gm_scores(rows: list[torch.Tensor], metric: int, keep_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    keep = torch.ones(sum(r.shape[0] for r in rows), dtype=torch.bool, device=rows[0].device)
+    if keep_mask is not None:
+        keep = keep_mask.bool()
+    out = []
+    for r, kept in zip(rows, torch.split(keep, [r.shape[0] for r in rows])):
+        scores = (layer_distances(r, metric) * kept[None, :]).sum(dim=1)
         out.append(torch.where(kept, scores, torch.inf))
-        offset += n * d
-        row += n
     return torch.cat(out).to(torch.float32)

@@ -8,45 +8,54 @@ import torch
 
 from fastprune.backends import select_backend
 from fastprune.ops import _native_call, _reference
-from fastprune.ops._ragged import Filters, Mask, check_finite, metric_id, pack_filters, pack_mask, split_per_layer
+from fastprune.ops._library import register
+from fastprune.ops._ragged import (
+    Filters,
+    Mask,
+    check_finite,
+    metric_id,
+    pack,
+    pack_mask,
+    prepare_layers,
+    sizes,
+    split_per_layer,
+)
 
 
-def _triton(data, num_rows, row_dims, metric, keep_mask):
-    check_finite(data, num_rows, row_dims)
+def _triton(rows: list[torch.Tensor], metric: int, keep_mask: Optional[torch.Tensor]) -> torch.Tensor:
     from fastprune.triton_kernels import gm_scores
 
-    return gm_scores(data, num_rows, row_dims, metric, keep_mask)
+    check_finite(rows)
+    return gm_scores(pack(rows), *sizes(rows), metric, keep_mask)
 
 
-def _torch(data, num_rows, row_dims, metric, keep_mask):
-    check_finite(data, num_rows, row_dims)
-    return _reference.gm_scores(data, num_rows, row_dims, metric, keep_mask)
+def _torch(rows: list[torch.Tensor], metric: int, keep_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    check_finite(rows)
+    return _reference.gm_scores(rows, metric, keep_mask)
 
 
-def _native(data, num_rows, row_dims, metric, keep_mask):
-    return _native_call.call("gm_scores", data, num_rows, row_dims, metric, sum(num_rows), keep_mask)
+def _native(rows: list[torch.Tensor], metric: int, keep_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    return _native_call.call("gm_scores", rows, metric, sum(r.shape[0] for r in rows), keep_mask)
 
 
 _IMPLEMENTATIONS = {"cpu": _native, "cuda": _native, "triton": _triton, "torch": _torch}
 
 
-@torch.library.custom_op("fastprune::gm_scores", mutates_args=())
-def gm_scores_packed(
-    data: torch.Tensor,
-    num_rows: list[int],
-    row_dims: list[int],
-    metric: int,
-    keep_mask: Optional[torch.Tensor],
-    backend: str,
+def _implementation(
+    layers: list[torch.Tensor], metric: int, keep_mask: Optional[torch.Tensor], backend: str
 ) -> torch.Tensor:
-    """Packed form: data (sum N_l D_l,) float32, keep_mask None or (sum N_l,) uint8 -> (sum N_l,)
-    float32 scores, layer after layer. `backend` is a concrete backend name."""
-    return _IMPLEMENTATIONS[backend](data, num_rows, row_dims, metric, keep_mask)
+    """layers: (N_l, D_l) float32 contiguous; keep_mask None or (sum N_l,) uint8 -> (sum N_l,) float32
+    scores, layer after layer. `backend` is a concrete backend name."""
+    return _IMPLEMENTATIONS[backend](layers, metric, keep_mask)
 
 
-@gm_scores_packed.register_fake
-def _(data, num_rows, row_dims, metric, keep_mask, backend):
-    return data.new_empty(sum(num_rows))
+def _fake(layers, metric, keep_mask, backend):
+    return layers[0].new_empty(sum(r.shape[0] for r in layers))
+
+
+register(
+    "gm_scores", "(Tensor[] layers, int metric, Tensor? keep_mask, str backend) -> Tensor", _implementation, _fake
+)
 
 
 def gm_scores(
@@ -79,8 +88,8 @@ def gm_scores(
         ValueError / TypeError naming the bad argument; ValueError for NaN/Inf weights.
     """
     metric_code = metric_id(metric)
-    packed = pack_filters(filters)
-    keep_mask = pack_mask(mask, packed)
-    name = select_backend(backend, packed.device.type, "gm_scores")
-    out = torch.ops.fastprune.gm_scores(packed.data, packed.num_rows, packed.row_dims, metric_code, keep_mask, name)
-    return split_per_layer(out, packed.num_rows, packed.single)
+    layers = prepare_layers(filters)
+    keep_mask = pack_mask(mask, layers)
+    name = select_backend(backend, layers.device.type, "gm_scores")
+    out = torch.ops.fastprune.gm_scores(layers.rows, metric_code, keep_mask, name)
+    return split_per_layer(list(torch.split(out, [r.shape[0] for r in layers.rows])), layers.single)

@@ -8,40 +8,40 @@ import torch
 
 from fastprune.backends import select_backend
 from fastprune.ops import _native_call, _reference
-from fastprune.ops._ragged import Filters, check_finite, metric_id, pack_filters, split_per_layer
+from fastprune.ops._library import register
+from fastprune.ops._ragged import Filters, check_finite, metric_id, pack, prepare_layers, sizes, split_per_layer
 
 
-def _triton(data, num_rows, row_dims, metric):
-    check_finite(data, num_rows, row_dims)
+def _triton(rows: list[torch.Tensor], metric: int) -> torch.Tensor:
     from fastprune.triton_kernels import pairwise_distances
 
-    return pairwise_distances(data, num_rows, row_dims, metric)
+    check_finite(rows)
+    return pairwise_distances(pack(rows), *sizes(rows), metric)
 
 
-def _torch(data, num_rows, row_dims, metric):
-    check_finite(data, num_rows, row_dims)
-    return _reference.pairwise_distances(data, num_rows, row_dims, metric)
+def _torch(rows: list[torch.Tensor], metric: int) -> torch.Tensor:
+    check_finite(rows)
+    return _reference.pairwise_distances(rows, metric)
 
 
-def _native(data, num_rows, row_dims, metric):
-    return _native_call.call("pairwise_distances", data, num_rows, row_dims, metric, sum(n * n for n in num_rows))
+def _native(rows: list[torch.Tensor], metric: int) -> torch.Tensor:
+    return _native_call.call("pairwise_distances", rows, metric, sum(r.shape[0] ** 2 for r in rows))
 
 
 _IMPLEMENTATIONS = {"cpu": _native, "cuda": _native, "triton": _triton, "torch": _torch}
 
 
-@torch.library.custom_op("fastprune::pairwise_distances", mutates_args=())
-def pairwise_distances_packed(
-    data: torch.Tensor, num_rows: list[int], row_dims: list[int], metric: int, backend: str
-) -> torch.Tensor:
-    """Packed form: data (sum N_l D_l,) float32 -> (sum N_l^2,) float32, each layer's N_l x N_l
-    row-major matrix after the previous one. `backend` is a concrete backend name."""
-    return _IMPLEMENTATIONS[backend](data, num_rows, row_dims, metric)
+def _implementation(layers: list[torch.Tensor], metric: int, backend: str) -> torch.Tensor:
+    """layers: (N_l, D_l) float32 contiguous -> (sum N_l^2,) float32, each layer's N_l x N_l row-major
+    matrix after the previous one. `backend` is a concrete backend name."""
+    return _IMPLEMENTATIONS[backend](layers, metric)
 
 
-@pairwise_distances_packed.register_fake
-def _(data, num_rows, row_dims, metric, backend):
-    return data.new_empty(sum(n * n for n in num_rows))
+def _fake(layers, metric, backend):
+    return layers[0].new_empty(sum(r.shape[0] * r.shape[0] for r in layers))
+
+
+register("pairwise_distances", "(Tensor[] layers, int metric, str backend) -> Tensor", _implementation, _fake)
 
 
 def pairwise_distances(
@@ -64,16 +64,17 @@ def pairwise_distances(
         backend: "auto", "cpu", "cuda", "triton" or "torch" (see fastprune.backends).
     Returns:
         float32 (N, N) tensor, or a list of them for a list input, on the filters' device.
-    Accuracy: relative error <= 1e-4 against float64, near-duplicate filters included: the CPU's
-    Gram form recomputes pairs under 1/16 of |a|^2 + |b|^2 from the differences (see
-    csrc/include/fastprune/detail/distance.h); the CUDA and Triton kernels always use differences.
+    Accuracy: relative error <= 1e-4 against float64, near-duplicate filters included. The CPU takes
+    squared distances from a Gram product and recomputes from the differences every pair under 1/16
+    of |a|^2 + |b|^2, where float32 cancellation could bite (csrc/include/fastprune/detail/distance.h);
+    the CUDA and Triton kernels always use differences.
     Raises:
         ValueError / TypeError naming the bad argument; ValueError for NaN/Inf weights.
     """
     metric_code = metric_id(metric)
-    packed = pack_filters(filters)
-    name = select_backend(backend, packed.device.type, "pairwise_distances")
-    out = torch.ops.fastprune.pairwise_distances(packed.data, packed.num_rows, packed.row_dims, metric_code, name)
-    matrices = split_per_layer(out, [n * n for n in packed.num_rows], single=False)
-    matrices = [m.view(n, n) for m, n in zip(matrices, packed.num_rows)]
-    return matrices[0] if packed.single else matrices
+    layers = prepare_layers(filters)
+    name = select_backend(backend, layers.device.type, "pairwise_distances")
+    out = torch.ops.fastprune.pairwise_distances(layers.rows, metric_code, name)
+    num_rows = [r.shape[0] for r in layers.rows]
+    matrices = [m.view(n, n) for m, n in zip(torch.split(out, [n * n for n in num_rows]), num_rows)]
+    return split_per_layer(matrices, layers.single)

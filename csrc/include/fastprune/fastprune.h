@@ -11,8 +11,9 @@
  *
  *     data = [ layer 0: N_0 x D_0 | layer 1: N_1 x D_1 | ... ]      (sum_l N_l * D_l floats)
  *
- * num_rows[l] = N_l >= 1 and row_dims[l] = D_l >= 1 always live in host memory; data, masks and outputs
- * live on the device named by the call (host memory for FP_DEVICE_CPU).
+ * or, on the CPU, given as one pointer per layer (layer_data[l] -> N_l x D_l row-major), which spares
+ * the caller a copy. num_rows[l] = N_l >= 1 and row_dims[l] = D_l >= 1 always live in host memory;
+ * data, masks and outputs live on the device named by the call (host memory for FP_DEVICE_CPU).
  */
 #ifndef FASTPRUNE_FASTPRUNE_H
 #define FASTPRUNE_FASTPRUNE_H
@@ -52,6 +53,8 @@ typedef enum fp_device { FP_DEVICE_CPU = 0, FP_DEVICE_CUDA = 1 } fp_device;
 
 typedef struct fp_ragged_batch {
   const float* data;        /* packed filters, see above; device memory for FP_DEVICE_CUDA */
+  const float* const* layer_data; /* instead of data (which is then NULL), FP_DEVICE_CPU only: one
+                                     row-major N_l x D_l block per layer; NULL when data is used */
   int64_t num_layers;       /* >= 1 */
   const int64_t* num_rows;  /* [num_layers] N_l >= 1, host memory */
   const int64_t* row_dims;  /* [num_layers] D_l >= 1, host memory */
