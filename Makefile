@@ -10,7 +10,7 @@ DEPS_STAMP := $(VENV)/.deps-stamp
 BUILD_STAMP := $(VENV)/.build-stamp
 NATIVE_SOURCES := $(shell find csrc cmake -type f) CMakeLists.txt setup.py pyproject.toml
 
-.PHONY: demo test build lint format bench info clean
+.PHONY: demo test build lint format bench bench-pytest info clean
 
 demo: $(BUILD_STAMP)
 	$(PY) -m fastprune demo
@@ -20,6 +20,9 @@ test: $(BUILD_STAMP)
 
 bench: $(BUILD_STAMP)
 	$(PY) -m fastprune bench scoring
+
+bench-pytest: $(BUILD_STAMP)
+	$(PY) -m pytest bench -o python_files='bench_*.py' --benchmark-only --benchmark-columns=min,median,max
 
 info: $(BUILD_STAMP)
 	$(PY) -m fastprune info
@@ -45,7 +48,7 @@ lint: $(DEPS_STAMP)
 
 format: $(DEPS_STAMP)
 	$(PY) -m ruff format fastprune triton_kernels tests bench examples setup.py
-	clang-format -i $$(find csrc examples -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' -o -name '*.h' -o -name '*.c')
+	$(VENV)/bin/clang-format -i $$(find csrc examples -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' -o -name '*.h' -o -name '*.c')
 
 clean:
 	rm -rf build fastprune/lib fastprune/include fastprune/_C*.so $(BUILD_STAMP)

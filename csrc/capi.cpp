@@ -42,43 +42,50 @@ fp_status reject(std::string& error, fp_status status, const std::string& messag
 // Checks what every scoring op shares and fills `layers`.
 fp_status check_batch(const fp_ragged_batch* filters, fp_metric metric, fp_exec exec, const void* out,
                       std::vector<fp::detail::LayerSpan>& layers, std::string& error) {
-  if (!filters) return reject(error, FP_ERR_INVALID_ARGUMENT, "filters: expected a fp_ragged_batch pointer, got NULL");
+  if (!filters)
+    return reject(error, FP_ERR_INVALID_ARGUMENT, "filters: expected a fp_ragged_batch pointer, got NULL");
   if (!out) return reject(error, FP_ERR_INVALID_ARGUMENT, "out: expected an output buffer, got NULL");
   if (!filters->data == !filters->layer_data)
     return reject(error, FP_ERR_INVALID_ARGUMENT,
                   std::string("filters->data / filters->layer_data: expected exactly one of them, got ") +
                       (filters->data ? "both" : "neither (both NULL)"));
   if (filters->num_layers < 1)
-    return reject(error, FP_ERR_INVALID_ARGUMENT,
-                "filters->num_layers: expected at least 1 layer, got " + std::to_string(filters->num_layers));
+    return reject(
+        error, FP_ERR_INVALID_ARGUMENT,
+        "filters->num_layers: expected at least 1 layer, got " + std::to_string(filters->num_layers));
   if (!filters->num_rows || !filters->row_dims)
-    return reject(error, FP_ERR_INVALID_ARGUMENT, "filters->num_rows / filters->row_dims: expected host arrays of "
-                                         "num_layers sizes, got NULL");
+    return reject(error, FP_ERR_INVALID_ARGUMENT,
+                  "filters->num_rows / filters->row_dims: expected host arrays of "
+                  "num_layers sizes, got NULL");
   for (int64_t l = 0; l < filters->num_layers; ++l) {
     const int64_t n = filters->num_rows[l], d = filters->row_dims[l];
     // Sizes past 2^31 are not a conv layer; N^2 floats of pairwise output must also stay addressable.
     if (n < 1 || n > INT_MAX)
-      return reject(error, FP_ERR_INVALID_ARGUMENT, "filters->num_rows[" + std::to_string(l) +
-                                               "]: expected 1 <= filters <= 2^31-1, got " + std::to_string(n));
+      return reject(error, FP_ERR_INVALID_ARGUMENT,
+                    "filters->num_rows[" + std::to_string(l) + "]: expected 1 <= filters <= 2^31-1, got " +
+                        std::to_string(n));
     if (d < 1 || d > INT_MAX)
-      return reject(error, FP_ERR_INVALID_ARGUMENT, "filters->row_dims[" + std::to_string(l) +
-                                               "]: expected 1 <= weights per filter <= 2^31-1, got " +
-                                               std::to_string(d));
+      return reject(error, FP_ERR_INVALID_ARGUMENT,
+                    "filters->row_dims[" + std::to_string(l) +
+                        "]: expected 1 <= weights per filter <= 2^31-1, got " + std::to_string(d));
   }
   if (!fp::detail::metric_is_valid(static_cast<int>(metric)))
-    return reject(error, FP_ERR_INVALID_ARGUMENT, "metric: expected FP_METRIC_L2, _L1, _COSINE or _SQEUCLIDEAN, got " +
-                                             std::to_string(static_cast<int>(metric)));
+    return reject(error, FP_ERR_INVALID_ARGUMENT,
+                  "metric: expected FP_METRIC_L2, _L1, _COSINE or _SQEUCLIDEAN, got " +
+                      std::to_string(static_cast<int>(metric)));
   if (exec.device != FP_DEVICE_CPU && exec.device != FP_DEVICE_CUDA)
-    return reject(error, FP_ERR_INVALID_ARGUMENT, "exec.device: expected FP_DEVICE_CPU or FP_DEVICE_CUDA, got " +
-                                             std::to_string(static_cast<int>(exec.device)));
+    return reject(error, FP_ERR_INVALID_ARGUMENT,
+                  "exec.device: expected FP_DEVICE_CPU or FP_DEVICE_CUDA, got " +
+                      std::to_string(static_cast<int>(exec.device)));
   if (exec.device == FP_DEVICE_CUDA) {
 #if FP_WITH_CUDA
     std::string why;
     if (fp::cuda::device_check(why) != FP_OK) return reject(error, FP_ERR_UNAVAILABLE, "exec.device: " + why);
 #else
-    return reject(error, FP_ERR_UNAVAILABLE,
-                  "exec.device: this libfastprune was built without CUDA (nvcc was not found or FASTPRUNE_CUDA=0); "
-                  "rebuild with the CUDA toolkit");
+    return reject(
+        error, FP_ERR_UNAVAILABLE,
+        "exec.device: this libfastprune was built without CUDA (nvcc was not found or FASTPRUNE_CUDA=0); "
+        "rebuild with the CUDA toolkit");
 #endif
   }
   if (filters->layer_data && exec.device != FP_DEVICE_CPU)
@@ -136,8 +143,8 @@ fp_status fp_pairwise_distances(const fp_ragged_batch* filters, fp_metric metric
   });
 }
 
-fp_status fp_gm_scores(const fp_ragged_batch* filters, fp_metric metric, const uint8_t* keep_mask, fp_exec exec,
-                       float* out) {
+fp_status fp_gm_scores(const fp_ragged_batch* filters, fp_metric metric, const uint8_t* keep_mask,
+                       fp_exec exec, float* out) {
   return guarded([&](std::string& error) {
     std::vector<fp::detail::LayerSpan> layers;
     fp_status status = check_batch(filters, metric, exec, out, layers, error);
@@ -150,7 +157,9 @@ fp_status fp_gm_scores(const fp_ragged_batch* filters, fp_metric metric, const u
   });
 }
 
-const char* fp_last_error(void) { return last_error.c_str(); }
+const char* fp_last_error(void) {
+  return last_error.c_str();
+}
 
 const char* fp_status_name(fp_status status) {
   switch (status) {
@@ -172,10 +181,18 @@ const char* fp_status_name(fp_status status) {
   return "FP_ERR_UNKNOWN";
 }
 
-const char* fp_version(void) { return FP_VERSION_STRING; }
-int fp_abi_version(void) { return FASTPRUNE_ABI_VERSION; }
-int fp_cuda_compiled(void) { return FP_WITH_CUDA ? 1 : 0; }
-const char* fp_cuda_archs(void) { return FP_CUDA_ARCHS; }
+const char* fp_version(void) {
+  return FP_VERSION_STRING;
+}
+int fp_abi_version(void) {
+  return FASTPRUNE_ABI_VERSION;
+}
+int fp_cuda_compiled(void) {
+  return FP_WITH_CUDA ? 1 : 0;
+}
+const char* fp_cuda_archs(void) {
+  return FP_CUDA_ARCHS;
+}
 
 int fp_openmp_max_threads(void) {
 #ifdef _OPENMP

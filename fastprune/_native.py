@@ -10,7 +10,7 @@ import functools
 from types import ModuleType
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load() -> tuple[ModuleType | None, str | None]:
     try:
         from fastprune import _C
@@ -35,7 +35,7 @@ def unavailable_reason() -> str | None:
     return _load()[1]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cuda_unavailable_reason() -> str | None:
     """None when the CUDA backend can run (compiled in and a device present), else why not."""
     reason = unavailable_reason()

@@ -18,8 +18,8 @@ A backend named by 1-3 that refuses the input raises BackendError listing every 
 from __future__ import annotations
 
 import contextlib
-import functools
 import contextvars
+import functools
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -30,14 +30,16 @@ from fastprune import _native
 BACKENDS = ("cpu", "cuda", "triton", "torch")
 _AUTO_ORDER = {"cpu": ("cpu", "torch"), "cuda": ("cuda", "triton", "torch")}
 
-_context_backend: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("fastprune_backend", default=None)
+_context_backend: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
+    "fastprune_backend", default=None
+)
 
 
 class BackendError(ValueError):
     """A named backend cannot run the call; the message lists each backend's reasons."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _triton_installed() -> bool:
     return importlib.util.find_spec("triton") is not None
 

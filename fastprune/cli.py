@@ -25,7 +25,7 @@ def _version_of(dist: str) -> str:
 
 
 def info() -> int:
-    from fastprune import _native, __version__
+    from fastprune import __version__, _native
     from fastprune.backends import refusal_reasons
 
     print(f"fastprune {__version__}")
@@ -33,8 +33,10 @@ def info() -> int:
     if reason is None:
         build = _native.native().build_info()
         archs = build["cuda_archs"] or "-"
-        print(f"  native library: C ABI v{build['abi_version']}, CUDA compiled: {build['cuda_compiled']} "
-              f"(archs {archs}), OpenMP max threads: {build['openmp_max_threads']}")
+        print(
+            f"  native library: C ABI v{build['abi_version']}, CUDA compiled: {build['cuda_compiled']} "
+            f"(archs {archs}), OpenMP max threads: {build['openmp_max_threads']}"
+        )
         print(f"  cmake prefix (find_package(fastprune)): {cmake_prefix()}")
     else:
         print(f"  native library: unavailable: {reason}")
@@ -59,16 +61,20 @@ def bench(args: argparse.Namespace) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="fastprune", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    info_parser = commands.add_parser("info", help="version, build facts, backends and why any is unavailable")
+    info_parser = commands.add_parser(
+        "info", help="version, build facts, backends and why any is unavailable"
+    )
     info_parser.add_argument("--cmake-prefix", action="store_true", help="print only the CMake prefix path")
     bench_parser = commands.add_parser("bench", help="benchmarks")
     bench_parser.add_argument("suite", choices=["scoring"], help="scoring: whole-network gm_scores")
-    bench_parser.add_argument("--networks", nargs="+", default=["resnet56", "resnet50"],
-                              choices=["resnet56", "resnet50"])
+    bench_parser.add_argument(
+        "--networks", nargs="+", default=["resnet56", "resnet50"], choices=["resnet56", "resnet50"]
+    )
     bench_parser.add_argument("--backend", default="cpu", help="fastprune backend to time (default cpu)")
     bench_parser.add_argument("--no-scipy", action="store_true", help="skip the (slow) SciPy baseline")
-    bench_parser.add_argument("--out", type=Path, default=None,
-                              help="folder for scoring.csv (default bench/results when it exists)")
+    bench_parser.add_argument(
+        "--out", type=Path, default=None, help="folder for scoring.csv (default bench/results when it exists)"
+    )
     commands.add_parser("demo", help="the main job on default data (for now: the scoring benchmark)")
     args = parser.parse_args(argv)
 

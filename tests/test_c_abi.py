@@ -14,11 +14,17 @@ from fastprune.cli import cmake_prefix
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "c_abi"
 
 
-@pytest.mark.skipif(shutil.which("cmake") is None or shutil.which("cc") is None, reason="needs cmake and a C compiler")
+@pytest.mark.skipif(
+    shutil.which("cmake") is None or shutil.which("cc") is None, reason="needs cmake and a C compiler"
+)
 def test_c_program_finds_package_calls_abi_and_checks_results(tmp_path: Path) -> None:
     build = tmp_path / "build"
-    subprocess.run(["cmake", "-S", str(EXAMPLE), "-B", str(build), f"-DCMAKE_PREFIX_PATH={cmake_prefix()}"],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        ["cmake", "-S", str(EXAMPLE), "-B", str(build), f"-DCMAKE_PREFIX_PATH={cmake_prefix()}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     subprocess.run(["cmake", "--build", str(build)], check=True, capture_output=True, text=True)
     run = subprocess.run([str(build / "fastprune_c_abi_example")], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stdout + run.stderr

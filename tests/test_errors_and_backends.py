@@ -43,9 +43,13 @@ def test_filter_errors_name_the_argument(op) -> None:
 @pytest.mark.parametrize("op", OPS)
 def test_metric_and_backend_names_are_checked(op) -> None:
     x = torch.randn(3, 4)
-    with pytest.raises(ValueError, match=r"metric: expected one of 'l2', 'l1', 'cosine', 'sqeuclidean', got 'l3'"):
+    with pytest.raises(
+        ValueError, match=r"metric: expected one of 'l2', 'l1', 'cosine', 'sqeuclidean', got 'l3'"
+    ):
         op(x, "l3")
-    with pytest.raises(ValueError, match=r"backend: expected one of cpu, cuda, triton, torch or 'auto', got 'gpu'"):
+    with pytest.raises(
+        ValueError, match=r"backend: expected one of cpu, cuda, triton, torch or 'auto', got 'gpu'"
+    ):
         op(x, backend="gpu")
 
 
@@ -54,7 +58,11 @@ def test_mask_errors_name_the_argument() -> None:
     good = [torch.ones(4, dtype=torch.bool), torch.ones(5, dtype=torch.bool)]
     cases = [
         ([good[0]], ValueError, r"mask: expected a list of 2 bool tensors .* of length 1"),
-        ([good[0], torch.ones(4, dtype=torch.bool)], ValueError, r"mask\[1\]: expected shape \(5,\).* got \(4,\)"),
+        (
+            [good[0], torch.ones(4, dtype=torch.bool)],
+            ValueError,
+            r"mask\[1\]: expected shape \(5,\).* got \(4,\)",
+        ),
         ([good[0], torch.ones(5)], TypeError, r"mask\[1\]: expected a bool tensor .* got torch.float32"),
         ([good[0], good[1].to("meta")], ValueError, r"mask\[1\]: expected a tensor on cpu .* got meta"),
     ]

@@ -31,8 +31,12 @@ def _masks(n: int) -> dict[str, torch.Tensor | None]:
     some[1::3] = False
     all_but_one = torch.zeros(n, dtype=torch.bool)
     all_but_one[n // 2] = True
-    return {"all_kept_none": None, "all_kept": torch.ones(n, dtype=torch.bool), "some_pruned": some,
-            "all_but_one_pruned": all_but_one}
+    return {
+        "all_kept_none": None,
+        "all_kept": torch.ones(n, dtype=torch.bool),
+        "some_pruned": some,
+        "all_but_one_pruned": all_but_one,
+    }
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
@@ -46,7 +50,9 @@ def test_matches_float64_reference(backend: str, metric: str, mask_name: str) ->
         got = gm_scores(x, metric, mask, backend=backend)
         assert got.dtype == torch.float32 and got.shape == (n,)
         keep = None if mask is None else mask.numpy()
-        assert_close_rel(got, reference_gm_scores(rows_of(x), metric, keep), what=f"{backend} {metric} {n}x{d}")
+        assert_close_rel(
+            got, reference_gm_scores(rows_of(x), metric, keep), what=f"{backend} {metric} {n}x{d}"
+        )
 
 
 def test_all_but_one_pruned_scores_zero_and_inf() -> None:
@@ -85,7 +91,9 @@ def test_near_duplicate_family(backend: str, metric: str) -> None:
     expected = reference_gm_scores(rows_of(x), metric)
     assert_close_rel(got, expected, what=f"{backend} {metric} near-duplicates")
     # The ranking FPGM uses (smallest scores first) matches the exact one.
-    assert torch.equal(torch.argsort(got, stable=True)[:5], torch.from_numpy(np.argsort(expected, kind="stable")[:5]))
+    assert torch.equal(
+        torch.argsort(got, stable=True)[:5], torch.from_numpy(np.argsort(expected, kind="stable")[:5])
+    )
 
 
 def test_mask_aware_scores_ignore_zeroed_filters() -> None:
@@ -119,7 +127,8 @@ import sys, torch
 from fastprune.benchmarks.networks import NETWORKS
 from fastprune.ops import gm_scores, pairwise_distances
 gen = torch.Generator().manual_seed(17)
-weights = [torch.randn(s, generator=gen) for s in NETWORKS["resnet56"]] + [torch.randn(600, 300, generator=gen)]
+weights = [torch.randn(s, generator=gen) for s in NETWORKS["resnet56"]]
+weights.append(torch.randn(600, 300, generator=gen))
 parts = [torch.cat(gm_scores(weights, m, backend="cpu")) for m in ("l2", "l1", "cosine", "sqeuclidean")]
 parts.append(pairwise_distances(weights[-1], "l2", backend="cpu").reshape(-1))
 torch.save(torch.cat(parts), sys.argv[1])
@@ -150,11 +159,15 @@ def test_opcheck(backend: str) -> None:
 @pytest.mark.parametrize("metric", METRIC_NAMES)
 def test_cuda_backends(backend: str, metric: str) -> None:
     gen = torch.Generator().manual_seed(19)
-    weights = [torch.randn(n, d, generator=gen) for n, d in [(1, 3), (2, 9), (97, 37), (1025, 64), (64, 4608)]]
+    weights = [
+        torch.randn(n, d, generator=gen) for n, d in [(1, 3), (2, 9), (97, 37), (1025, 64), (64, 4608)]
+    ]
     weights.append(near_duplicate_family(33, 4608, seed=20))
     masks = [torch.rand(w.shape[0], generator=gen) > 0.3 for w in weights]
     got = gm_scores([w.cuda() for w in weights], metric, [m.cuda() for m in masks], backend=backend)
     again = gm_scores([w.cuda() for w in weights], metric, [m.cuda() for m in masks], backend=backend)
     for scores, repeat, w, m in zip(got, again, weights, masks):
         assert scores.is_cuda and torch.equal(scores, repeat)
-        assert_close_rel(scores, reference_gm_scores(rows_of(w), metric, m.numpy()), what=f"{backend} {metric}")
+        assert_close_rel(
+            scores, reference_gm_scores(rows_of(w), metric, m.numpy()), what=f"{backend} {metric}"
+        )

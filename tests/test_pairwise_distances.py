@@ -8,7 +8,6 @@ import torch
 from conftest import (
     CPU_BACKENDS,
     METRIC_NAMES,
-
     assert_close_rel,
     near_duplicate_family,
     reference_distances,
@@ -72,8 +71,12 @@ def test_torch_cdist_matmul_mode_fails_where_fastprune_holds() -> None:
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_ragged_list_of_conv_weights(backend: str) -> None:
     gen = torch.Generator().manual_seed(4)
-    weights = [torch.randn(16, 3, 3, 3, generator=gen), torch.randn(1, 8, 1, 1, generator=gen),
-               torch.randn(11, 4, 5, 5, generator=gen), torch.randn(6, 7, generator=gen)]
+    weights = [
+        torch.randn(16, 3, 3, 3, generator=gen),
+        torch.randn(1, 8, 1, 1, generator=gen),
+        torch.randn(11, 4, 5, 5, generator=gen),
+        torch.randn(6, 7, generator=gen),
+    ]
     got = pairwise_distances(weights, "l2", backend=backend)
     assert isinstance(got, list) and len(got) == len(weights)
     for index, (matrix, w) in enumerate(zip(got, weights)):
@@ -113,11 +116,13 @@ def test_opcheck(backend: str) -> None:
 @pytest.mark.parametrize("metric", METRIC_NAMES)
 def test_cuda_backends(backend: str, metric: str) -> None:
     gen = torch.Generator().manual_seed(8)
-    weights = [torch.randn(n, d, generator=gen) for n, d in [(1, 3), (2, 9), (97, 37), (1025, 64), (64, 4608)]]
+    weights = [
+        torch.randn(n, d, generator=gen) for n, d in [(1, 3), (2, 9), (97, 37), (1025, 64), (64, 4608)]
+    ]
     weights.append(near_duplicate_family(33, 4608, seed=9))
     got = pairwise_distances([w.cuda() for w in weights], metric, backend=backend)
     for matrix, w in zip(got, weights):
         assert matrix.is_cuda and torch.equal(matrix, matrix.T)
-        assert_close_rel(matrix, reference_distances(rows_of(w), metric), what=f"{backend} {metric} {tuple(w.shape)}")
-
-
+        assert_close_rel(
+            matrix, reference_distances(rows_of(w), metric), what=f"{backend} {metric} {tuple(w.shape)}"
+        )

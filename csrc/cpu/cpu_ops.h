@@ -1,5 +1,6 @@
 // Entry points of the CPU implementation, called by csrc/capi.cpp after it has validated every
-// argument. layer_rows[l] points at layer l's N_l x D_l row-major filters. Each returns FP_OK or a status with `error` set to a message for fp_last_error().
+// argument. layer_rows[l] points at layer l's N_l x D_l row-major filters. Each returns FP_OK or a status
+// with `error` set to a message for fp_last_error().
 #ifndef FASTPRUNE_CPU_CPU_OPS_H
 #define FASTPRUNE_CPU_CPU_OPS_H
 
@@ -12,11 +13,12 @@
 namespace fp {
 namespace cpu {
 
-fp_status pairwise_distances(const std::vector<detail::LayerSpan>& layers, const std::vector<const float*>& layer_rows, int metric,
-                             float* out, std::string& error);
+fp_status pairwise_distances(const std::vector<detail::LayerSpan>& layers,
+                             const std::vector<const float*>& layer_rows, int metric, float* out,
+                             std::string& error);
 
-fp_status gm_scores(const std::vector<detail::LayerSpan>& layers, const std::vector<const float*>& layer_rows, int metric,
-                    const uint8_t* keep_mask, float* out, std::string& error);
+fp_status gm_scores(const std::vector<detail::LayerSpan>& layers, const std::vector<const float*>& layer_rows,
+                    int metric, const uint8_t* keep_mask, float* out, std::string& error);
 
 }  // namespace cpu
 }  // namespace fp

@@ -21,7 +21,8 @@ PairOp difference_op(int metric) {
 
 }  // namespace
 
-fp_status DistanceTiles::prepare(const std::vector<detail::LayerSpan>& spans, const std::vector<const float*>& layer_rows, int metric,
+fp_status DistanceTiles::prepare(const std::vector<detail::LayerSpan>& spans,
+                                 const std::vector<const float*>& layer_rows, int metric,
                                  const uint8_t* keep_mask, std::string& error) {
   metric_ = metric;
   const int64_t num_layers = static_cast<int64_t>(spans.size());
@@ -157,8 +158,9 @@ void DistanceTiles::for_each_tile(const std::function<void(const Tile&)>& consum
     const Layer& layer = layers_[l];
     for (int64_t i0 = 0; i0 < layer.n; i0 += kTileRows)
       for (int64_t j0 = i0; j0 < layer.n; j0 += kTileRows)
-        tasks.push_back({l, i0, j0,
-                         (double)std::min(kTileRows, layer.n - i0) * std::min(kTileRows, layer.n - j0) * layer.d});
+        tasks.push_back(
+            {l, i0, j0,
+             (double)std::min(kTileRows, layer.n - i0) * std::min(kTileRows, layer.n - j0) * layer.d});
   }
   // Largest first, so the dynamic schedule ends with small tasks and the threads finish together.
   std::stable_sort(tasks.begin(), tasks.end(), [](const Task& a, const Task& b) { return a.cost > b.cost; });

@@ -23,17 +23,17 @@ namespace cpu {
 constexpr int64_t kTileRows = 256;
 
 struct Tile {
-  int64_t layer;       // layer index in the batch
-  int64_t i0, ni;      // rows [i0, i0 + ni) of the (compacted) layer
-  int64_t j0, nj;      // columns [j0, j0 + nj)
-  const float* dist;   // ni x nj row-major distances; a diagonal tile (i0 == j0) is full and symmetric
+  int64_t layer;      // layer index in the batch
+  int64_t i0, ni;     // rows [i0, i0 + ni) of the (compacted) layer
+  int64_t j0, nj;     // columns [j0, j0 + nj)
+  const float* dist;  // ni x nj row-major distances; a diagonal tile (i0 == j0) is full and symmetric
 };
 
 class DistanceTiles {
  public:
   // keep_mask: nullptr or one byte per row of the batch (nonzero = kept); dropped rows are removed.
-  fp_status prepare(const std::vector<detail::LayerSpan>& layers, const std::vector<const float*>& layer_rows, int metric,
-                    const uint8_t* keep_mask, std::string& error);
+  fp_status prepare(const std::vector<detail::LayerSpan>& layers, const std::vector<const float*>& layer_rows,
+                    int metric, const uint8_t* keep_mask, std::string& error);
 
   // Calls consume(tile) for every tile, from several threads at once (tiles never overlap).
   void for_each_tile(const std::function<void(const Tile&)>& consume) const;
@@ -46,7 +46,7 @@ class DistanceTiles {
     const float* rows;       // n x d rows the distances are taken between (compacted / unit-scaled)
     const float* originals;  // the same rows unscaled (differs from rows only for cosine)
     int64_t n, d;
-    int64_t first;           // index of row 0 in sq_norms_ and scales_
+    int64_t first;  // index of row 0 in sq_norms_ and scales_
     std::vector<int64_t> kept;
   };
   void compute_tile(const Layer& layer, int64_t i0, int64_t ni, int64_t j0, int64_t nj, float* out) const;

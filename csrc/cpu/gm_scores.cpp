@@ -11,8 +11,8 @@
 namespace fp {
 namespace cpu {
 
-fp_status gm_scores(const std::vector<detail::LayerSpan>& layers, const std::vector<const float*>& layer_rows, int metric,
-                    const uint8_t* keep_mask, float* out, std::string& error) {
+fp_status gm_scores(const std::vector<detail::LayerSpan>& layers, const std::vector<const float*>& layer_rows,
+                    int metric, const uint8_t* keep_mask, float* out, std::string& error) {
   DistanceTiles tiles;
   fp_status status = tiles.prepare(layers, layer_rows, metric, keep_mask, error);
   if (status != FP_OK) return status;

@@ -13,7 +13,6 @@
 #include <algorithm>
 #include <vector>
 
-
 namespace fp {
 namespace cpu {
 
@@ -77,12 +76,18 @@ template <PairOp op, int kVecs>
 void rows_against_panel(const float* a, int64_t rows, int64_t d, const float* panel, int64_t cols, float* out,
                         int64_t ld) {
   switch (rows) {
-    case 1: return micro_kernel<op, kVecs, 1>(a, d, panel, cols, out, ld);
-    case 2: return micro_kernel<op, kVecs, 2>(a, d, panel, cols, out, ld);
-    case 3: return micro_kernel<op, kVecs, 3>(a, d, panel, cols, out, ld);
-    case 4: return micro_kernel<op, kVecs, 4>(a, d, panel, cols, out, ld);
-    case 5: return micro_kernel<op, kVecs, 5>(a, d, panel, cols, out, ld);
-    default: return micro_kernel<op, kVecs, kRows>(a, d, panel, cols, out, ld);
+    case 1:
+      return micro_kernel<op, kVecs, 1>(a, d, panel, cols, out, ld);
+    case 2:
+      return micro_kernel<op, kVecs, 2>(a, d, panel, cols, out, ld);
+    case 3:
+      return micro_kernel<op, kVecs, 3>(a, d, panel, cols, out, ld);
+    case 4:
+      return micro_kernel<op, kVecs, 4>(a, d, panel, cols, out, ld);
+    case 5:
+      return micro_kernel<op, kVecs, 5>(a, d, panel, cols, out, ld);
+    default:
+      return micro_kernel<op, kVecs, kRows>(a, d, panel, cols, out, ld);
   }
 }
 
@@ -99,7 +104,7 @@ void pair_tile_impl(const float* a, int64_t ni, const float* b, int64_t nj, int6
     const int64_t row_end = symmetric ? std::min(ni, j0 + cols) : ni;
     for (int64_t i0 = 0; i0 < row_end; i0 += kRows) {
       rows_against_panel<op, kVecs>(a + i0 * d, std::min<int64_t>(kRows, row_end - i0), d, panel.data(), cols,
-                             out + i0 * nj + j0, nj);
+                                    out + i0 * nj + j0, nj);
     }
   }
 }
@@ -155,7 +160,8 @@ double row_sq_norm(const float* x, int64_t d) {
   }
   double lanes[8];
   memcpy(lanes, &acc, sizeof(acc));
-  double sum = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+  double sum =
+      ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
   for (; k < d; ++k) sum += (double)x[k] * x[k];
   return sum;
 }

@@ -6,8 +6,9 @@
 namespace fp {
 namespace cpu {
 
-fp_status pairwise_distances(const std::vector<detail::LayerSpan>& layers, const std::vector<const float*>& layer_rows, int metric,
-                             float* out, std::string& error) {
+fp_status pairwise_distances(const std::vector<detail::LayerSpan>& layers,
+                             const std::vector<const float*>& layer_rows, int metric, float* out,
+                             std::string& error) {
   DistanceTiles tiles;
   fp_status status = tiles.prepare(layers, layer_rows, metric, nullptr, error);
   if (status != FP_OK) return status;

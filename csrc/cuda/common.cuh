@@ -24,10 +24,10 @@ inline fp_status check_cuda(cudaError_t result, const char* call, std::string& e
 }
 
 // Returns from the enclosing function (which must have a `std::string& error`) when `call` fails.
-#define FP_CUDA_TRY(call)                                                            \
-  do {                                                                               \
+#define FP_CUDA_TRY(call)                                                               \
+  do {                                                                                  \
     const fp_status fp_cuda_try_status_ = ::fp::cuda::check_cuda((call), #call, error); \
-    if (fp_cuda_try_status_ != FP_OK) return fp_cuda_try_status_;                    \
+    if (fp_cuda_try_status_ != FP_OK) return fp_cuda_try_status_;                       \
   } while (0)
 
 // Device array allocated and freed in stream order, so an early error return never frees memory that

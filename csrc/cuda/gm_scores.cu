@@ -27,8 +27,8 @@ __device__ __forceinline__ bool is_kept(const uint8_t* keep_mask, const detail::
 // its rows i and, off the diagonal, (j, ti) for its columns j; the diagonal block fills (i, ti).
 template <class K>
 __global__ void __launch_bounds__(kTileThreads)
-    gm_tiles_kernel(const TileEntry* tiles, const LayerInfo* layers, const float* data,
-                    const double* scales, const uint8_t* keep_mask, int metric, double* partials) {
+    gm_tiles_kernel(const TileEntry* tiles, const LayerInfo* layers, const float* data, const double* scales,
+                    const uint8_t* keep_mask, int metric, double* partials) {
   __shared__ TileShared sh;
   __shared__ bool keep_i[kTile];
   __shared__ bool keep_j[kTile];

@@ -12,8 +12,8 @@
 namespace fp {
 namespace cuda {
 
-constexpr int kChunk = 32;               // columns of D staged in shared memory at a time
-constexpr int kThreadsPerSide = 16;      // threads form a 16 x 16 grid over the tile
+constexpr int kChunk = 32;           // columns of D staged in shared memory at a time
+constexpr int kThreadsPerSide = 16;  // threads form a 16 x 16 grid over the tile
 constexpr int kTileThreads = kThreadsPerSide * kThreadsPerSide;
 constexpr int kMicro = kTile / kThreadsPerSide;  // each thread owns kMicro x kMicro pairs
 static_assert(kTile % kThreadsPerSide == 0, "tile must split evenly over the thread grid");

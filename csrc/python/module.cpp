@@ -66,8 +66,8 @@ PYBIND11_MODULE(_C, m) {
         }
         raise_on_error(status);
       },
-      py::arg("data"), py::arg("layer_data"), py::arg("num_rows"), py::arg("row_dims"), py::arg("metric"), py::arg("device"),
-      py::arg("stream"), py::arg("out"));
+      py::arg("data"), py::arg("layer_data"), py::arg("num_rows"), py::arg("row_dims"), py::arg("metric"),
+      py::arg("device"), py::arg("stream"), py::arg("out"));
 
   m.def(
       "gm_scores",
@@ -84,8 +84,8 @@ PYBIND11_MODULE(_C, m) {
         }
         raise_on_error(status);
       },
-      py::arg("data"), py::arg("layer_data"), py::arg("num_rows"), py::arg("row_dims"), py::arg("metric"), py::arg("keep_mask"),
-      py::arg("device"), py::arg("stream"), py::arg("out"));
+      py::arg("data"), py::arg("layer_data"), py::arg("num_rows"), py::arg("row_dims"), py::arg("metric"),
+      py::arg("keep_mask"), py::arg("device"), py::arg("stream"), py::arg("out"));
 
   m.def("cuda_device_check", [] {
     const fp_status status = fp_cuda_device_check();

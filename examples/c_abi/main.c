@@ -57,24 +57,31 @@ int main(void) {
 
   /* Bad arguments: a status and a message, never a crash. */
   fp_ragged_batch both = {kData, layer_rows, 2, kRows, kDims};
-  expect_status(fp_gm_scores(&both, FP_METRIC_L2, NULL, cpu, scores), FP_ERR_INVALID_ARGUMENT, "data and layer_data");
+  expect_status(fp_gm_scores(&both, FP_METRIC_L2, NULL, cpu, scores), FP_ERR_INVALID_ARGUMENT,
+                "data and layer_data");
   expect_status(fp_gm_scores(NULL, FP_METRIC_L2, NULL, cpu, scores), FP_ERR_INVALID_ARGUMENT, "null batch");
   expect_status(fp_gm_scores(&batch, FP_METRIC_L2, NULL, cpu, NULL), FP_ERR_INVALID_ARGUMENT, "null output");
   fp_ragged_batch no_data = {NULL, NULL, 2, kRows, kDims};
-  expect_status(fp_gm_scores(&no_data, FP_METRIC_L2, NULL, cpu, scores), FP_ERR_INVALID_ARGUMENT, "null data");
+  expect_status(fp_gm_scores(&no_data, FP_METRIC_L2, NULL, cpu, scores), FP_ERR_INVALID_ARGUMENT,
+                "null data");
   fp_ragged_batch no_sizes = {kData, NULL, 2, NULL, kDims};
-  expect_status(fp_gm_scores(&no_sizes, FP_METRIC_L2, NULL, cpu, scores), FP_ERR_INVALID_ARGUMENT, "null sizes");
+  expect_status(fp_gm_scores(&no_sizes, FP_METRIC_L2, NULL, cpu, scores), FP_ERR_INVALID_ARGUMENT,
+                "null sizes");
   const int64_t negative_rows[] = {3, -2};
   fp_ragged_batch negative = {kData, NULL, 2, negative_rows, kDims};
-  expect_status(fp_gm_scores(&negative, FP_METRIC_L2, NULL, cpu, scores), FP_ERR_INVALID_ARGUMENT, "negative rows");
+  expect_status(fp_gm_scores(&negative, FP_METRIC_L2, NULL, cpu, scores), FP_ERR_INVALID_ARGUMENT,
+                "negative rows");
   const int64_t zero_dims[] = {2, 0};
   fp_ragged_batch zero = {kData, NULL, 2, kRows, zero_dims};
   expect_status(fp_pairwise_distances(&zero, FP_METRIC_L2, cpu, dist), FP_ERR_INVALID_ARGUMENT, "zero dims");
   fp_ragged_batch no_layers = {kData, NULL, -1, kRows, kDims};
-  expect_status(fp_gm_scores(&no_layers, FP_METRIC_L2, NULL, cpu, scores), FP_ERR_INVALID_ARGUMENT, "negative layers");
-  expect_status(fp_gm_scores(&batch, (fp_metric)7, NULL, cpu, scores), FP_ERR_INVALID_ARGUMENT, "unknown metric");
+  expect_status(fp_gm_scores(&no_layers, FP_METRIC_L2, NULL, cpu, scores), FP_ERR_INVALID_ARGUMENT,
+                "negative layers");
+  expect_status(fp_gm_scores(&batch, (fp_metric)7, NULL, cpu, scores), FP_ERR_INVALID_ARGUMENT,
+                "unknown metric");
   const fp_exec bogus = {(fp_device)5, NULL};
-  expect_status(fp_gm_scores(&batch, FP_METRIC_L2, NULL, bogus, scores), FP_ERR_INVALID_ARGUMENT, "unknown device");
+  expect_status(fp_gm_scores(&batch, FP_METRIC_L2, NULL, bogus, scores), FP_ERR_INVALID_ARGUMENT,
+                "unknown device");
   const float with_nan[] = {0.f, 0.f, 3.f, NAN, 6.f, 8.f, 1.f, 2.f, 2.f, 0.f, 0.f, 0.f};
   fp_ragged_batch nan_batch = {with_nan, NULL, 2, kRows, kDims};
   expect_status(fp_gm_scores(&nan_batch, FP_METRIC_L2, NULL, cpu, scores), FP_ERR_NONFINITE, "NaN weight");
@@ -82,8 +89,8 @@ int main(void) {
   /* CUDA: unavailable without a build or a device, with the reason; never a crash. */
   if (fp_cuda_device_check() != FP_OK) {
     const fp_exec gpu = {FP_DEVICE_CUDA, NULL};
-    expect_status(fp_gm_scores(&batch, FP_METRIC_L2, NULL, gpu, scores),
-                  FP_ERR_UNAVAILABLE, "cuda without a device");
+    expect_status(fp_gm_scores(&batch, FP_METRIC_L2, NULL, gpu, scores), FP_ERR_UNAVAILABLE,
+                  "cuda without a device");
   }
 
   if (failures) {

@@ -13,8 +13,9 @@ from fastprune.ops._ragged import pack, sizes
 _DEVICE_CPU, _DEVICE_CUDA = 0, 1
 
 
-def call(op: str, rows: list[torch.Tensor], metric: int, out_size: int,
-         keep_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+def call(
+    op: str, rows: list[torch.Tensor], metric: int, out_size: int, keep_mask: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """Runs native op `op` ("pairwise_distances" or "gm_scores") on (N_l, D_l) float32 contiguous rows.
 
     On the CPU each layer is passed by its own pointer (no packing copy); CUDA takes the packed layout.

@@ -22,7 +22,9 @@ _ACCEPTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 @dataclass
 class Layers:
-    rows: list[torch.Tensor]  # per layer (N_l, D_l) float32, contiguous (views of the caller's weights when possible)
+    rows: list[
+        torch.Tensor
+    ]  # per layer (N_l, D_l) float32, contiguous (views of the caller's weights when possible)
     single: bool  # the caller passed one tensor, not a list
 
     @property
@@ -60,7 +62,9 @@ def prepare_layers(filters: Filters) -> Layers:
             )
         shape = weight.shape
         if len(shape) not in (2, 4):
-            raise ValueError(f"{name}: expected a conv weight (N, C, k, k) or rows (N, D), got shape {tuple(shape)}")
+            raise ValueError(
+                f"{name}: expected a conv weight (N, C, k, k) or rows (N, D), got shape {tuple(shape)}"
+            )
         if weight.numel() == 0:
             raise ValueError(
                 f"{name}: expected at least one filter with at least one weight, got shape {tuple(shape)}"
@@ -90,9 +94,9 @@ def pack_mask(mask: Mask, layers: Layers) -> Optional[torch.Tensor]:
         return None
     masks = [mask] if layers.single and isinstance(mask, torch.Tensor) else mask
     if not isinstance(masks, (list, tuple)) or len(masks) != len(layers.rows):
+        expected = "a bool tensor" if layers.single else f"a list of {len(layers.rows)} bool tensors"
         raise ValueError(
-            f"mask: expected {'a bool tensor' if layers.single else f'a list of {len(layers.rows)} bool tensors'}"
-            f" (one per layer of filters), got {type(mask).__name__}"
+            f"mask: expected {expected} (one per layer of filters), got {type(mask).__name__}"
             + (f" of length {len(mask)}" if isinstance(mask, (list, tuple)) else "")
         )
     for index, (layer_mask, rows) in enumerate(zip(masks, (r.shape[0] for r in layers.rows))):
@@ -101,9 +105,13 @@ def pack_mask(mask: Mask, layers: Layers) -> Optional[torch.Tensor]:
             got = layer_mask.dtype if isinstance(layer_mask, torch.Tensor) else type(layer_mask).__name__
             raise TypeError(f"{name}: expected a bool tensor (True = kept), got {got}")
         if layer_mask.dim() != 1 or layer_mask.shape[0] != rows:
-            raise ValueError(f"{name}: expected shape ({rows},), one entry per filter, got {tuple(layer_mask.shape)}")
+            raise ValueError(
+                f"{name}: expected shape ({rows},), one entry per filter, got {tuple(layer_mask.shape)}"
+            )
         if layer_mask.device != layers.device:
-            raise ValueError(f"{name}: expected a tensor on {layers.device} like the filters, got {layer_mask.device}")
+            raise ValueError(
+                f"{name}: expected a tensor on {layers.device} like the filters, got {layer_mask.device}"
+            )
     return torch.cat([m.reshape(-1) for m in masks]).to(torch.uint8)
 
 

@@ -54,7 +54,10 @@ def _fake(layers, metric, keep_mask, backend):
 
 
 register(
-    "gm_scores", "(Tensor[] layers, int metric, Tensor? keep_mask, str backend) -> Tensor", _implementation, _fake
+    "gm_scores",
+    "(Tensor[] layers, int metric, Tensor? keep_mask, str backend) -> Tensor",
+    _implementation,
+    _fake,
 )
 
 

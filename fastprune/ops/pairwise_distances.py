@@ -9,7 +9,15 @@ import torch
 from fastprune.backends import select_backend
 from fastprune.ops import _native_call, _reference
 from fastprune.ops._library import register
-from fastprune.ops._ragged import Filters, check_finite, metric_id, pack, prepare_layers, sizes, split_per_layer
+from fastprune.ops._ragged import (
+    Filters,
+    check_finite,
+    metric_id,
+    pack,
+    prepare_layers,
+    sizes,
+    split_per_layer,
+)
 
 
 def _triton(rows: list[torch.Tensor], metric: int) -> torch.Tensor:

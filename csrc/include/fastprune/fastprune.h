@@ -43,21 +43,21 @@ typedef enum fp_status {
 } fp_status;
 
 typedef enum fp_metric {
-  FP_METRIC_L2 = 0,          /* ||a - b||_2 */
-  FP_METRIC_L1 = 1,          /* ||a - b||_1 */
-  FP_METRIC_COSINE = 2,      /* 1 - a.b / (|a| |b|); a zero row is at distance 1 from every other row */
-  FP_METRIC_SQEUCLIDEAN = 3  /* ||a - b||_2^2 */
+  FP_METRIC_L2 = 0,         /* ||a - b||_2 */
+  FP_METRIC_L1 = 1,         /* ||a - b||_1 */
+  FP_METRIC_COSINE = 2,     /* 1 - a.b / (|a| |b|); a zero row is at distance 1 from every other row */
+  FP_METRIC_SQEUCLIDEAN = 3 /* ||a - b||_2^2 */
 } fp_metric;
 
 typedef enum fp_device { FP_DEVICE_CPU = 0, FP_DEVICE_CUDA = 1 } fp_device;
 
 typedef struct fp_ragged_batch {
-  const float* data;        /* packed filters, see above; device memory for FP_DEVICE_CUDA */
+  const float* data;              /* packed filters, see above; device memory for FP_DEVICE_CUDA */
   const float* const* layer_data; /* instead of data (which is then NULL), FP_DEVICE_CPU only: one
                                      row-major N_l x D_l block per layer; NULL when data is used */
-  int64_t num_layers;       /* >= 1 */
-  const int64_t* num_rows;  /* [num_layers] N_l >= 1, host memory */
-  const int64_t* row_dims;  /* [num_layers] D_l >= 1, host memory */
+  int64_t num_layers;             /* >= 1 */
+  const int64_t* num_rows;        /* [num_layers] N_l >= 1, host memory */
+  const int64_t* row_dims;        /* [num_layers] D_l >= 1, host memory */
 } fp_ragged_batch;
 
 /* Where a call runs. stream is a cudaStream_t for FP_DEVICE_CUDA (NULL = default stream), ignored on
@@ -86,9 +86,9 @@ FP_API const char* fp_status_name(fp_status status);
 /* Build facts. */
 FP_API const char* fp_version(void);
 FP_API int fp_abi_version(void);
-FP_API int fp_cuda_compiled(void);       /* 1 if CUDA kernels were compiled in */
-FP_API const char* fp_cuda_archs(void);  /* e.g. "80;90" or "" */
-FP_API int fp_openmp_max_threads(void);  /* 1 when built without OpenMP */
+FP_API int fp_cuda_compiled(void);      /* 1 if CUDA kernels were compiled in */
+FP_API const char* fp_cuda_archs(void); /* e.g. "80;90" or "" */
+FP_API int fp_openmp_max_threads(void); /* 1 when built without OpenMP */
 /* FP_OK when a CUDA device can be used; otherwise a status and fp_last_error() says why. */
 FP_API fp_status fp_cuda_device_check(void);
 

@@ -34,7 +34,9 @@ constexpr int kMetricL1 = 1;
 constexpr int kMetricCosine = 2;
 constexpr int kMetricSqeuclidean = 3;
 
-FP_HOST_DEVICE bool metric_is_valid(int metric) { return metric >= 0 && metric <= 3; }
+FP_HOST_DEVICE bool metric_is_valid(int metric) {
+  return metric >= 0 && metric <= 3;
+}
 
 FP_HOST_DEVICE Accumulation accumulation_of(int metric) {
   return metric == kMetricL1 ? Accumulation::kAbs : Accumulation::kSquare;
@@ -42,7 +44,9 @@ FP_HOST_DEVICE Accumulation accumulation_of(int metric) {
 
 // Cosine works on rows scaled to unit length: 1 - cos(a, b) = |a/|a| - b/|b||^2 / 2.
 // A zero row is left at zero, which puts it at cosine distance 1 from every other row.
-FP_HOST_DEVICE bool metric_normalises_rows(int metric) { return metric == kMetricCosine; }
+FP_HOST_DEVICE bool metric_normalises_rows(int metric) {
+  return metric == kMetricCosine;
+}
 
 template <typename T>
 FP_HOST_DEVICE T accumulate_term(Accumulation acc, T a, T b) {
@@ -71,7 +75,9 @@ FP_HOST_DEVICE T finish_pair_distance(int metric, T accumulated, bool either_row
 }
 
 // Scale that turns a row of squared norm `sq_norm` into a unit row for cosine (0 for a zero row).
-FP_HOST_DEVICE double unit_scale(double sq_norm) { return sq_norm > 0.0 ? 1.0 / sqrt(sq_norm) : 0.0; }
+FP_HOST_DEVICE double unit_scale(double sq_norm) {
+  return sq_norm > 0.0 ? 1.0 / sqrt(sq_norm) : 0.0;
+}
 
 // A Gram-derived squared distance is trusted only when it is at least this fraction of
 // |a|^2 + |b|^2. float32 Gram entries carry an absolute error of roughly sqrt(D) * 2^-24 * |a||b|
