@@ -19,7 +19,7 @@ test: $(BUILD_STAMP)
 	$(PY) -m pytest -q tests
 
 bench: $(BUILD_STAMP)
-	$(PY) -m fastprune bench scoring
+	$(PY) -m fastprune bench scoring --out bench/results
 
 bench-pytest: $(BUILD_STAMP)
 	$(PY) -m pytest bench -o python_files='bench_*.py' --benchmark-only --benchmark-columns=min,median,max

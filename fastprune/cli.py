@@ -51,10 +51,7 @@ def info() -> int:
 def bench(args: argparse.Namespace) -> int:
     from fastprune.benchmarks import scoring
 
-    out_dir = args.out
-    if out_dir is None and Path("bench/results").is_dir():
-        out_dir = Path("bench/results")
-    scoring.run(args.networks, backend=args.backend, with_scipy=not args.no_scipy, out_dir=out_dir)
+    scoring.run(args.networks, backend=args.backend, with_scipy=not args.no_scipy, out_dir=args.out)
     return 0
 
 
@@ -73,7 +70,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     bench_parser.add_argument("--backend", default="cpu", help="fastprune backend to time (default cpu)")
     bench_parser.add_argument("--no-scipy", action="store_true", help="skip the (slow) SciPy baseline")
     bench_parser.add_argument(
-        "--out", type=Path, default=None, help="folder for scoring.csv (default bench/results when it exists)"
+        "--out", type=Path, default=None, help="append rows to OUT/scoring.csv (make bench: bench/results)"
     )
     commands.add_parser("demo", help="the main job on default data (for now: the scoring benchmark)")
     args = parser.parse_args(argv)
