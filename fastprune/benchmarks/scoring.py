@@ -12,7 +12,7 @@ layer once (g_j = sum_j' ||F_j - F_j'||_2), measured side by side in one run:
 Columns: median seconds, speed-up of fastprune over the method, GFLOP/s of useful work
 sum_l N_l (N_l - 1) D_l (one multiply-add per weight for each unordered pair: the least any exact
 method must do; the same count for every method, so rates compare like times), that rate as a share of
-the machine's float32 ceiling as measured in the same run by a 2048^3 torch matmul, and the largest
+the best float32 matmul rate (torch or NumPy, 2048^3) measured in the same run, and the largest
 relative error against float64.
 """
 
@@ -42,7 +42,7 @@ FIELDS = [
     "seconds",
     "fastprune_speedup",
     "gflops",
-    "ceiling_share",
+    "matmul_share",
     "max_rel_err",
 ]
 
@@ -84,9 +84,14 @@ def median_seconds(fn: Callable[[], object], min_runs: int = 3, budget_s: float 
     return statistics.median(times)
 
 
-def matmul_ceiling_gflops(size: int = 2048) -> float:
+def matmul_gflops(size: int = 2048) -> float:
+    """The best float32 matmul rate of torch and NumPy here: a practical reference rate for the
+    machine (BLAS does not reach the hardware peak on every CPU, so shares above 100% can occur)."""
+
     a, b = torch.randn(size, size), torch.randn(size, size)
-    return 2 * size**3 / median_seconds(lambda: a @ b, budget_s=1.0) / 1e9
+    an, bn = a.numpy(), b.numpy()
+    seconds = min(median_seconds(lambda: a @ b, budget_s=1.0), median_seconds(lambda: an @ bn, budget_s=1.0))
+    return 2 * size**3 / seconds / 1e9
 
 
 def _reference_scores(weights: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -138,8 +143,8 @@ def run(
     """Runs the benchmark, prints the table, appends rows to out_dir/scoring.csv when given."""
     generator = torch.Generator().manual_seed(seed)
     machine, rev, date = machine_name(), commit(), datetime.datetime.now().isoformat(timespec="seconds")
-    ceiling = matmul_ceiling_gflops()
-    print(f"machine: {machine}; commit {rev}; float32 ceiling (torch matmul 2048^3) {ceiling:.1f} GFLOP/s")
+    ceiling = matmul_gflops()
+    print(f"machine: {machine}; commit {rev}; best float32 matmul (2048^3) {ceiling:.1f} GFLOP/s")
     rows = []
     for network in networks:
         weights = [torch.randn(shape, generator=generator) for shape in NETWORKS[network]]
@@ -153,9 +158,7 @@ def run(
             timings[name] = (seconds, err)
         ours = timings[f"fastprune-{backend}"][0]
         print(f"\n{network}: {len(weights)} conv layers, {work / 1e9:.3f} GFLOP of pair work")
-        print(
-            f"  {'method':<20}{'time':>12}{'fastprune x':>14}{'GFLOP/s':>10}{'% ceil':>8}{'max rel err':>13}"
-        )
+        print(f"  {'method':<20}{'time':>12}{'fastprune x':>14}{'GFLOP/s':>10}{'% mm':>8}{'max rel err':>13}")
         for name, (seconds, err) in timings.items():
             row = {
                 "date": date,
@@ -166,13 +169,13 @@ def run(
                 "seconds": seconds,
                 "fastprune_speedup": seconds / ours,
                 "gflops": work / seconds / 1e9,
-                "ceiling_share": work / seconds / 1e9 / ceiling,
+                "matmul_share": work / seconds / 1e9 / ceiling,
                 "max_rel_err": err,
             }
             rows.append(row)
             print(
                 f"  {name:<20}{seconds * 1e3:>10.2f}ms{row['fastprune_speedup']:>13.1f}x"
-                f"{row['gflops']:>10.1f}{100 * row['ceiling_share']:>7.0f}%{err:>13.1e}"
+                f"{row['gflops']:>10.1f}{100 * row['matmul_share']:>7.0f}%{err:>13.1e}"
             )
     if out_dir is not None:
         path = Path(out_dir) / "scoring.csv"
