@@ -2,13 +2,12 @@
 // No C++ exception may cross this boundary: every entry point catches and converts.
 #include <limits.h>
 
-#include <new>
 #include <string>
 #include <vector>
 
+#include "capi_internal.h"
 #include "cpu/cpu_ops.h"
 #include "fastprune/detail/distance.h"
-#include "fastprune/detail/ragged.h"
 #include "fastprune/fastprune.h"
 
 #if FP_WITH_CUDA
@@ -25,54 +24,15 @@
 #define FP_CUDA_ARCHS ""
 #endif
 
-namespace {
+namespace fp {
+namespace capi {
 
-thread_local std::string last_error;
-
-fp_status fail(fp_status status, const std::string& message) {
-  last_error = message;
-  return status;
+std::string& last_error() {
+  thread_local std::string message;
+  return message;
 }
 
-fp_status reject(std::string& error, fp_status status, const std::string& message) {
-  error = message;
-  return status;
-}
-
-// Checks what every scoring op shares and fills `layers`.
-fp_status check_batch(const fp_ragged_batch* filters, fp_metric metric, fp_exec exec, const void* out,
-                      std::vector<fp::detail::LayerSpan>& layers, std::string& error) {
-  if (!filters)
-    return reject(error, FP_ERR_INVALID_ARGUMENT, "filters: expected a fp_ragged_batch pointer, got NULL");
-  if (!out) return reject(error, FP_ERR_INVALID_ARGUMENT, "out: expected an output buffer, got NULL");
-  if (!filters->data == !filters->layer_data)
-    return reject(error, FP_ERR_INVALID_ARGUMENT,
-                  std::string("filters->data / filters->layer_data: expected exactly one of them, got ") +
-                      (filters->data ? "both" : "neither (both NULL)"));
-  if (filters->num_layers < 1)
-    return reject(
-        error, FP_ERR_INVALID_ARGUMENT,
-        "filters->num_layers: expected at least 1 layer, got " + std::to_string(filters->num_layers));
-  if (!filters->num_rows || !filters->row_dims)
-    return reject(error, FP_ERR_INVALID_ARGUMENT,
-                  "filters->num_rows / filters->row_dims: expected host arrays of "
-                  "num_layers sizes, got NULL");
-  for (int64_t l = 0; l < filters->num_layers; ++l) {
-    const int64_t n = filters->num_rows[l], d = filters->row_dims[l];
-    // Sizes past 2^31 are not a conv layer; N^2 floats of pairwise output must also stay addressable.
-    if (n < 1 || n > INT_MAX)
-      return reject(error, FP_ERR_INVALID_ARGUMENT,
-                    "filters->num_rows[" + std::to_string(l) + "]: expected 1 <= filters <= 2^31-1, got " +
-                        std::to_string(n));
-    if (d < 1 || d > INT_MAX)
-      return reject(error, FP_ERR_INVALID_ARGUMENT,
-                    "filters->row_dims[" + std::to_string(l) +
-                        "]: expected 1 <= weights per filter <= 2^31-1, got " + std::to_string(d));
-  }
-  if (!fp::detail::metric_is_valid(static_cast<int>(metric)))
-    return reject(error, FP_ERR_INVALID_ARGUMENT,
-                  "metric: expected FP_METRIC_L2, _L1, _COSINE or _SQEUCLIDEAN, got " +
-                      std::to_string(static_cast<int>(metric)));
+fp_status check_exec(fp_exec exec, std::string& error) {
   if (exec.device != FP_DEVICE_CPU && exec.device != FP_DEVICE_CUDA)
     return reject(error, FP_ERR_INVALID_ARGUMENT,
                   "exec.device: expected FP_DEVICE_CPU or FP_DEVICE_CUDA, got " +
@@ -80,7 +40,7 @@ fp_status check_batch(const fp_ragged_batch* filters, fp_metric metric, fp_exec 
   if (exec.device == FP_DEVICE_CUDA) {
 #if FP_WITH_CUDA
     std::string why;
-    if (fp::cuda::device_check(why) != FP_OK) return reject(error, FP_ERR_UNAVAILABLE, "exec.device: " + why);
+    if (cuda::device_check(why) != FP_OK) return reject(error, FP_ERR_UNAVAILABLE, "exec.device: " + why);
 #else
     return reject(
         error, FP_ERR_UNAVAILABLE,
@@ -88,42 +48,75 @@ fp_status check_batch(const fp_ragged_batch* filters, fp_metric metric, fp_exec 
         "rebuild with the CUDA toolkit");
 #endif
   }
-  if (filters->layer_data && exec.device != FP_DEVICE_CPU)
-    return reject(error, FP_ERR_INVALID_ARGUMENT,
-                  "filters->layer_data: per-layer pointers are taken on FP_DEVICE_CPU only; pack the layers "
-                  "into filters->data for FP_DEVICE_CUDA");
-  for (int64_t l = 0; filters->layer_data && l < filters->num_layers; ++l)
-    if (!filters->layer_data[l])
-      return reject(error, FP_ERR_INVALID_ARGUMENT,
-                    "filters->layer_data[" + std::to_string(l) + "]: expected a buffer, got NULL");
-  layers = fp::detail::layer_spans(filters->num_layers, filters->num_rows, filters->row_dims);
   return FP_OK;
 }
 
-// Where each layer's rows start on the host.
-std::vector<const float*> host_layer_rows(const fp_ragged_batch& filters,
-                                          const std::vector<fp::detail::LayerSpan>& layers) {
+fp_status check_batch(const fp_ragged_batch* batch, const char* name, fp_exec exec, const void* out,
+                      std::vector<detail::LayerSpan>& layers, std::string& error) {
+  const std::string arg(name);
+  if (!batch)
+    return reject(error, FP_ERR_INVALID_ARGUMENT, arg + ": expected a fp_ragged_batch pointer, got NULL");
+  if (!out) return reject(error, FP_ERR_INVALID_ARGUMENT, "out: expected an output buffer, got NULL");
+  if (!batch->data == !batch->layer_data)
+    return reject(error, FP_ERR_INVALID_ARGUMENT,
+                  arg + "->data / " + arg + "->layer_data: expected exactly one of them, got " +
+                      (batch->data ? "both" : "neither (both NULL)"));
+  if (batch->num_layers < 1)
+    return reject(error, FP_ERR_INVALID_ARGUMENT,
+                  arg + "->num_layers: expected at least 1 layer, got " + std::to_string(batch->num_layers));
+  if (!batch->num_rows || !batch->row_dims)
+    return reject(
+        error, FP_ERR_INVALID_ARGUMENT,
+        arg + "->num_rows / " + arg + "->row_dims: expected host arrays of num_layers sizes, got NULL");
+  for (int64_t l = 0; l < batch->num_layers; ++l) {
+    const int64_t n = batch->num_rows[l], d = batch->row_dims[l];
+    // Sizes past 2^31 are not a conv layer; N^2 floats of pairwise output must also stay addressable.
+    if (n < 1 || n > INT_MAX)
+      return reject(error, FP_ERR_INVALID_ARGUMENT,
+                    arg + "->num_rows[" + std::to_string(l) + "]: expected 1 <= filters <= 2^31-1, got " +
+                        std::to_string(n));
+    if (d < 1 || d > INT_MAX)
+      return reject(error, FP_ERR_INVALID_ARGUMENT,
+                    arg + "->row_dims[" + std::to_string(l) +
+                        "]: expected 1 <= weights per filter <= 2^31-1, got " + std::to_string(d));
+  }
+  const fp_status exec_status = check_exec(exec, error);
+  if (exec_status != FP_OK) return exec_status;
+  if (batch->layer_data && exec.device != FP_DEVICE_CPU)
+    return reject(error, FP_ERR_INVALID_ARGUMENT,
+                  arg +
+                      "->layer_data: per-layer pointers are taken on FP_DEVICE_CPU only; pack the layers "
+                      "into " +
+                      arg + "->data for FP_DEVICE_CUDA");
+  for (int64_t l = 0; batch->layer_data && l < batch->num_layers; ++l)
+    if (!batch->layer_data[l])
+      return reject(error, FP_ERR_INVALID_ARGUMENT,
+                    arg + "->layer_data[" + std::to_string(l) + "]: expected a buffer, got NULL");
+  layers = detail::layer_spans(batch->num_layers, batch->num_rows, batch->row_dims);
+  return FP_OK;
+}
+
+std::vector<const float*> host_layer_rows(const fp_ragged_batch& batch,
+                                          const std::vector<detail::LayerSpan>& layers) {
   std::vector<const float*> rows(layers.size());
   for (size_t l = 0; l < layers.size(); ++l)
-    rows[l] = filters.layer_data ? filters.layer_data[l] : filters.data + layers[l].data_offset;
+    rows[l] = batch.layer_data ? batch.layer_data[l] : batch.data + layers[l].data_offset;
   return rows;
 }
 
-// Runs `body` (returning fp_status and filling `error`), converting C++ exceptions to statuses.
-template <typename Body>
-fp_status guarded(Body&& body) {
-  try {
-    std::string error;
-    fp_status status = body(error);
-    last_error = status == FP_OK ? std::string() : error;
-    return status;
-  } catch (const std::bad_alloc&) {
-    return fail(FP_ERR_OUT_OF_MEMORY, "out of host memory");
-  } catch (const std::exception& e) {
-    return fail(FP_ERR_INTERNAL, std::string("internal error: ") + e.what());
-  } catch (...) {
-    return fail(FP_ERR_INTERNAL, "internal error: unknown exception");
-  }
+}  // namespace capi
+}  // namespace fp
+
+namespace {
+
+using fp::capi::guarded;
+using fp::capi::reject;
+
+fp_status check_metric(fp_metric metric, std::string& error) {
+  if (fp::detail::metric_is_valid(static_cast<int>(metric))) return FP_OK;
+  return reject(error, FP_ERR_INVALID_ARGUMENT,
+                "metric: expected FP_METRIC_L2, _L1, _COSINE or _SQEUCLIDEAN, got " +
+                    std::to_string(static_cast<int>(metric)));
 }
 
 }  // namespace
@@ -133,13 +126,15 @@ extern "C" {
 fp_status fp_pairwise_distances(const fp_ragged_batch* filters, fp_metric metric, fp_exec exec, float* out) {
   return guarded([&](std::string& error) {
     std::vector<fp::detail::LayerSpan> layers;
-    fp_status status = check_batch(filters, metric, exec, out, layers, error);
+    fp_status status = fp::capi::check_batch(filters, "filters", exec, out, layers, error);
+    if (status == FP_OK) status = check_metric(metric, error);
     if (status != FP_OK) return status;
 #if FP_WITH_CUDA
     if (exec.device == FP_DEVICE_CUDA)
       return fp::cuda::pairwise_distances(layers, filters->data, metric, exec.stream, out, error);
 #endif
-    return fp::cpu::pairwise_distances(layers, host_layer_rows(*filters, layers), metric, out, error);
+    return fp::cpu::pairwise_distances(layers, fp::capi::host_layer_rows(*filters, layers), metric, out,
+                                       error);
   });
 }
 
@@ -147,18 +142,20 @@ fp_status fp_gm_scores(const fp_ragged_batch* filters, fp_metric metric, const u
                        fp_exec exec, float* out) {
   return guarded([&](std::string& error) {
     std::vector<fp::detail::LayerSpan> layers;
-    fp_status status = check_batch(filters, metric, exec, out, layers, error);
+    fp_status status = fp::capi::check_batch(filters, "filters", exec, out, layers, error);
+    if (status == FP_OK) status = check_metric(metric, error);
     if (status != FP_OK) return status;
 #if FP_WITH_CUDA
     if (exec.device == FP_DEVICE_CUDA)
       return fp::cuda::gm_scores(layers, filters->data, metric, keep_mask, exec.stream, out, error);
 #endif
-    return fp::cpu::gm_scores(layers, host_layer_rows(*filters, layers), metric, keep_mask, out, error);
+    return fp::cpu::gm_scores(layers, fp::capi::host_layer_rows(*filters, layers), metric, keep_mask, out,
+                              error);
   });
 }
 
 const char* fp_last_error(void) {
-  return last_error.c_str();
+  return fp::capi::last_error().c_str();
 }
 
 const char* fp_status_name(fp_status status) {
@@ -206,7 +203,9 @@ fp_status fp_cuda_device_check(void) {
 #if FP_WITH_CUDA
   return guarded([](std::string& error) { return fp::cuda::device_check(error); });
 #else
-  return fail(FP_ERR_UNAVAILABLE, "built without CUDA (nvcc was not found or FASTPRUNE_CUDA=0)");
+  return guarded([](std::string& error) {
+    return reject(error, FP_ERR_UNAVAILABLE, "built without CUDA (nvcc was not found or FASTPRUNE_CUDA=0)");
+  });
 #endif
 }
 

@@ -58,24 +58,40 @@ def _device_reason(wanted: str, device_type: str) -> str | None:
     return None if device_type == wanted else f"needs {wanted} tensors, got {device_type} tensors"
 
 
+SCORING_OPS = frozenset({"pairwise_distances", "gm_scores"})
+SPECTRAL_OPS = frozenset({"small_eigvals", "small_svdvals", "small_det", "kernel_scores"})
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str
+    ops: frozenset  # the ops this backend has kernels for
     # Returns None when the backend can run on tensors of this device type, else the reason it cannot.
-    refusal: Callable[[str], Optional[str]]
+    device_refusal: Callable[[str], Optional[str]]
+
+    def refusal(self, device_type: str, op: Optional[str] = None) -> Optional[str]:
+        if op is not None and op not in self.ops:
+            return f"no {op} kernel in the {self.name} backend yet"
+        return self.device_refusal(device_type)
 
 
 _REGISTRY = {
-    "cpu": Backend("cpu", lambda dev: _device_reason("cpu", dev) or _native.unavailable_reason()),
-    "cuda": Backend("cuda", lambda dev: _device_reason("cuda", dev) or _native.cuda_unavailable_reason()),
-    "triton": Backend("triton", _triton_reason),
-    "torch": Backend("torch", lambda dev: None),
+    "cpu": Backend(
+        "cpu",
+        SCORING_OPS | SPECTRAL_OPS,
+        lambda dev: _device_reason("cpu", dev) or _native.unavailable_reason(),
+    ),
+    "cuda": Backend(
+        "cuda", SCORING_OPS, lambda dev: _device_reason("cuda", dev) or _native.cuda_unavailable_reason()
+    ),
+    "triton": Backend("triton", SCORING_OPS, _triton_reason),
+    "torch": Backend("torch", SCORING_OPS | SPECTRAL_OPS, lambda dev: None),
 }
 
 
-def refusal_reasons(device_type: str) -> dict[str, str | None]:
-    """For each backend, None if it accepts tensors on `device_type`, else why it refuses."""
-    return {name: _REGISTRY[name].refusal(device_type) for name in BACKENDS}
+def refusal_reasons(device_type: str, op: Optional[str] = None) -> dict[str, str | None]:
+    """For each backend, None if it accepts `op` (any op when None) on `device_type`, else why not."""
+    return {name: _REGISTRY[name].refusal(device_type, op) for name in BACKENDS}
 
 
 def available_backends(device_type: str = "cpu") -> list[str]:
@@ -110,11 +126,11 @@ def select_backend(requested: str, device_type: str, op: str) -> str:
         source = "FASTPRUNE_BACKEND environment variable"
     if requested == "auto":
         for name in _AUTO_ORDER.get(device_type, ("torch",)):
-            if _REGISTRY[name].refusal(device_type) is None:
+            if _REGISTRY[name].refusal(device_type, op) is None:
                 return name
         return "torch"
-    if _REGISTRY[requested].refusal(device_type) is not None:
-        reasons = refusal_reasons(device_type)
+    if _REGISTRY[requested].refusal(device_type, op) is not None:
+        reasons = refusal_reasons(device_type, op)
         listing = "; ".join(f"{name}: {why or 'accepts'}" for name, why in reasons.items())
         raise BackendError(
             f"backend {requested!r} (from {source}) cannot run {op} on {device_type} tensors: "

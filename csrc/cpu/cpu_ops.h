@@ -20,6 +20,15 @@ fp_status pairwise_distances(const std::vector<detail::LayerSpan>& layers,
 fp_status gm_scores(const std::vector<detail::LayerSpan>& layers, const std::vector<const float*>& layer_rows,
                     int metric, const uint8_t* keep_mask, float* out, std::string& error);
 
+// Small-matrix ops over `count` contiguous n x n matrices (arguments validated by the C ABI).
+void small_eigvals(const float* matrices, int64_t count, int n, float* out);
+void small_svdvals(const float* matrices, int64_t count, int n, float* out);
+void small_det(const float* matrices, int64_t count, int n, float* out);
+
+// kernel_sizes[l] = k_l, the side of layer l's kernels (row_dims[l] = k_l^2).
+void kernel_scores(const std::vector<detail::LayerSpan>& layers, const std::vector<const float*>& layer_rows,
+                   const std::vector<int>& kernel_sizes, int criterion, float* out);
+
 }  // namespace cpu
 }  // namespace fp
 

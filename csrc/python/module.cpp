@@ -87,6 +87,46 @@ PYBIND11_MODULE(_C, m) {
       py::arg("data"), py::arg("layer_data"), py::arg("num_rows"), py::arg("row_dims"), py::arg("metric"),
       py::arg("keep_mask"), py::arg("device"), py::arg("stream"), py::arg("out"));
 
+  // Small-matrix ops: `name` selects fp_small_eigvals / fp_small_svdvals / fp_small_det.
+  m.def(
+      "small_matrix_op",
+      [](const std::string& name, std::uintptr_t matrices, int64_t count, int n, int device,
+         std::uintptr_t stream, std::uintptr_t out) {
+        auto fn = name == "small_eigvals"   ? fp_small_eigvals
+                  : name == "small_svdvals" ? fp_small_svdvals
+                  : name == "small_det"     ? fp_small_det
+                                            : nullptr;
+        if (!fn) throw py::value_error("unknown small-matrix op " + name);
+        fp_status status;
+        {
+          py::gil_scoped_release release;
+          status = fn(reinterpret_cast<const float*>(matrices), count, n, exec_of(device, stream),
+                      reinterpret_cast<float*>(out));
+        }
+        raise_on_error(status);
+      },
+      py::arg("name"), py::arg("matrices"), py::arg("count"), py::arg("n"), py::arg("device"),
+      py::arg("stream"), py::arg("out"));
+
+  m.def(
+      "kernel_scores",
+      [](std::uintptr_t data, const std::vector<std::uintptr_t>& layer_data, std::vector<int64_t> rows,
+         std::vector<int64_t> dims, int criterion, int device, std::uintptr_t stream, std::uintptr_t out) {
+        Batch batch(data, layer_data, std::move(rows), std::move(dims));
+        fp_status status;
+        {
+          py::gil_scoped_release release;
+          status = fp_kernel_scores(&batch.view, static_cast<fp_kernel_criterion>(criterion),
+                                    exec_of(device, stream), reinterpret_cast<float*>(out));
+        }
+        raise_on_error(status);
+      },
+      py::arg("data"), py::arg("layer_data"), py::arg("num_rows"), py::arg("row_dims"), py::arg("criterion"),
+      py::arg("device"), py::arg("stream"), py::arg("out"));
+  m.def("kernel_criterion_power", [](int criterion, int k) {
+    return fp_kernel_criterion_power(static_cast<fp_kernel_criterion>(criterion), k);
+  });
+
   m.def("cuda_device_check", [] {
     const fp_status status = fp_cuda_device_check();
     return py::make_tuple(status == FP_OK, status == FP_OK ? std::string() : std::string(fp_last_error()));

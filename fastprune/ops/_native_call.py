@@ -32,3 +32,19 @@ def call(
         device, stream = (_DEVICE_CUDA, torch.cuda.current_stream().cuda_stream) if cuda else (_DEVICE_CPU, 0)
         getattr(native(), op)(*args, device, stream, out.data_ptr())
     return out
+
+
+def call_small_matrix(op: str, matrices: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Runs native small-matrix op `op` on (count, n, n) float32 contiguous CPU matrices into `out`."""
+    count, n = matrices.shape[0], matrices.shape[-1]
+    native().small_matrix_op(op, matrices.data_ptr(), count, n, _DEVICE_CPU, 0, out.data_ptr())
+    return out
+
+
+def call_kernel_scores(rows: list[torch.Tensor], criterion: int) -> torch.Tensor:
+    """c(K) for every kernel: rows[l] is layer l as (O_l * I_l, k_l * k_l) float32 contiguous (CPU)."""
+    out = torch.empty(sum(r.shape[0] for r in rows), dtype=torch.float32)
+    num_rows, row_dims = sizes(rows)
+    layer_data = [r.data_ptr() for r in rows]
+    native().kernel_scores(0, layer_data, num_rows, row_dims, criterion, _DEVICE_CPU, 0, out.data_ptr())
+    return out

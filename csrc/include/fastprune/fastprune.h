@@ -79,6 +79,40 @@ FP_API fp_status fp_pairwise_distances(const fp_ragged_batch* filters, fp_metric
 FP_API fp_status fp_gm_scores(const fp_ragged_batch* filters, fp_metric metric, const uint8_t* keep_mask,
                               fp_exec exec, float* out);
 
+/* ---- Small-matrix spectral ops (kernel-level pruning) ------------------------------------------------
+ * A batch is `count` contiguous row-major n x n float32 matrices, 1 <= n <= 7 (count may be 0).
+ * NaN/Inf in a matrix propagate: that matrix's results are NaN; nothing fails or hangs. */
+
+/* Eigenvalues: out holds count * n complex values as (re, im) float pairs, per matrix sorted by
+ * descending modulus, ties by descending real part, a conjugate pair as (a + ib, a - ib), b > 0. */
+FP_API fp_status fp_small_eigvals(const float* matrices, int64_t count, int n, fp_exec exec, float* out);
+/* Singular values, descending: out holds count * n floats. */
+FP_API fp_status fp_small_svdvals(const float* matrices, int64_t count, int n, fp_exec exec, float* out);
+/* Determinants: out holds count floats. */
+FP_API fp_status fp_small_det(const float* matrices, int64_t count, int n, fp_exec exec, float* out);
+
+/* Per-kernel criteria of eigenvalue-based pruning, c(K) for one k x k kernel K (kept iff c(K) >= t^p,
+ * p = fp_kernel_criterion_power()). */
+typedef enum fp_kernel_criterion {
+  FP_CRITERION_WEIGHT = 0,               /* mean |K|                                 (p = 1) */
+  FP_CRITERION_DET = 1,                  /* |det K|                                  (p = k) */
+  FP_CRITERION_DET_GRAM = 2,             /* |det K^T K| = det(K)^2                   (p = 2k) */
+  FP_CRITERION_MIN_EIG = 3,              /* min |lambda|                             (p = 1) */
+  FP_CRITERION_MIN_EIG_REAL = 4,         /* min |Re lambda|                          (p = 1) */
+  FP_CRITERION_SPECTRAL_RADIUS = 5,      /* max |lambda|                             (p = 1) */
+  FP_CRITERION_SPECTRAL_RADIUS_REAL = 6, /* max |Re lambda|                          (p = 1) */
+  FP_CRITERION_SPECTRAL_NORM = 7         /* largest singular value                   (p = 1) */
+} fp_kernel_criterion;
+
+/* Exponent p of the threshold t^p under which a kernel of size k is pruned, or -1 for a bad criterion. */
+FP_API int fp_kernel_criterion_power(fp_kernel_criterion criterion, int k);
+
+/* c(K) for every kernel of every layer in one pass. Layer l is a conv weight (O_l, I_l, k_l, k_l) given as
+ * a ragged batch with num_rows[l] = O_l * I_l kernels of row_dims[l] = k_l^2 weights (1 <= k_l <= 7).
+ * out: sum_l O_l * I_l floats, layer after layer, each (O_l, I_l) row-major. */
+FP_API fp_status fp_kernel_scores(const fp_ragged_batch* kernels, fp_kernel_criterion criterion, fp_exec exec,
+                                  float* out);
+
 /* Message of the last failed call on this thread ("" after a success). */
 FP_API const char* fp_last_error(void);
 FP_API const char* fp_status_name(fp_status status);

@@ -1,0 +1,96 @@
+// C ABI entry points of the small-matrix spectral ops and the kernel criteria: argument checks and
+// dispatch. CUDA kernels for these ops are not written yet: FP_DEVICE_CUDA answers FP_ERR_UNAVAILABLE.
+#include <math.h>
+
+#include <string>
+#include <vector>
+
+#include "capi_internal.h"
+#include "cpu/cpu_ops.h"
+#include "fastprune/detail/kernel_criteria.h"
+#include "fastprune/fastprune.h"
+
+namespace {
+
+using fp::capi::guarded;
+using fp::capi::reject;
+
+fp_status cpu_only(fp_exec exec, std::string& error) {
+  fp_status status = fp::capi::check_exec(exec, error);
+  if (status == FP_OK && exec.device != FP_DEVICE_CPU)
+    status = reject(error, FP_ERR_UNAVAILABLE,
+                    "exec.device: the small-matrix ops run on FP_DEVICE_CPU only so far");
+  return status;
+}
+
+fp_status check_matrices(const float* matrices, int64_t count, int n, fp_exec exec, const float* out,
+                         std::string& error) {
+  if (count < 0)
+    return reject(error, FP_ERR_INVALID_ARGUMENT, "count: expected >= 0, got " + std::to_string(count));
+  if (n < 1 || n > fp::detail::kSmallMaxN)
+    return reject(error, FP_ERR_INVALID_ARGUMENT, "n: expected 1 <= n <= 7, got " + std::to_string(n));
+  if (count > 0 && !matrices)
+    return reject(error, FP_ERR_INVALID_ARGUMENT, "matrices: expected count * n * n floats, got NULL");
+  if (count > 0 && !out)
+    return reject(error, FP_ERR_INVALID_ARGUMENT, "out: expected an output buffer, got NULL");
+  return cpu_only(exec, error);
+}
+
+// Runs `op` over the batch after the shared checks.
+template <typename Op>
+fp_status run_matrices(const float* matrices, int64_t count, int n, fp_exec exec, float* out, Op&& op) {
+  return guarded([&](std::string& error) {
+    const fp_status status = check_matrices(matrices, count, n, exec, out, error);
+    if (status == FP_OK) op(matrices, count, n, out);
+    return status;
+  });
+}
+
+}  // namespace
+
+extern "C" {
+
+fp_status fp_small_eigvals(const float* matrices, int64_t count, int n, fp_exec exec, float* out) {
+  return run_matrices(matrices, count, n, exec, out, fp::cpu::small_eigvals);
+}
+
+fp_status fp_small_svdvals(const float* matrices, int64_t count, int n, fp_exec exec, float* out) {
+  return run_matrices(matrices, count, n, exec, out, fp::cpu::small_svdvals);
+}
+
+fp_status fp_small_det(const float* matrices, int64_t count, int n, fp_exec exec, float* out) {
+  return run_matrices(matrices, count, n, exec, out, fp::cpu::small_det);
+}
+
+int fp_kernel_criterion_power(fp_kernel_criterion criterion, int k) {
+  return fp::detail::criterion_power(static_cast<int>(criterion), k);
+}
+
+fp_status fp_kernel_scores(const fp_ragged_batch* kernels, fp_kernel_criterion criterion, fp_exec exec,
+                           float* out) {
+  return guarded([&](std::string& error) {
+    std::vector<fp::detail::LayerSpan> layers;
+    fp_status status = fp::capi::check_batch(kernels, "kernels", exec, out, layers, error);
+    if (status == FP_OK) status = cpu_only(exec, error);
+    if (status != FP_OK) return status;
+    if (!fp::detail::criterion_is_valid(static_cast<int>(criterion)))
+      return reject(error, FP_ERR_INVALID_ARGUMENT,
+                    "criterion: expected an fp_kernel_criterion (0..7), got " +
+                        std::to_string(static_cast<int>(criterion)));
+    std::vector<int> sizes(layers.size());
+    for (size_t l = 0; l < layers.size(); ++l) {
+      const int k = static_cast<int>(lround(sqrt((double)layers[l].dims)));
+      if (k * k != layers[l].dims || k > fp::detail::kSmallMaxN)
+        return reject(error, FP_ERR_INVALID_ARGUMENT,
+                      "kernels->row_dims[" + std::to_string(l) +
+                          "]: expected k * k weights per kernel with " + "1 <= k <= 7, got " +
+                          std::to_string(layers[l].dims));
+      sizes[l] = k;
+    }
+    fp::cpu::kernel_scores(layers, fp::capi::host_layer_rows(*kernels, layers), sizes,
+                           static_cast<int>(criterion), out);
+    return FP_OK;
+  });
+}
+
+}  // extern "C"

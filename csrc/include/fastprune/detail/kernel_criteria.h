@@ -1,0 +1,74 @@
+// The per-kernel criteria of eigenvalue-based pruning (Cugu & Akbas), shared by the CPU and CUDA
+// kernels: c(K) for one k x k kernel K; a kernel is kept iff c(K) >= t^p with p from criterion_power().
+// Criterion ids equal the fp_kernel_criterion values of the C ABI.
+#ifndef FASTPRUNE_DETAIL_KERNEL_CRITERIA_H
+#define FASTPRUNE_DETAIL_KERNEL_CRITERIA_H
+
+#include <math.h>
+
+#include "fastprune/detail/distance.h"  // FP_HOST_DEVICE
+#include "fastprune/detail/small_matrix.h"
+
+namespace fp {
+namespace detail {
+
+constexpr int kCriterionWeight = 0;
+constexpr int kCriterionDet = 1;
+constexpr int kCriterionDetGram = 2;
+constexpr int kCriterionMinEig = 3;
+constexpr int kCriterionMinEigReal = 4;
+constexpr int kCriterionSpectralRadius = 5;
+constexpr int kCriterionSpectralRadiusReal = 6;
+constexpr int kCriterionSpectralNorm = 7;
+
+FP_HOST_DEVICE bool criterion_is_valid(int criterion) {
+  return criterion >= 0 && criterion <= 7;
+}
+
+// Exponent of the threshold: |det K| >= t^k and |det K^T K| >= t^(2k) make one global t comparable
+// across kernel sizes; every other criterion is in units of the weights (p = 1). -1: bad criterion.
+FP_HOST_DEVICE int criterion_power(int criterion, int k) {
+  if (!criterion_is_valid(criterion)) return -1;
+  if (criterion == kCriterionDet) return k;
+  if (criterion == kCriterionDetGram) return 2 * k;
+  return 1;
+}
+
+// c(K) for the n x n row-major kernel k (1 <= n <= kSmallMaxN). Eigenvalue criteria never keep the
+// eigenvalues beyond this function: one fused pass per kernel.
+FP_HOST_DEVICE float kernel_criterion(int criterion, const float* k, int n) {
+  switch (criterion) {
+    case kCriterionWeight: {
+      double sum = 0.0;
+      for (int e = 0; e < n * n; ++e) sum += fabs((double)k[e]);
+      return (float)(sum / (n * n));
+    }
+    case kCriterionDet:
+      return fabsf(small_det(k, n));
+    case kCriterionDetGram: {
+      const double det = small_det(k, n);
+      return (float)(det * det);  // det(K^T K) = det(K)^2: the same pruned set as det at t^(2k)
+    }
+    case kCriterionSpectralNorm:
+      return spectral_norm(k, n);
+    default:
+      break;
+  }
+  float re[kSmallMaxN], im[kSmallMaxN];
+  small_eigvals(k, n, re, im);
+  const bool want_min = criterion == kCriterionMinEig || criterion == kCriterionMinEigReal;
+  const bool real_part = criterion == kCriterionMinEigReal || criterion == kCriterionSpectralRadiusReal;
+  float best = want_min ? INFINITY : 0.0f;
+  for (int e = 0; e < n; ++e) {
+    // A complex eigenvalue is never dropped from the set: modulus, or |Re| in the _real variants.
+    const float value = real_part ? fabsf(re[e]) : hypotf(re[e], im[e]);
+    best = want_min ? fminf(best, value) : fmaxf(best, value);
+    if (value != value) return value;  // NaN input propagates
+  }
+  return best;
+}
+
+}  // namespace detail
+}  // namespace fp
+
+#endif  // FASTPRUNE_DETAIL_KERNEL_CRITERIA_H

@@ -1,0 +1,502 @@
+// Spectral quantities of one small dense real square matrix K (n x n, n = 1..7, float32, row-major and
+// contiguous: element (r, c) at k[r * n + c]), shared by the CPU and CUDA kernels: eigenvalues, determinant,
+// singular values, spectral norm. Everything is computed in double in fixed-size local arrays and rounded to
+// float once at the end.
+//
+// Scaling. Every routine first multiplies K by 2^-e so that its largest |entry| lies in [0.5, 1). A power of
+// two is exact in binary, so entries of 1e30, 1e-30 or float denormals neither overflow nor underflow in
+// the products below; results are scaled back by 2^e (2^(n e) for the determinant).
+//
+// Non-finite input (any NaN or Inf entry): every output is NaN and the status is kSmallNonFinite.
+#ifndef FASTPRUNE_DETAIL_SMALL_MATRIX_H
+#define FASTPRUNE_DETAIL_SMALL_MATRIX_H
+
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+
+#ifndef FP_HOST_DEVICE
+#if defined(__CUDACC__)
+#define FP_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define FP_HOST_DEVICE inline
+#endif
+#endif
+
+namespace fp {
+namespace detail {
+
+constexpr int kSmallMaxN = 7;
+// Status codes of small_eigvals / small_svdvals.
+constexpr int kSmallOk = 0;
+constexpr int kSmallBadSize = 1;        // n outside 1..kSmallMaxN: nothing is written
+constexpr int kSmallNonFinite = 2;      // NaN or Inf entry: every output is NaN
+constexpr int kSmallNoConvergence = 3;  // iteration cap reached: outputs are finite but may be inaccurate
+
+FP_HOST_DEVICE float sm_nan() {
+  return NAN;
+}
+
+// Copies k into a scaled by 2^-e (max |a| in [0.5, 1), or a = 0). Returns false on a NaN or Inf entry.
+FP_HOST_DEVICE bool sm_load_scaled(const float* k, int n, double* a, int* e) {
+  double m = 0.0;
+  for (int i = 0; i < n * n; ++i) {
+    double v = fabs(static_cast<double>(k[i]));
+    if (!(v <= DBL_MAX)) return false;  // NaN fails every comparison
+    m = v > m ? v : m;
+  }
+  *e = 0;
+  if (m > 0.0) frexp(m, e);
+  double scale = ldexp(1.0, -*e);  // |e| <= 149, so the products below are exact
+  for (int i = 0; i < n * n; ++i) a[i] = static_cast<double>(k[i]) * scale;
+  return true;
+}
+
+FP_HOST_DEVICE double sm_det3(const double* a) {
+  return a[0] * (a[4] * a[8] - a[5] * a[7]) - a[1] * (a[3] * a[8] - a[5] * a[6]) +
+         a[2] * (a[3] * a[7] - a[4] * a[6]);
+}
+
+// Eigenvalues of [[a, b], [c, d]]. With p = (a + d)/2 and q = (a - d)/2 they are p +- sqrt(q^2 + bc):
+// the half-difference form has no cancellation in the discriminant when a ~ d (unlike tr^2 - 4 det).
+// Real case: the root of larger modulus adds two terms of equal sign; the other is det / larger, since
+// p - sign(p) sqrt(disc) would cancel when it is small. Complex case: written as an exact conjugate pair.
+FP_HOST_DEVICE void sm_eig2(double a, double b, double c, double d, double* wr, double* wi) {
+  double p = 0.5 * (a + d), q = 0.5 * (a - d);
+  double disc = q * q + b * c;
+  if (disc >= 0.0) {
+    double z = p + copysign(sqrt(disc), p);
+    wr[0] = z;
+    wr[1] = z != 0.0 ? (a * d - b * c) / z : 0.0;
+    wi[0] = wi[1] = 0.0;
+  } else {
+    wr[0] = wr[1] = p;
+    wi[0] = sqrt(-disc);
+    wi[1] = -wi[0];
+  }
+}
+
+// Eigenvalues of a 3x3 matrix from its characteristic polynomial.
+// The matrix is first shifted by its mean eigenvalue: B = 3A - tr(A) I has trace 0 (the factor 3 keeps the
+// shift exact for entries of similar magnitude, e.g. small integers), so its characteristic polynomial is
+// the depressed cubic t^3 + p t + q with p = (sum of the principal 2x2 minors of B) and q = -det B, and
+// lambda = (t + tr) / 3. Taking p, q from B itself avoids the cancellation in c1 - c2^2/3 of A's
+// coefficients, and a multiple of I, a Jordan block or a repeated eigenvalue of an integer matrix give exact
+// p, q, hence exact multiple roots. Principal minors are invariant under diagonal similarity term by term,
+// so row/column scalings (D K D^-1) do not hurt. h = (q/2)^2 + (p/3)^3 <= 0 means three real roots.
+FP_HOST_DEVICE void sm_eig3(const double* a, double* wr, double* wi) {
+  double tr = a[0] + a[4] + a[8];
+  double b[9] = {3 * a[0] - tr, 3 * a[1], 3 * a[2], 3 * a[3],     3 * a[4] - tr,
+                 3 * a[5],      3 * a[6], 3 * a[7], 3 * a[8] - tr};
+  // Rescale B by a power of two as well: K = sI + (tiny B) keeps p, q far from underflow.
+  double bmax = 0.0;
+  for (int i = 0; i < 9; ++i) bmax = fabs(b[i]) > bmax ? fabs(b[i]) : bmax;
+  int e = 0;
+  if (bmax > 0.0) frexp(bmax, &e);
+  double down = ldexp(1.0, -e), up = ldexp(1.0, e);
+  for (int i = 0; i < 9; ++i) b[i] *= down;
+  double p = (b[0] * b[4] - b[1] * b[3]) + (b[0] * b[8] - b[2] * b[6]) + (b[4] * b[8] - b[5] * b[7]);
+  double q = -sm_det3(b);
+  double h = 0.25 * q * q + p * p * p / 27.0;
+  wi[0] = wi[1] = wi[2] = 0.0;
+  if (h <= 0.0) {
+    // Three real roots (Viete): with p = -3 r^2, t = 2 r cos(phi) solves the cubic iff cos(3 phi) = -q/(2
+    // r^3). p <= 0 here; p = 0 forces q = 0 (triple root). Near a double root acos is ill-conditioned, which
+    // is the inherent sqrt(eps) sensitivity of a double eigenvalue, small in double against the float output.
+    double r = p < 0.0 ? sqrt(-p / 3.0) : 0.0;
+    if (r == 0.0) {
+      wr[0] = wr[1] = wr[2] = 0.0;
+    } else {
+      double c = (-0.5 * q / r) / (r * r);
+      c = c > 1.0 ? 1.0 : (c < -1.0 ? -1.0 : (c == c ? c : 0.0));
+      double phi = acos(c) / 3.0, third = 2.0943951023931954923;  // 2 pi / 3
+      wr[0] = 2.0 * r * cos(phi);
+      wr[1] = 2.0 * r * cos(phi - third);
+      wr[2] = 2.0 * r * cos(phi + third);
+    }
+  } else {
+    // One real root (Cardano): t1 = u + v with u^3 = -q/2 - sign(q) sqrt(h) (the larger cube, no
+    // cancellation) and v = -p / (3u). u + v cancels when p > 0 dominates, so one Newton step polishes t1
+    // (kept only if it lowers the residual).
+    double u = -copysign(cbrt(0.5 * fabs(q) + sqrt(h)), q);
+    double t1 = u - p / (3.0 * u);
+    double f = (t1 * t1 + p) * t1 + q, df = 3.0 * t1 * t1 + p;
+    if (df != 0.0) {
+      double t2 = t1 - f / df;
+      if (fabs((t2 * t2 + p) * t2 + q) < fabs(f)) t1 = t2;
+    }
+    // Deflate: the other two roots solve t^2 + t1 t + c = 0 with c = -q/t1 = t1^2 + p. The sum cancels
+    // only when p < 0 and t1^2 ~ -p; there t1 is not small and the quotient is accurate.
+    double c = p < 0.0 && t1 * t1 > -0.5 * p ? -q / t1 : t1 * t1 + p;
+    double d = 0.25 * t1 * t1 - c;
+    wr[0] = t1;
+    if (d < 0.0) {
+      wr[1] = wr[2] = -0.5 * t1;
+      wi[1] = sqrt(-d);
+      wi[2] = -wi[1];
+    } else {
+      double big = -0.5 * t1 - copysign(sqrt(d), t1);
+      wr[1] = big;
+      wr[2] = big != 0.0 ? c / big : 0.0;
+    }
+  }
+  for (int i = 0; i < 3; ++i) wr[i] = (wr[i] * up + tr) / 3.0, wi[i] = wi[i] * up / 3.0;
+}
+
+// Balancing (EISPACK balanc): diagonal similarity by powers of two (exact) that makes each row and column
+// of similar norm, so that the QR iteration's absolute errors, of order eps ||H||, are small against the
+// eigenvalues of badly scaled matrices. Pass cap only guards termination, which is already guaranteed.
+FP_HOST_DEVICE void sm_balance(double (*a)[kSmallMaxN], int n) {
+  bool done = false;
+  for (int pass = 0; pass < 64 && !done; ++pass) {
+    done = true;
+    for (int i = 0; i < n; ++i) {
+      double c = 0.0, r = 0.0;
+      for (int j = 0; j < n; ++j) {
+        if (j == i) continue;
+        c += fabs(a[j][i]);
+        r += fabs(a[i][j]);
+      }
+      if (c == 0.0 || r == 0.0) continue;
+      double f = 1.0, sum = c + r;
+      while (c < 0.5 * r) c *= 4.0, f *= 2.0;
+      while (c > 2.0 * r) c *= 0.25, f *= 0.5;
+      if ((c + r) / f < 0.95 * sum) {
+        done = false;
+        for (int j = 0; j < n; ++j) a[i][j] /= f;
+        for (int j = 0; j < n; ++j) a[j][i] *= f;
+      }
+    }
+  }
+}
+
+// Householder reduction to upper Hessenberg form: for column k, H = I - v v^T / (sigma - alpha x1) maps
+// x = a[k+1.., k] to alpha e1 with alpha = -sign(x1) |x| (so v = x - alpha e1 has no cancellation); applied
+// from both sides it is an orthogonal similarity.
+FP_HOST_DEVICE void sm_hessenberg(double (*a)[kSmallMaxN], int n) {
+  for (int k = 0; k + 2 < n; ++k) {
+    double scale = 0.0;
+    for (int i = k + 1; i < n; ++i) scale += fabs(a[i][k]);
+    if (scale == 0.0) continue;
+    double v[kSmallMaxN], sigma = 0.0;
+    for (int i = k + 1; i < n; ++i) {
+      v[i] = a[i][k] / scale;
+      sigma += v[i] * v[i];
+    }
+    double alpha = -copysign(sqrt(sigma), v[k + 1]);
+    double beta = 1.0 / (sigma - alpha * v[k + 1]);
+    v[k + 1] -= alpha;
+    for (int j = k + 1; j < n; ++j) {  // from the left: rows k+1..n-1
+      double f = 0.0;
+      for (int i = k + 1; i < n; ++i) f += v[i] * a[i][j];
+      f *= beta;
+      for (int i = k + 1; i < n; ++i) a[i][j] -= f * v[i];
+    }
+    for (int i = 0; i < n; ++i) {  // from the right: columns k+1..n-1
+      double f = 0.0;
+      for (int j = k + 1; j < n; ++j) f += a[i][j] * v[j];
+      f *= beta;
+      for (int j = k + 1; j < n; ++j) a[i][j] -= f * v[j];
+    }
+    a[k + 1][k] = alpha * scale;
+    for (int i = k + 2; i < n; ++i) a[i][k] = 0.0;
+  }
+}
+
+// Francis double-shift QR iteration on an upper Hessenberg matrix (EISPACK hqr, as in Numerical Recipes):
+// implicit double steps with the eigenvalues of the trailing 2x2 block as shifts, deflating 1x1 and 2x2
+// blocks from the bottom when a subdiagonal entry falls below eps times its diagonal neighbours. Every tenth
+// iteration on one block uses an exceptional (ad hoc) shift to break cycles such as permutation matrices.
+// After 30 n iterations in all it gives up (returns false) and reports the remaining block's diagonal.
+FP_HOST_DEVICE bool sm_hqr(double (*a)[kSmallMaxN], int n, double* wr, double* wi) {
+  double anorm = 0.0;
+  for (int i = 0; i < n; ++i)
+    for (int j = i > 0 ? i - 1 : 0; j < n; ++j) anorm += fabs(a[i][j]);
+  double t = 0.0;  // sum of exceptional shifts already subtracted from the diagonal
+  int nn = n - 1, its = 0, total = 0;
+  while (nn >= 0) {
+    int l = nn;
+    for (; l > 0; --l) {
+      double s = fabs(a[l - 1][l - 1]) + fabs(a[l][l]);
+      if (fabs(a[l][l - 1]) <= DBL_EPSILON * (s == 0.0 ? anorm : s)) {
+        a[l][l - 1] = 0.0;
+        break;
+      }
+    }
+    double x = a[nn][nn];
+    if (l == nn) {  // 1x1 block deflated
+      wr[nn] = x + t;
+      wi[nn] = 0.0;
+      nn -= 1;
+      its = 0;
+      continue;
+    }
+    if (l == nn - 1) {  // 2x2 block deflated
+      sm_eig2(a[nn - 1][nn - 1], a[nn - 1][nn], a[nn][nn - 1], x, wr + nn - 1, wi + nn - 1);
+      wr[nn - 1] += t;
+      wr[nn] += t;
+      nn -= 2;
+      its = 0;
+      continue;
+    }
+    if (++total > 30 * n) {
+      for (int i = 0; i <= nn; ++i) wr[i] = a[i][i] + t, wi[i] = 0.0;
+      return false;
+    }
+    double y = a[nn - 1][nn - 1], w = a[nn][nn - 1] * a[nn - 1][nn];
+    if (its > 0 && its % 10 == 0) {
+      t += x;
+      for (int i = 0; i <= nn; ++i) a[i][i] -= x;
+      double s = fabs(a[nn][nn - 1]) + fabs(a[nn - 1][nn - 2]);
+      x = y = 0.75 * s;
+      w = -0.4375 * s * s;
+    }
+    ++its;
+    // Find the start m of the bulge: the first column of (H - s1)(H - s2) is (p, q, r, 0, ...) at row m;
+    // start higher than l when a[m][m-1] is small enough that the step there decouples.
+    int m = nn - 2;
+    double p, q, r, z;
+    for (;; --m) {
+      z = a[m][m];
+      r = x - z;
+      double s = y - z;
+      p = (r * s - w) / a[m + 1][m] + a[m][m + 1];
+      q = a[m + 1][m + 1] - z - r - s;
+      r = a[m + 2][m + 1];
+      s = fabs(p) + fabs(q) + fabs(r);
+      p /= s, q /= s, r /= s;
+      if (m == l) break;
+      double u = fabs(a[m][m - 1]) * (fabs(q) + fabs(r));
+      double v = fabs(p) * (fabs(a[m - 1][m - 1]) + fabs(z) + fabs(a[m + 1][m + 1]));
+      if (u <= DBL_EPSILON * v) break;
+    }
+    for (int i = m; i < nn - 1; ++i) {
+      a[i + 2][i] = 0.0;
+      if (i != m) a[i + 2][i - 1] = 0.0;
+    }
+    // Chase the bulge with 3x3 Householder reflectors.
+    for (int k = m; k < nn; ++k) {
+      if (k != m) {
+        p = a[k][k - 1];
+        q = a[k + 1][k - 1];
+        r = k + 1 != nn ? a[k + 2][k - 1] : 0.0;
+        x = fabs(p) + fabs(q) + fabs(r);
+        if (x != 0.0) p /= x, q /= x, r /= x;
+      }
+      double s = copysign(sqrt(p * p + q * q + r * r), p);
+      if (s == 0.0) continue;
+      if (k == m) {
+        if (l != m) a[k][k - 1] = -a[k][k - 1];
+      } else {
+        a[k][k - 1] = -s * x;
+      }
+      p += s;
+      x = p / s, y = q / s, z = r / s;
+      q /= p, r /= p;
+      for (int j = k; j <= nn; ++j) {
+        p = a[k][j] + q * a[k + 1][j];
+        if (k + 1 != nn) {
+          p += r * a[k + 2][j];
+          a[k + 2][j] -= p * z;
+        }
+        a[k + 1][j] -= p * y;
+        a[k][j] -= p * x;
+      }
+      int imax = nn < k + 3 ? nn : k + 3;
+      for (int i = l; i <= imax; ++i) {
+        p = x * a[i][k] + y * a[i][k + 1];
+        if (k + 1 != nn) {
+          p += z * a[i][k + 2];
+          a[i][k + 2] -= p * r;
+        }
+        a[i][k + 1] -= p * q;
+        a[i][k] -= p;
+      }
+    }
+  }
+  return true;
+}
+
+// Order of eigenvalues: descending modulus, then descending real part, then descending imaginary part.
+// Compared on the rounded float values, so the order is a function of what is written.
+FP_HOST_DEVICE bool sm_eig_before(float ar, float ai, float br, float bi) {
+  double ma = static_cast<double>(ar) * ar + static_cast<double>(ai) * ai;
+  double mb = static_cast<double>(br) * br + static_cast<double>(bi) * bi;
+  if (ma != mb) return ma > mb;
+  if (ar != br) return ar > br;
+  return ai > bi;
+}
+
+// Eigenvalues of K (complex in general) into re[0..n), im[0..n), ordered as sm_eig_before says, except that
+// each conjugate pair is kept adjacent and sorted as one item, a + ib then a - ib (b > 0): a tie in modulus
+// and real part (a pair with tiny b next to a real a) never splits a pair. Pairs are exactly conjugate
+// (equal re, opposite im). n = 1, 2, 3: closed forms (sm_eig2, sm_eig3);
+// n = 4..7: balancing, Householder Hessenberg reduction, Francis QR (sm_hqr). Returns kSmallOk, or
+// kSmallBadSize, kSmallNonFinite (all NaN) or kSmallNoConvergence (finite, possibly inaccurate values).
+FP_HOST_DEVICE int small_eigvals(const float* k, int n, float* re, float* im) {
+  if (n < 1 || n > kSmallMaxN) return kSmallBadSize;
+  double b[kSmallMaxN * kSmallMaxN], wr[kSmallMaxN], wi[kSmallMaxN];
+  int e;
+  if (!sm_load_scaled(k, n, b, &e)) {
+    for (int i = 0; i < n; ++i) re[i] = im[i] = sm_nan();
+    return kSmallNonFinite;
+  }
+  int status = kSmallOk;
+  if (n == 1) {
+    wr[0] = b[0], wi[0] = 0.0;
+  } else if (n == 2) {
+    sm_eig2(b[0], b[1], b[2], b[3], wr, wi);
+  } else if (n == 3) {
+    sm_eig3(b, wr, wi);
+  } else {
+    double a[kSmallMaxN][kSmallMaxN];
+    for (int i = 0; i < n * n; ++i) a[i / n][i % n] = b[i];
+    sm_balance(a, n);
+    sm_hessenberg(a, n);
+    if (!sm_hqr(a, n, wr, wi)) status = kSmallNoConvergence;
+  }
+  // Scale back (exact) and round once to float (so pairs stay exactly conjugate). Insertion-sort the real
+  // eigenvalues and upper halves a + ib of pairs (every solver emits wi = +b, -b, and rounding keeps the
+  // set conjugate-closed), then write each a + ib followed by its a - ib.
+  double scale = ldexp(1.0, e);
+  float ur[kSmallMaxN], ui[kSmallMaxN];
+  int units = 0;
+  for (int i = 0; i < n; ++i) {
+    float r = static_cast<float>(wr[i] * scale), m = static_cast<float>(wi[i] * scale);
+    if (m < 0.0f) continue;
+    int j = units++;
+    for (; j > 0 && sm_eig_before(r, m, ur[j - 1], ui[j - 1]); --j) ur[j] = ur[j - 1], ui[j] = ui[j - 1];
+    ur[j] = r, ui[j] = m;
+  }
+  for (int u = 0, i = 0; u < units; ++u) {
+    re[i] = ur[u], im[i++] = ui[u];
+    if (ui[u] > 0.0f) re[i] = ur[u], im[i++] = -ui[u];
+  }
+  return status;
+}
+
+// det K: closed forms for n <= 3 (each 2x2 product of scaled float entries is exact in double), Gaussian
+// elimination with partial pivoting for n >= 4. NaN for non-finite input or n outside 1..7.
+FP_HOST_DEVICE float small_det(const float* k, int n) {
+  if (n < 1 || n > kSmallMaxN) return sm_nan();
+  double a[kSmallMaxN * kSmallMaxN];
+  int e;
+  if (!sm_load_scaled(k, n, a, &e)) return sm_nan();
+  double d;
+  if (n == 1) {
+    d = a[0];
+  } else if (n == 2) {
+    d = a[0] * a[3] - a[1] * a[2];
+  } else if (n == 3) {
+    d = sm_det3(a);
+  } else {
+    d = 1.0;
+    for (int c = 0; c < n && d != 0.0; ++c) {
+      int piv = c;
+      for (int r = c + 1; r < n; ++r)
+        if (fabs(a[r * n + c]) > fabs(a[piv * n + c])) piv = r;
+      if (piv != c) {
+        for (int j = c; j < n; ++j) {
+          double tmp = a[c * n + j];
+          a[c * n + j] = a[piv * n + j], a[piv * n + j] = tmp;
+        }
+        d = -d;
+      }
+      double pv = a[c * n + c];
+      d *= pv;
+      if (pv == 0.0) break;
+      for (int r = c + 1; r < n; ++r) {
+        double f = a[r * n + c] / pv;
+        for (int j = c + 1; j < n; ++j) a[r * n + j] -= f * a[c * n + j];
+      }
+    }
+  }
+  return static_cast<float>(ldexp(d, n * e));  // overflows to +-Inf only when the float result would
+}
+
+// Singular values of K, descending, by one-sided Jacobi (Hestenes): plane rotations of column pairs (i, j)
+// that make them orthogonal, K V = U S, until every pair is orthogonal to n eps; then s_j = |column j|.
+// Unlike eig(K^T K), which squares the condition number and loses small s_j to absolute errors of order
+// eps s_max^2, rotations mix columns only pairwise, so small singular values keep high relative accuracy
+// (Demmel & Veselic 1992). Rotation: with alpha = |c_i|^2, beta = |c_j|^2, gamma = c_i . c_j,
+// zeta = (beta - alpha) / (2 gamma), t = sign(zeta) / (|zeta| + sqrt(1 + zeta^2)) is the smaller root of
+// t^2 + 2 zeta t - 1 = 0. Status as for small_eigvals; 30 sweeps (cap) are far more than n <= 7 needs.
+FP_HOST_DEVICE int small_svdvals(const float* k, int n, float* s) {
+  if (n < 1 || n > kSmallMaxN) return kSmallBadSize;
+  double a[kSmallMaxN * kSmallMaxN];
+  int e;
+  if (!sm_load_scaled(k, n, a, &e)) {
+    for (int i = 0; i < n; ++i) s[i] = sm_nan();
+    return kSmallNonFinite;
+  }
+  bool converged = n == 1;
+  for (int sweep = 0; sweep < 30 && !converged; ++sweep) {
+    converged = true;
+    for (int i = 0; i + 1 < n; ++i) {
+      for (int j = i + 1; j < n; ++j) {
+        double alpha = 0.0, beta = 0.0, gamma = 0.0;
+        for (int r = 0; r < n; ++r) {
+          double x = a[r * n + i], y = a[r * n + j];
+          alpha += x * x, beta += y * y, gamma += x * y;
+        }
+        if (!(fabs(gamma) > n * DBL_EPSILON * sqrt(alpha) * sqrt(beta))) continue;
+        converged = false;
+        double zeta = (beta - alpha) / (2.0 * gamma);
+        double t = copysign(1.0, zeta) / (fabs(zeta) + hypot(1.0, zeta));
+        double c = 1.0 / sqrt(1.0 + t * t), sn = c * t;
+        for (int r = 0; r < n; ++r) {
+          double x = a[r * n + i], y = a[r * n + j];
+          a[r * n + i] = c * x - sn * y;
+          a[r * n + j] = sn * x + c * y;
+        }
+      }
+    }
+  }
+  double scale = ldexp(1.0, e);
+  for (int i = 0; i < n; ++i) {
+    double norm2 = 0.0;
+    for (int r = 0; r < n; ++r) norm2 += a[r * n + i] * a[r * n + i];
+    float v = static_cast<float>(sqrt(norm2) * scale);
+    int j = i;
+    for (; j > 0 && v > s[j - 1]; --j) s[j] = s[j - 1];
+    s[j] = v;
+  }
+  return converged ? kSmallOk : kSmallNoConvergence;
+}
+
+// Spectral norm |K|_2 = largest singular value (NaN for non-finite input or n outside 1..7).
+FP_HOST_DEVICE float spectral_norm(const float* k, int n) {
+  float s[kSmallMaxN];
+  return small_svdvals(k, n, s) == kSmallBadSize ? sm_nan() : s[0];
+}
+
+struct EigExtremes {
+  float min_abs;     // min |lambda|
+  float min_abs_re;  // min |Re lambda|
+  float max_abs;     // max |lambda| (spectral radius)
+  float max_abs_re;  // max |Re lambda|
+};
+
+// Extremes over the eigenvalues re[i] + i im[i], i < n (n >= 1), as written by small_eigvals. The modulus is
+// taken in double (no overflow for float parts). Any NaN eigenvalue makes every field NaN.
+FP_HOST_DEVICE EigExtremes eig_extremes(const float* re, const float* im, int n) {
+  EigExtremes x = {INFINITY, INFINITY, 0.0f, 0.0f};
+  for (int i = 0; i < n; ++i) {
+    if (re[i] != re[i] || im[i] != im[i]) {
+      x.min_abs = x.min_abs_re = x.max_abs = x.max_abs_re = sm_nan();
+      return x;
+    }
+    double r = re[i], m = im[i];
+    float mod = static_cast<float>(sqrt(r * r + m * m)), ar = fabsf(re[i]);
+    x.min_abs = mod < x.min_abs ? mod : x.min_abs;
+    x.max_abs = mod > x.max_abs ? mod : x.max_abs;
+    x.min_abs_re = ar < x.min_abs_re ? ar : x.min_abs_re;
+    x.max_abs_re = ar > x.max_abs_re ? ar : x.max_abs_re;
+  }
+  return x;
+}
+
+}  // namespace detail
+}  // namespace fp
+
+#endif  // FASTPRUNE_DETAIL_SMALL_MATRIX_H

@@ -1,0 +1,64 @@
+"""Shared plumbing of the small-matrix ops (small_eigvals, small_svdvals, small_det): input checks,
+batching into (count, n, n) float32, backend dispatch, registration."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from fastprune.backends import select_backend
+from fastprune.ops import _native_call
+from fastprune.ops._library import register
+
+MAX_N = 7
+
+
+def as_matrix_batch(x: torch.Tensor, op: str) -> torch.Tensor:
+    """(..., n, n) float32/float16/bfloat16 -> contiguous float32 (count, n, n), 1 <= n <= 7."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x: expected a tensor of square matrices (..., n, n), got {type(x).__name__}")
+    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise TypeError(
+            f"x: expected float32, float16 or bfloat16 matrices, got {x.dtype} ({op} computes in float32)"
+        )
+    if x.dim() < 2 or x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"x: expected square matrices of shape (..., n, n), got shape {tuple(x.shape)}")
+    n = x.shape[-1]
+    if not 1 <= n <= MAX_N:
+        raise ValueError(f"x: expected 1 <= n <= {MAX_N} (the k x k kernels of a conv), got n = {n}")
+    return x.detach().reshape(-1, n, n).to(torch.float32).contiguous()
+
+
+def define(
+    op: str, out_shape: Callable[[int, int], tuple], out_dtype: torch.dtype, reference: Callable
+) -> Callable:
+    """Registers fastprune::<op>(Tensor x, str backend) and returns the function that runs it.
+
+    out_shape(count, n) is the native output shape per batch; the result is reshaped to x's batch dims
+    and, for complex output, viewed as complex64 from (re, im) float pairs."""
+
+    def native(matrices: torch.Tensor) -> torch.Tensor:
+        out = torch.empty(out_shape(matrices.shape[0], matrices.shape[-1]), dtype=torch.float32)
+        _native_call.call_small_matrix(op, matrices, out)
+        return torch.view_as_complex(out) if out_dtype.is_complex else out
+
+    implementations = {"cpu": native, "torch": reference}
+
+    def implementation(matrices: torch.Tensor, backend: str) -> torch.Tensor:
+        return implementations[backend](matrices)
+
+    def fake(matrices: torch.Tensor, backend: str) -> torch.Tensor:
+        shape = out_shape(matrices.shape[0], matrices.shape[-1])
+        return matrices.new_empty(shape[:-1] if out_dtype.is_complex else shape, dtype=out_dtype)
+
+    register(op, "(Tensor matrices, str backend) -> Tensor", implementation, fake)
+    packed_op = getattr(torch.ops.fastprune, op)
+
+    def run(x: torch.Tensor, backend: str) -> torch.Tensor:
+        matrices = as_matrix_batch(x, op)
+        name = select_backend(backend, matrices.device.type, op)
+        out = packed_op(matrices, name)
+        return out.reshape(*x.shape[:-2], *out.shape[1:])
+
+    return run
