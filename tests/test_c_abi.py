@@ -33,3 +33,7 @@ def test_c_program_finds_package_calls_abi_and_checks_results(tmp_path: Path) ->
     assert "null batch -> FP_ERR_INVALID_ARGUMENT: filters: expected a fp_ragged_batch pointer" in run.stdout
     assert "negative rows -> FP_ERR_INVALID_ARGUMENT: filters->num_rows[1]: expected 1 <=" in run.stdout
     assert "NaN weight -> FP_ERR_NONFINITE: filters: layer 0, filter 1 contains NaN or Inf" in run.stdout
+    assert "n = 8 -> FP_ERR_INVALID_ARGUMENT: n: expected 1 <= n <= 7, got 8" in run.stdout
+    assert (
+        "kernel of 5 weights -> FP_ERR_INVALID_ARGUMENT: kernels->row_dims[0]: expected k * k" in run.stdout
+    )

@@ -86,6 +86,32 @@ int main(void) {
   fp_ragged_batch nan_batch = {with_nan, NULL, 2, kRows, kDims};
   expect_status(fp_gm_scores(&nan_batch, FP_METRIC_L2, NULL, cpu, scores), FP_ERR_NONFINITE, "NaN weight");
 
+  /* Small-matrix spectral ops: a rotation by 90 degrees has eigenvalues +-i, det 1, singular values 1. */
+  const float rotation[] = {0.f, -1.f, 1.f, 0.f};
+  float eig[4], sv[2], det;
+  expect_status(fp_small_eigvals(rotation, 1, 2, cpu, eig), FP_OK, "small_eigvals");
+  check(eig[0] == 0.f && eig[1] == 1.f && eig[2] == 0.f && eig[3] == -1.f, "eigenvalues +i, -i");
+  expect_status(fp_small_svdvals(rotation, 1, 2, cpu, sv), FP_OK, "small_svdvals");
+  check(fabsf(sv[0] - 1.f) <= 1e-6f && fabsf(sv[1] - 1.f) <= 1e-6f, "singular values 1, 1");
+  expect_status(fp_small_det(rotation, 1, 2, cpu, &det), FP_OK, "small_det");
+  check(fabsf(det - 1.f) <= 1e-6f, "det 1");
+  expect_status(fp_small_eigvals(rotation, 1, 8, cpu, eig), FP_ERR_INVALID_ARGUMENT, "n = 8");
+  expect_status(fp_small_det(rotation, -1, 2, cpu, &det), FP_ERR_INVALID_ARGUMENT, "negative count");
+  expect_status(fp_small_det(NULL, 1, 2, cpu, &det), FP_ERR_INVALID_ARGUMENT, "null matrices");
+  /* kernel_scores: one layer of two 2x2 kernels (O = 1, I = 2); spectral norm of the rotation is 1. */
+  const int64_t kernel_rows[] = {2}, kernel_dims[] = {4}, bad_dims[] = {5};
+  const float two_kernels[] = {0.f, -1.f, 1.f, 0.f, 2.f, 0.f, 0.f, 2.f};
+  fp_ragged_batch kernels = {two_kernels, NULL, 1, kernel_rows, kernel_dims};
+  float norms[2];
+  expect_status(fp_kernel_scores(&kernels, FP_CRITERION_SPECTRAL_NORM, cpu, norms), FP_OK, "kernel_scores");
+  check(fabsf(norms[0] - 1.f) <= 1e-6f && fabsf(norms[1] - 2.f) <= 1e-6f, "kernel spectral norms 1, 2");
+  check(fp_kernel_criterion_power(FP_CRITERION_DET_GRAM, 3) == 6, "det_gram threshold power 2k");
+  expect_status(fp_kernel_scores(&kernels, (fp_kernel_criterion)9, cpu, norms), FP_ERR_INVALID_ARGUMENT,
+                "unknown criterion");
+  fp_ragged_batch not_square = {two_kernels, NULL, 1, kernel_rows, bad_dims};
+  expect_status(fp_kernel_scores(&not_square, FP_CRITERION_DET, cpu, norms), FP_ERR_INVALID_ARGUMENT,
+                "kernel of 5 weights");
+
   /* CUDA: unavailable without a build or a device, with the reason; never a crash. */
   if (fp_cuda_device_check() != FP_OK) {
     const fp_exec gpu = {FP_DEVICE_CUDA, NULL};

@@ -429,6 +429,7 @@ FP_HOST_DEVICE int small_svdvals(const float* k, int n, float* s) {
     for (int i = 0; i < n; ++i) s[i] = sm_nan();
     return kSmallNonFinite;
   }
+  const double tol = n * DBL_EPSILON;
   bool converged = n == 1;
   for (int sweep = 0; sweep < 30 && !converged; ++sweep) {
     converged = true;
@@ -439,15 +440,24 @@ FP_HOST_DEVICE int small_svdvals(const float* k, int n, float* s) {
           double x = a[r * n + i], y = a[r * n + j];
           alpha += x * x, beta += y * y, gamma += x * y;
         }
-        if (!(fabs(gamma) > n * DBL_EPSILON * sqrt(alpha) * sqrt(beta))) continue;
+        if (alpha == 0.0 || beta == 0.0 || !(fabs(gamma) > tol * sqrt(alpha) * sqrt(beta))) continue;
         converged = false;
         double zeta = (beta - alpha) / (2.0 * gamma);
         double t = copysign(1.0, zeta) / (fabs(zeta) + hypot(1.0, zeta));
-        double c = 1.0 / sqrt(1.0 + t * t), sn = c * t;
+        double c = 1.0 / sqrt(1.0 + t * t), sn = c * t, ni = 0.0, nj = 0.0;
         for (int r = 0; r < n; ++r) {
           double x = a[r * n + i], y = a[r * n + j];
           a[r * n + i] = c * x - sn * y;
           a[r * n + j] = sn * x + c * y;
+          ni += a[r * n + i] * a[r * n + i], nj += a[r * n + j] * a[r * n + j];
+        }
+        // Nearly parallel columns (rank deficiency): the shrunk column is now rounding noise, about eps times
+        // the smaller old column and, through the rounding of sn, parallel to the other one; rotating it
+        // again would only shrink it by eps per sweep. Its true norm is below that noise: make it zero.
+        double floor2 = tol * tol * (alpha < beta ? alpha : beta);
+        for (int r = 0; r < n; ++r) {
+          if (ni <= floor2) a[r * n + i] = 0.0;
+          if (nj <= floor2) a[r * n + j] = 0.0;
         }
       }
     }
