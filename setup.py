@@ -63,7 +63,13 @@ class CMakeBuild(build_ext):
 
 
 setup(
-    packages=["fastprune", "fastprune.ops", "fastprune.triton_kernels"],
+    packages=[
+        "fastprune",
+        "fastprune.ops",
+        "fastprune.pruning",
+        "fastprune.benchmarks",
+        "fastprune.triton_kernels",
+    ],
     package_dir={"fastprune.triton_kernels": "triton_kernels"},
     ext_modules=[CMakeExtension("fastprune._C")],
     cmdclass={"build_ext": CMakeBuild},

@@ -7,13 +7,15 @@ loads no native code and never initialises CUDA.
 from fastprune._version import __version__
 from fastprune.backends import available_backends, use_backend
 
-__all__ = ["__version__", "available_backends", "use_backend", "ops"]
+__all__ = ["__version__", "available_backends", "use_backend", "ops", "KernelPruner"]
 
 
 def __getattr__(name: str):
     # `fastprune.ops` imports torch; load it on first use so `import fastprune` stays light.
-    if name == "ops":
-        import importlib
+    import importlib
 
+    if name == "ops":
         return importlib.import_module("fastprune.ops")
+    if name == "KernelPruner":
+        return importlib.import_module("fastprune.pruning").KernelPruner
     raise AttributeError(f"module 'fastprune' has no attribute {name!r}")

@@ -231,10 +231,23 @@ FP_HOST_DEVICE bool sm_hqr(double (*a)[kSmallMaxN], int n, double* wr, double* w
       its = 0;
       continue;
     }
-    if (l == nn - 1) {  // 2x2 block deflated
-      sm_eig2(a[nn - 1][nn - 1], a[nn - 1][nn], a[nn][nn - 1], x, wr + nn - 1, wi + nn - 1);
-      wr[nn - 1] += t;
-      wr[nn] += t;
+    double y = a[nn - 1][nn - 1], w = a[nn][nn - 1] * a[nn - 1][nn];
+    if (l == nn - 1) {
+      // 2x2 block deflated: eigenvalues x + p +- sqrt(p^2 + w), p = (y - x)/2, taken relative to x. Unlike
+      // sm_eig2 this does not divide the determinant by the larger root: ad - bc of computed (not float
+      // input) entries carries an absolute error eps |ad|, huge against a nilpotent-like block's tiny roots.
+      double p = 0.5 * (y - x), q = p * p + w, z = sqrt(fabs(q));
+      x += t;
+      if (q >= 0.0) {
+        z = p + copysign(z, p);
+        wr[nn - 1] = x + z;
+        wr[nn] = z != 0.0 ? x - w / z : x + z;
+        wi[nn - 1] = wi[nn] = 0.0;
+      } else {
+        wr[nn - 1] = wr[nn] = x + p;
+        wi[nn - 1] = z;
+        wi[nn] = -z;
+      }
       nn -= 2;
       its = 0;
       continue;
@@ -243,7 +256,6 @@ FP_HOST_DEVICE bool sm_hqr(double (*a)[kSmallMaxN], int n, double* wr, double* w
       for (int i = 0; i <= nn; ++i) wr[i] = a[i][i] + t, wi[i] = 0.0;
       return false;
     }
-    double y = a[nn - 1][nn - 1], w = a[nn][nn - 1] * a[nn - 1][nn];
     if (its > 0 && its % 10 == 0) {
       t += x;
       for (int i = 0; i <= nn; ++i) a[i][i] -= x;
