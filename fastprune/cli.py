@@ -49,6 +49,11 @@ def info() -> int:
 
 
 def bench(args: argparse.Namespace) -> int:
+    if args.suite == "spectral":
+        from fastprune.benchmarks import spectral
+
+        spectral.run([10_000, 100_000, 1_000_000], args.networks, out_dir=args.out)
+        return 0
     from fastprune.benchmarks import scoring
 
     scoring.run(args.networks, backend=args.backend, with_scipy=not args.no_scipy, out_dir=args.out)
@@ -63,7 +68,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     info_parser.add_argument("--cmake-prefix", action="store_true", help="print only the CMake prefix path")
     bench_parser = commands.add_parser("bench", help="benchmarks")
-    bench_parser.add_argument("suite", choices=["scoring"], help="scoring: whole-network gm_scores")
+    bench_parser.add_argument(
+        "suite",
+        choices=["scoring", "spectral"],
+        help="scoring: whole-network gm_scores; spectral: small-matrix ops",
+    )
     bench_parser.add_argument(
         "--networks", nargs="+", default=["resnet56", "resnet50"], choices=["resnet56", "resnet50"]
     )

@@ -18,18 +18,13 @@ relative error against float64.
 
 from __future__ import annotations
 
-import csv
 import datetime
-import os
-import platform
-import statistics
-import subprocess
-import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from fastprune.benchmarks.common import append_csv, commit, machine_name, median_seconds
 from fastprune.benchmarks.networks import NETWORKS
 from fastprune.ops import gm_scores
 
@@ -45,43 +40,6 @@ FIELDS = [
     "matmul_share",
     "max_rel_err",
 ]
-
-
-def machine_name() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
-
-
-def commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def median_seconds(fn: Callable[[], object], min_runs: int = 3, budget_s: float = 2.0) -> float:
-    """Median wall time of fn after one warm-up; at least one timed run, up to min_runs within budget."""
-    fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < 50:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-        elapsed = time.perf_counter() - start
-        if (len(times) >= min_runs and elapsed >= budget_s) or elapsed > 4 * budget_s:
-            break
-    return statistics.median(times)
 
 
 def matmul_gflops(size: int = 2048) -> float:
@@ -178,12 +136,5 @@ def run(
                 f"{row['gflops']:>10.1f}{100 * row['matmul_share']:>7.0f}%{err:>13.1e}"
             )
     if out_dir is not None:
-        path = Path(out_dir) / "scoring.csv"
-        new = not path.exists()
-        with path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=FIELDS)
-            if new:
-                writer.writeheader()
-            writer.writerows(rows)
-        print(f"\nappended {len(rows)} rows to {path}")
+        append_csv(Path(out_dir) / "scoring.csv", FIELDS, rows)
     return rows

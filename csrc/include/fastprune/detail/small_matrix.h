@@ -143,16 +143,49 @@ FP_HOST_DEVICE void sm_eig3(const double* a, double* wr, double* wi) {
   for (int i = 0; i < 3; ++i) wr[i] = (wr[i] * up + tr) / 3.0, wi[i] = wi[i] * up / 3.0;
 }
 
-// Balancing (EISPACK balanc): diagonal similarity by powers of two (exact) that makes each row and column
-// of similar norm, so that the QR iteration's absolute errors, of order eps ||H||, are small against the
-// eigenvalues of badly scaled matrices. Pass cap only guards termination, which is already guaranteed.
+FP_HOST_DEVICE void sm_swap(double (*a)[kSmallMaxN], int n, int i, int j) {
+  for (int k = 0; k < n; ++k) {
+    double t = a[i][k];
+    a[i][k] = a[j][k], a[j][k] = t;
+  }
+  for (int k = 0; k < n; ++k) {
+    double t = a[k][i];
+    a[k][i] = a[k][j], a[k][j] = t;
+  }
+}
+
+// Balancing (EISPACK balanc). First, permutations: a row with no off-diagonal entry in columns 0..high
+// (a column with none in rows low..high) isolates its diagonal entry as an exact eigenvalue; it is moved to
+// the bottom (top) and the active block low..high shrinks. The result is block upper triangular, which
+// Hessenberg reduction and QR preserve, so structured (triangular-like, sparse) matrices keep exact
+// eigenvalues instead of the eps^(1/k) scatter of a defective block. Then a diagonal similarity by powers
+// of two (exact) gives each active row and column similar norms, so that the QR iteration's absolute errors,
+// of order eps |H|, are small against the eigenvalues of badly scaled matrices. The pass cap only guards
+// termination, which is already guaranteed.
 FP_HOST_DEVICE void sm_balance(double (*a)[kSmallMaxN], int n) {
+  int low = 0, high = n - 1;
+  for (bool found = true; found;) {
+    found = false;
+    for (int j = high; j >= 0 && !found; --j) {
+      bool isolated = true;
+      for (int i = 0; i <= high; ++i) isolated = isolated && (i == j || a[j][i] == 0.0);
+      if (isolated) sm_swap(a, n, j, high--), found = true;
+    }
+  }
+  for (bool found = true; found;) {
+    found = false;
+    for (int j = low; j <= high && !found; ++j) {
+      bool isolated = true;
+      for (int i = low; i <= high; ++i) isolated = isolated && (i == j || a[i][j] == 0.0);
+      if (isolated) sm_swap(a, n, j, low++), found = true;
+    }
+  }
   bool done = false;
   for (int pass = 0; pass < 64 && !done; ++pass) {
     done = true;
-    for (int i = 0; i < n; ++i) {
+    for (int i = low; i <= high; ++i) {
       double c = 0.0, r = 0.0;
-      for (int j = 0; j < n; ++j) {
+      for (int j = low; j <= high; ++j) {
         if (j == i) continue;
         c += fabs(a[j][i]);
         r += fabs(a[i][j]);
