@@ -1,13 +1,11 @@
-// Spectral quantities of one small dense real square matrix K (n x n, n = 1..7, float32, row-major and
-// contiguous: element (r, c) at k[r * n + c]), shared by the CPU and CUDA kernels: eigenvalues, determinant,
-// singular values, spectral norm. Everything is computed in double in fixed-size local arrays and rounded to
-// float once at the end.
+// Eigenvalues, determinant, singular values and spectral norm of one small real square matrix K (n x n,
+// n = 1..7, float32, contiguous row-major: element (r, c) at k[r * n + c]), shared by the CPU and CUDA
+// kernels. Computed in double in fixed-size local arrays, rounded to float once at the end.
 //
-// Scaling. Every routine first multiplies K by 2^-e so that its largest |entry| lies in [0.5, 1). A power of
-// two is exact in binary, so entries of 1e30, 1e-30 or float denormals neither overflow nor underflow in
-// the products below; results are scaled back by 2^e (2^(n e) for the determinant).
-//
-// Non-finite input (any NaN or Inf entry): every output is NaN and the status is kSmallNonFinite.
+// Scaling: every routine first multiplies K by 2^-e so that max |entry| is in [0.5, 1). A power of two is
+// exact, so entries of 1e30, 1e-30 or float denormals neither overflow nor underflow in the products below;
+// results are scaled back by 2^e (2^(n e) for the determinant). Non-finite input (a NaN or Inf entry):
+// every output is NaN (status kSmallNonFinite). Outputs overflow to Inf only where the exact value would.
 #ifndef FASTPRUNE_DETAIL_SMALL_MATRIX_H
 #define FASTPRUNE_DETAIL_SMALL_MATRIX_H
 
@@ -33,10 +31,6 @@ constexpr int kSmallBadSize = 1;        // n outside 1..kSmallMaxN: nothing is w
 constexpr int kSmallNonFinite = 2;      // NaN or Inf entry: every output is NaN
 constexpr int kSmallNoConvergence = 3;  // iteration cap reached: outputs are finite but may be inaccurate
 
-FP_HOST_DEVICE float sm_nan() {
-  return NAN;
-}
-
 // Copies k into a scaled by 2^-e (max |a| in [0.5, 1), or a = 0). Returns false on a NaN or Inf entry.
 FP_HOST_DEVICE bool sm_load_scaled(const float* k, int n, double* a, int* e) {
   double m = 0.0;
@@ -57,22 +51,20 @@ FP_HOST_DEVICE double sm_det3(const double* a) {
          a[2] * (a[3] * a[7] - a[4] * a[6]);
 }
 
-// Eigenvalues of [[a, b], [c, d]]. With p = (a + d)/2 and q = (a - d)/2 they are p +- sqrt(q^2 + bc):
-// the half-difference form has no cancellation in the discriminant when a ~ d (unlike tr^2 - 4 det).
-// Real case: the root of larger modulus adds two terms of equal sign; the other is det / larger, since
-// p - sign(p) sqrt(disc) would cancel when it is small. Complex case: written as an exact conjugate pair.
+// Eigenvalues of [[a, b], [c, d]] (float entries scaled by a power of two) are p +- sqrt(q^2 + bc) with
+// p = (a + d)/2, q = (a - d)/2: no cancellation in the discriminant when a ~ d (unlike tr^2 - 4 det). Real
+// case: the larger root adds terms of equal sign; the smaller is det / larger, as p - sign(p) sqrt(disc)
+// would cancel. ad - bc is exact products rounded once, so the small root keeps relative accuracy.
 FP_HOST_DEVICE void sm_eig2(double a, double b, double c, double d, double* wr, double* wi) {
   double p = 0.5 * (a + d), q = 0.5 * (a - d);
   double disc = q * q + b * c;
   if (disc >= 0.0) {
     double z = p + copysign(sqrt(disc), p);
-    wr[0] = z;
-    wr[1] = z != 0.0 ? (a * d - b * c) / z : 0.0;
+    wr[0] = z, wr[1] = z != 0.0 ? (a * d - b * c) / z : 0.0;
     wi[0] = wi[1] = 0.0;
   } else {
     wr[0] = wr[1] = p;
-    wi[0] = sqrt(-disc);
-    wi[1] = -wi[0];
+    wi[0] = sqrt(-disc), wi[1] = -wi[0];
   }
 }
 
@@ -88,7 +80,7 @@ FP_HOST_DEVICE void sm_eig3(const double* a, double* wr, double* wi) {
   double tr = a[0] + a[4] + a[8];
   double b[9] = {3 * a[0] - tr, 3 * a[1], 3 * a[2], 3 * a[3],     3 * a[4] - tr,
                  3 * a[5],      3 * a[6], 3 * a[7], 3 * a[8] - tr};
-  // Rescale B by a power of two as well: K = sI + (tiny B) keeps p, q far from underflow.
+  // Rescale B by a power of two too: for K = sI + (tiny B), p and q stay far from underflow.
   double bmax = 0.0;
   for (int i = 0; i < 9; ++i) bmax = fabs(b[i]) > bmax ? fabs(b[i]) : bmax;
   int e = 0;
@@ -100,9 +92,9 @@ FP_HOST_DEVICE void sm_eig3(const double* a, double* wr, double* wi) {
   double h = 0.25 * q * q + p * p * p / 27.0;
   wi[0] = wi[1] = wi[2] = 0.0;
   if (h <= 0.0) {
-    // Three real roots (Viete): with p = -3 r^2, t = 2 r cos(phi) solves the cubic iff cos(3 phi) = -q/(2
-    // r^3). p <= 0 here; p = 0 forces q = 0 (triple root). Near a double root acos is ill-conditioned, which
-    // is the inherent sqrt(eps) sensitivity of a double eigenvalue, small in double against the float output.
+    // Three real roots (Viete): with p = -3 r^2, t = 2 r cos(phi) solves the cubic iff
+    // cos(3 phi) = -q / (2 r^3). Near a double root acos is ill-conditioned: the inherent sqrt(eps)
+    // sensitivity of a double eigenvalue, small in double against the float output.
     double r = p < 0.0 ? sqrt(-p / 3.0) : 0.0;
     if (r == 0.0) {
       wr[0] = wr[1] = wr[2] = 0.0;
@@ -116,15 +108,9 @@ FP_HOST_DEVICE void sm_eig3(const double* a, double* wr, double* wi) {
     }
   } else {
     // One real root (Cardano): t1 = u + v with u^3 = -q/2 - sign(q) sqrt(h) (the larger cube, no
-    // cancellation) and v = -p / (3u). u + v cancels when p > 0 dominates, so one Newton step polishes t1
-    // (kept only if it lowers the residual).
+    // cancellation) and v = -p / (3u).
     double u = -copysign(cbrt(0.5 * fabs(q) + sqrt(h)), q);
     double t1 = u - p / (3.0 * u);
-    double f = (t1 * t1 + p) * t1 + q, df = 3.0 * t1 * t1 + p;
-    if (df != 0.0) {
-      double t2 = t1 - f / df;
-      if (fabs((t2 * t2 + p) * t2 + q) < fabs(f)) t1 = t2;
-    }
     // Deflate: the other two roots solve t^2 + t1 t + c = 0 with c = -q/t1 = t1^2 + p. The sum cancels
     // only when p < 0 and t1^2 ~ -p; there t1 is not small and the quotient is accurate.
     double c = p < 0.0 && t1 * t1 > -0.5 * p ? -q / t1 : t1 * t1 + p;
@@ -132,56 +118,42 @@ FP_HOST_DEVICE void sm_eig3(const double* a, double* wr, double* wi) {
     wr[0] = t1;
     if (d < 0.0) {
       wr[1] = wr[2] = -0.5 * t1;
-      wi[1] = sqrt(-d);
-      wi[2] = -wi[1];
+      wi[1] = sqrt(-d), wi[2] = -wi[1];
     } else {
-      double big = -0.5 * t1 - copysign(sqrt(d), t1);
-      wr[1] = big;
-      wr[2] = big != 0.0 ? c / big : 0.0;
+      double big = -0.5 * t1 - copysign(sqrt(d), t1);  // stable quadratic formula, as in sm_eig2
+      wr[1] = big, wr[2] = big != 0.0 ? c / big : 0.0;
     }
   }
   for (int i = 0; i < 3; ++i) wr[i] = (wr[i] * up + tr) / 3.0, wi[i] = wi[i] * up / 3.0;
 }
 
-FP_HOST_DEVICE void sm_swap(double (*a)[kSmallMaxN], int n, int i, int j) {
-  for (int k = 0; k < n; ++k) {
-    double t = a[i][k];
-    a[i][k] = a[j][k], a[j][k] = t;
-  }
-  for (int k = 0; k < n; ++k) {
-    double t = a[k][i];
-    a[k][i] = a[k][j], a[k][j] = t;
-  }
+FP_HOST_DEVICE void sm_swap(double& x, double& y) {
+  double t = x;
+  x = y, y = t;
 }
 
-// Balancing (EISPACK balanc). First, permutations: a row with no off-diagonal entry in columns 0..high
-// (a column with none in rows low..high) isolates its diagonal entry as an exact eigenvalue; it is moved to
-// the bottom (top) and the active block low..high shrinks. The result is block upper triangular, which
-// Hessenberg reduction and QR preserve, so structured (triangular-like, sparse) matrices keep exact
-// eigenvalues instead of the eps^(1/k) scatter of a defective block. Then a diagonal similarity by powers
-// of two (exact) gives each active row and column similar norms, so that the QR iteration's absolute errors,
-// of order eps |H|, are small against the eigenvalues of badly scaled matrices. The pass cap only guards
-// termination, which is already guaranteed.
+// Balancing (EISPACK balanc). First, permutation similarities: a row with no off-diagonal entry in columns
+// low..high (pass 0), or a column with none in rows low..high (pass 1), isolates its diagonal entry as an
+// exact eigenvalue; it moves to the bottom (top) and the active block low..high shrinks. The result is block
+// upper triangular, which Hessenberg reduction and QR preserve, so sparse or triangular-like matrices keep
+// exact eigenvalues instead of the eps^(1/k) scatter of a k x k defective block. Then a diagonal similarity
+// by powers of two (exact) evens out active row and column norms, so that the QR iteration's absolute
+// errors, of order eps |H|, are small against the eigenvalues of badly scaled matrices.
 FP_HOST_DEVICE void sm_balance(double (*a)[kSmallMaxN], int n) {
   int low = 0, high = n - 1;
-  for (bool found = true; found;) {
-    found = false;
-    for (int j = high; j >= 0 && !found; --j) {
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int j = pass ? low : high; low <= j && j <= high; j += pass ? 1 : -1) {
       bool isolated = true;
-      for (int i = 0; i <= high; ++i) isolated = isolated && (i == j || a[j][i] == 0.0);
-      if (isolated) sm_swap(a, n, j, high--), found = true;
-    }
-  }
-  for (bool found = true; found;) {
-    found = false;
-    for (int j = low; j <= high && !found; ++j) {
-      bool isolated = true;
-      for (int i = low; i <= high; ++i) isolated = isolated && (i == j || a[i][j] == 0.0);
-      if (isolated) sm_swap(a, n, j, low++), found = true;
+      for (int i = low; i <= high; ++i) isolated = isolated && (i == j || (pass ? a[i][j] : a[j][i]) == 0.0);
+      if (!isolated) continue;
+      int to = pass ? low++ : high--;
+      for (int k = 0; k < n; ++k) sm_swap(a[j][k], a[to][k]);
+      for (int k = 0; k < n; ++k) sm_swap(a[k][j], a[k][to]);
+      j = pass ? low - 1 : high + 1;  // restart the search on the smaller block
     }
   }
   bool done = false;
-  for (int pass = 0; pass < 64 && !done; ++pass) {
+  for (int sweep = 0; sweep < 64 && !done; ++sweep) {  // the cap only guards termination (already certain)
     done = true;
     for (int i = low; i <= high; ++i) {
       double c = 0.0, r = 0.0;
@@ -258,17 +230,15 @@ FP_HOST_DEVICE bool sm_hqr(double (*a)[kSmallMaxN], int n, double* wr, double* w
     }
     double x = a[nn][nn];
     if (l == nn) {  // 1x1 block deflated
-      wr[nn] = x + t;
-      wi[nn] = 0.0;
-      nn -= 1;
-      its = 0;
+      wr[nn] = x + t, wi[nn] = 0.0;
+      nn -= 1, its = 0;
       continue;
     }
     double y = a[nn - 1][nn - 1], w = a[nn][nn - 1] * a[nn - 1][nn];
     if (l == nn - 1) {
       // 2x2 block deflated: eigenvalues x + p +- sqrt(p^2 + w), p = (y - x)/2, taken relative to x. Unlike
-      // sm_eig2 this does not divide the determinant by the larger root: ad - bc of computed (not float
-      // input) entries carries an absolute error eps |ad|, huge against a nilpotent-like block's tiny roots.
+      // sm_eig2, no det / larger root: ad - bc of computed entries has an absolute error eps |ad|, huge
+      // against the tiny roots of a nilpotent-like block.
       double p = 0.5 * (y - x), q = p * p + w, z = sqrt(fabs(q));
       x += t;
       if (q >= 0.0) {
@@ -278,11 +248,9 @@ FP_HOST_DEVICE bool sm_hqr(double (*a)[kSmallMaxN], int n, double* wr, double* w
         wi[nn - 1] = wi[nn] = 0.0;
       } else {
         wr[nn - 1] = wr[nn] = x + p;
-        wi[nn - 1] = z;
-        wi[nn] = -z;
+        wi[nn - 1] = z, wi[nn] = -z;
       }
-      nn -= 2;
-      its = 0;
+      nn -= 2, its = 0;
       continue;
     }
     if (++total > 30 * n) {
@@ -383,7 +351,7 @@ FP_HOST_DEVICE int small_eigvals(const float* k, int n, float* re, float* im) {
   double b[kSmallMaxN * kSmallMaxN], wr[kSmallMaxN], wi[kSmallMaxN];
   int e;
   if (!sm_load_scaled(k, n, b, &e)) {
-    for (int i = 0; i < n; ++i) re[i] = im[i] = sm_nan();
+    for (int i = 0; i < n; ++i) re[i] = im[i] = NAN;
     return kSmallNonFinite;
   }
   int status = kSmallOk;
@@ -423,10 +391,10 @@ FP_HOST_DEVICE int small_eigvals(const float* k, int n, float* re, float* im) {
 // det K: closed forms for n <= 3 (each 2x2 product of scaled float entries is exact in double), Gaussian
 // elimination with partial pivoting for n >= 4. NaN for non-finite input or n outside 1..7.
 FP_HOST_DEVICE float small_det(const float* k, int n) {
-  if (n < 1 || n > kSmallMaxN) return sm_nan();
+  if (n < 1 || n > kSmallMaxN) return NAN;
   double a[kSmallMaxN * kSmallMaxN];
   int e;
-  if (!sm_load_scaled(k, n, a, &e)) return sm_nan();
+  if (!sm_load_scaled(k, n, a, &e)) return NAN;
   double d;
   if (n == 1) {
     d = a[0];
@@ -441,10 +409,7 @@ FP_HOST_DEVICE float small_det(const float* k, int n) {
       for (int r = c + 1; r < n; ++r)
         if (fabs(a[r * n + c]) > fabs(a[piv * n + c])) piv = r;
       if (piv != c) {
-        for (int j = c; j < n; ++j) {
-          double tmp = a[c * n + j];
-          a[c * n + j] = a[piv * n + j], a[piv * n + j] = tmp;
-        }
+        for (int j = c; j < n; ++j) sm_swap(a[c * n + j], a[piv * n + j]);
         d = -d;
       }
       double pv = a[c * n + c];
@@ -459,19 +424,18 @@ FP_HOST_DEVICE float small_det(const float* k, int n) {
   return static_cast<float>(ldexp(d, n * e));  // overflows to +-Inf only when the float result would
 }
 
-// Singular values of K, descending, by one-sided Jacobi (Hestenes): plane rotations of column pairs (i, j)
-// that make them orthogonal, K V = U S, until every pair is orthogonal to n eps; then s_j = |column j|.
-// Unlike eig(K^T K), which squares the condition number and loses small s_j to absolute errors of order
-// eps s_max^2, rotations mix columns only pairwise, so small singular values keep high relative accuracy
-// (Demmel & Veselic 1992). Rotation: with alpha = |c_i|^2, beta = |c_j|^2, gamma = c_i . c_j,
-// zeta = (beta - alpha) / (2 gamma), t = sign(zeta) / (|zeta| + sqrt(1 + zeta^2)) is the smaller root of
-// t^2 + 2 zeta t - 1 = 0. Status as for small_eigvals; 30 sweeps (cap) are far more than n <= 7 needs.
+// Singular values of K, descending, by one-sided Jacobi (Hestenes): rotate column pairs (i, j) until every
+// pair is orthogonal to n eps (K V = U S), then s_j = |column j|. eig(K^T K) would square the condition
+// number and lose small s_j to absolute errors eps s_max^2; pairwise column rotations keep small singular
+// values relatively accurate (Demmel & Veselic 1992). With alpha = |c_i|^2, beta = |c_j|^2,
+// gamma = c_i . c_j, zeta = (beta - alpha) / (2 gamma), the tangent t = sign(zeta) / (|zeta| +
+// sqrt(1 + zeta^2)) is the smaller root of t^2 + 2 zeta t - 1 = 0. Status as for small_eigvals.
 FP_HOST_DEVICE int small_svdvals(const float* k, int n, float* s) {
   if (n < 1 || n > kSmallMaxN) return kSmallBadSize;
   double a[kSmallMaxN * kSmallMaxN];
   int e;
   if (!sm_load_scaled(k, n, a, &e)) {
-    for (int i = 0; i < n; ++i) s[i] = sm_nan();
+    for (int i = 0; i < n; ++i) s[i] = NAN;
     return kSmallNonFinite;
   }
   const double tol = n * DBL_EPSILON;
@@ -496,9 +460,9 @@ FP_HOST_DEVICE int small_svdvals(const float* k, int n, float* s) {
           a[r * n + j] = sn * x + c * y;
           ni += a[r * n + i] * a[r * n + i], nj += a[r * n + j] * a[r * n + j];
         }
-        // Nearly parallel columns (rank deficiency): the shrunk column is now rounding noise, about eps times
-        // the smaller old column and, through the rounding of sn, parallel to the other one; rotating it
-        // again would only shrink it by eps per sweep. Its true norm is below that noise: make it zero.
+        // Nearly parallel columns (rank deficiency): the shrunk column is now rounding noise of size eps
+        // |smaller old column|, parallel to the other one through the rounding of sn, which further rotations
+        // only shrink by eps per sweep (until underflow). Its true norm is below the noise: make it zero.
         double floor2 = tol * tol * (alpha < beta ? alpha : beta);
         for (int r = 0; r < n; ++r) {
           if (ni <= floor2) a[r * n + i] = 0.0;
@@ -522,7 +486,7 @@ FP_HOST_DEVICE int small_svdvals(const float* k, int n, float* s) {
 // Spectral norm |K|_2 = largest singular value (NaN for non-finite input or n outside 1..7).
 FP_HOST_DEVICE float spectral_norm(const float* k, int n) {
   float s[kSmallMaxN];
-  return small_svdvals(k, n, s) == kSmallBadSize ? sm_nan() : s[0];
+  return small_svdvals(k, n, s) == kSmallBadSize ? NAN : s[0];
 }
 
 struct EigExtremes {
@@ -538,7 +502,7 @@ FP_HOST_DEVICE EigExtremes eig_extremes(const float* re, const float* im, int n)
   EigExtremes x = {INFINITY, INFINITY, 0.0f, 0.0f};
   for (int i = 0; i < n; ++i) {
     if (re[i] != re[i] || im[i] != im[i]) {
-      x.min_abs = x.min_abs_re = x.max_abs = x.max_abs_re = sm_nan();
+      x.min_abs = x.min_abs_re = x.max_abs = x.max_abs_re = NAN;
       return x;
     }
     double r = re[i], m = im[i];
