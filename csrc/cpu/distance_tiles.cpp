@@ -51,6 +51,7 @@ fp_status DistanceTiles::prepare(const std::vector<detail::LayerSpan>& spans,
 
   // Which rows take part, and where the compacted / unit-scaled copies go.
   layers_.assign(static_cast<size_t>(num_layers), Layer{});
+  std::vector<int64_t> float_offsets(static_cast<size_t>(num_layers));
   int64_t prepared_rows = 0, prepared_floats = 0;
   bool drops_rows = false;
   for (int64_t l = 0; l < num_layers; ++l) {
@@ -61,6 +62,7 @@ fp_status DistanceTiles::prepare(const std::vector<detail::LayerSpan>& spans,
     layer.n = static_cast<int64_t>(layer.kept.size());
     layer.d = s.dims;
     layer.first = prepared_rows;
+    float_offsets[l] = prepared_floats;
     drops_rows |= layer.n != s.rows;
     prepared_rows += layer.n;
     prepared_floats += layer.n * layer.d;
@@ -70,12 +72,12 @@ fp_status DistanceTiles::prepare(const std::vector<detail::LayerSpan>& spans,
   sq_norms_.resize(static_cast<size_t>(prepared_rows));
   scales_.assign(cosine ? static_cast<size_t>(prepared_rows) : 0, 0.0);
 
-  int64_t float_offset = 0;
+#pragma omp parallel for schedule(dynamic)
   for (int64_t l = 0; l < num_layers; ++l) {
     Layer& layer = layers_[l];
     const detail::LayerSpan& s = spans[l];
-    float* compacted = drops_rows ? compacted_.data() + float_offset : nullptr;
-    float* unit = cosine ? unit_rows_.data() + float_offset : nullptr;
+    float* compacted = drops_rows ? compacted_.data() + float_offsets[l] : nullptr;
+    float* unit = cosine ? unit_rows_.data() + float_offsets[l] : nullptr;
     for (int64_t p = 0; p < layer.n; ++p) {
       const float* src = layer_rows[l] + layer.kept[p] * s.dims;
       if (compacted) std::copy(src, src + s.dims, compacted + p * s.dims);
@@ -84,18 +86,15 @@ fp_status DistanceTiles::prepare(const std::vector<detail::LayerSpan>& spans,
         sq_norms_[layer.first + p] = static_cast<float>(sq);
         continue;
       }
+      // The Gram step runs on float unit rows; their own norms (not exactly 1) keep d^2 consistent.
       const double scale = detail::unit_scale(sq);
-      double unit_sq = 0.0;
-      for (int64_t k = 0; k < s.dims; ++k) {
-        unit[p * s.dims + k] = static_cast<float>(src[k] * scale);
-        unit_sq += (double)unit[p * s.dims + k] * unit[p * s.dims + k];
-      }
+      float* unit_row = unit + p * s.dims;
+      for (int64_t k = 0; k < s.dims; ++k) unit_row[k] = static_cast<float>(src[k] * scale);
       scales_[layer.first + p] = scale;
-      sq_norms_[layer.first + p] = static_cast<float>(unit_sq);
+      sq_norms_[layer.first + p] = static_cast<float>(row_sq_norm(unit_row, s.dims));
     }
     layer.originals = compacted ? compacted : layer_rows[l];
     layer.rows = cosine ? unit : layer.originals;
-    float_offset += layer.n * layer.d;
   }
   return FP_OK;
 }
