@@ -68,10 +68,15 @@ class Backend:
     ops: frozenset  # the ops this backend has kernels for
     # Returns None when the backend can run on tensors of this device type, else the reason it cannot.
     device_refusal: Callable[[str], Optional[str]]
+    max_matrix_n: int = 7  # largest n x n matrix its small-matrix kernels take
 
-    def refusal(self, device_type: str, op: Optional[str] = None) -> Optional[str]:
+    def refusal(
+        self, device_type: str, op: Optional[str] = None, matrix_n: Optional[int] = None
+    ) -> Optional[str]:
         if op is not None and op not in self.ops:
             return f"no {op} kernel in the {self.name} backend yet"
+        if matrix_n is not None and matrix_n > self.max_matrix_n:
+            return f"its {op} kernels take n <= {self.max_matrix_n}, got n = {matrix_n}"
         return self.device_refusal(device_type)
 
 
@@ -89,9 +94,12 @@ _REGISTRY = {
 }
 
 
-def refusal_reasons(device_type: str, op: Optional[str] = None) -> dict[str, str | None]:
-    """For each backend, None if it accepts `op` (any op when None) on `device_type`, else why not."""
-    return {name: _REGISTRY[name].refusal(device_type, op) for name in BACKENDS}
+def refusal_reasons(
+    device_type: str, op: Optional[str] = None, matrix_n: Optional[int] = None
+) -> dict[str, str | None]:
+    """For each backend, None if it accepts `op` (any op when None) on `device_type` (for matrices of
+    size `matrix_n`, when given), else why not."""
+    return {name: _REGISTRY[name].refusal(device_type, op, matrix_n) for name in BACKENDS}
 
 
 def available_backends(device_type: str = "cpu") -> list[str]:
@@ -115,8 +123,9 @@ def use_backend(name: str) -> Iterator[None]:
         _context_backend.reset(token)
 
 
-def select_backend(requested: str, device_type: str, op: str) -> str:
-    """Resolves the backend for one call of `op` on tensors of `device_type` (see module docstring)."""
+def select_backend(requested: str, device_type: str, op: str, matrix_n: Optional[int] = None) -> str:
+    """Resolves the backend for one call of `op` on tensors of `device_type` (see module docstring);
+    `matrix_n` is the largest matrix size of a small-matrix op's input."""
     _check_name(requested, "backend")
     source = "backend argument"
     if requested == "auto" and _context_backend.get() is not None:
@@ -126,11 +135,11 @@ def select_backend(requested: str, device_type: str, op: str) -> str:
         source = "FASTPRUNE_BACKEND environment variable"
     if requested == "auto":
         for name in _AUTO_ORDER.get(device_type, ("torch",)):
-            if _REGISTRY[name].refusal(device_type, op) is None:
+            if _REGISTRY[name].refusal(device_type, op, matrix_n) is None:
                 return name
         return "torch"
-    if _REGISTRY[requested].refusal(device_type, op) is not None:
-        reasons = refusal_reasons(device_type, op)
+    if _REGISTRY[requested].refusal(device_type, op, matrix_n) is not None:
+        reasons = refusal_reasons(device_type, op, matrix_n)
         listing = "; ".join(f"{name}: {why or 'accepts'}" for name, why in reasons.items())
         raise BackendError(
             f"backend {requested!r} (from {source}) cannot run {op} on {device_type} tensors: "

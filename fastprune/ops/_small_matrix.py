@@ -57,7 +57,7 @@ def define(
 
     def run(x: torch.Tensor, backend: str) -> torch.Tensor:
         matrices = as_matrix_batch(x, op)
-        name = select_backend(backend, matrices.device.type, op)
+        name = select_backend(backend, matrices.device.type, op, matrix_n=matrices.shape[-1])
         out = packed_op(matrices, name)
         return out.reshape(*x.shape[:-2], *out.shape[1:])
 

@@ -79,7 +79,11 @@ def _fake(layers, criterion, backend):
 register("kernel_scores", "(Tensor[] layers, int criterion, str backend) -> Tensor", _implementation, _fake)
 
 
-def _kernel_rows(weights: Union[torch.Tensor, Sequence[torch.Tensor]]) -> tuple[list[torch.Tensor], bool]:
+def _kernel_rows(
+    weights: Union[torch.Tensor, Sequence[torch.Tensor]],
+) -> tuple[list[torch.Tensor], int, bool]:
+    """Checks the weights; returns per layer (O * I, k * k) float32 rows, the largest k, and whether one
+    tensor (not a list) was given."""
     single = isinstance(weights, torch.Tensor)
     layers = [weights] if single else weights
     if not isinstance(layers, (list, tuple)) or len(layers) == 0:
@@ -100,7 +104,7 @@ def _kernel_rows(weights: Union[torch.Tensor, Sequence[torch.Tensor]]) -> tuple[
             raise ValueError(f"{name}: expected every layer on {layers[0].device}, got {w.device}")
         k = w.shape[2]
         rows.append(w.detach().reshape(-1, k * k).to(torch.float32).contiguous())
-    return rows, single
+    return rows, max(w.shape[2] for w in layers), single
 
 
 def kernel_scores(
@@ -117,8 +121,8 @@ def kernel_scores(
     are never written to memory. Backends: "cpu", "torch" (float64 torch.linalg), or "auto".
     """
     code = criterion_id(criterion)
-    rows, single = _kernel_rows(weights)
-    name = select_backend(backend, rows[0].device.type, "kernel_scores")
+    rows, largest_k, single = _kernel_rows(weights)
+    name = select_backend(backend, rows[0].device.type, "kernel_scores", matrix_n=largest_k)
     out = torch.ops.fastprune.kernel_scores(rows, code, name)
     layers = [weights] if single else list(weights)
     parts = [
