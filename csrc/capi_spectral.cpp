@@ -1,5 +1,5 @@
 // C ABI entry points of the small-matrix spectral ops and the kernel criteria: argument checks and
-// dispatch. CUDA kernels for these ops are not written yet: FP_DEVICE_CUDA answers FP_ERR_UNAVAILABLE.
+// dispatch to the CPU or CUDA implementation.
 #include <math.h>
 
 #include <string>
@@ -7,6 +7,7 @@
 
 #include "capi_internal.h"
 #include "cpu/cpu_ops.h"
+#include "cuda/cuda_ops.h"  // declarations only: the calls are compiled in with FP_WITH_CUDA
 #include "fastprune/detail/kernel_criteria.h"
 #include "fastprune/fastprune.h"
 
@@ -14,14 +15,6 @@ namespace {
 
 using fp::capi::guarded;
 using fp::capi::reject;
-
-fp_status cpu_only(fp_exec exec, std::string& error) {
-  fp_status status = fp::capi::check_exec(exec, error);
-  if (status == FP_OK && exec.device != FP_DEVICE_CPU)
-    status = reject(error, FP_ERR_UNAVAILABLE,
-                    "exec.device: the small-matrix ops run on FP_DEVICE_CPU only so far");
-  return status;
-}
 
 fp_status check_matrices(const float* matrices, int64_t count, int n, fp_exec exec, const float* out,
                          std::string& error) {
@@ -33,16 +26,23 @@ fp_status check_matrices(const float* matrices, int64_t count, int n, fp_exec ex
     return reject(error, FP_ERR_INVALID_ARGUMENT, "matrices: expected count * n * n floats, got NULL");
   if (count > 0 && !out)
     return reject(error, FP_ERR_INVALID_ARGUMENT, "out: expected an output buffer, got NULL");
-  return cpu_only(exec, error);
+  return fp::capi::check_exec(exec, error);
 }
 
-// Runs `op` over the batch after the shared checks.
-template <typename Op>
-fp_status run_matrices(const float* matrices, int64_t count, int n, fp_exec exec, float* out, Op&& op) {
+// Runs the op over the batch after the shared checks: `cpu_op` on the CPU, fp::cuda::small_matrix_op(CudaOp)
+// on FP_DEVICE_CUDA.
+template <int CudaOp, typename CpuOp>
+fp_status run_matrices(const float* matrices, int64_t count, int n, fp_exec exec, float* out,
+                       CpuOp&& cpu_op) {
   return guarded([&](std::string& error) {
     const fp_status status = check_matrices(matrices, count, n, exec, out, error);
-    if (status == FP_OK) op(matrices, count, n, out);
-    return status;
+    if (status != FP_OK) return status;
+#if FP_WITH_CUDA
+    if (exec.device == FP_DEVICE_CUDA)
+      return fp::cuda::small_matrix_op(CudaOp, matrices, count, n, exec.stream, out, error);
+#endif
+    cpu_op(matrices, count, n, out);
+    return FP_OK;
   });
 }
 
@@ -51,15 +51,15 @@ fp_status run_matrices(const float* matrices, int64_t count, int n, fp_exec exec
 extern "C" {
 
 fp_status fp_small_eigvals(const float* matrices, int64_t count, int n, fp_exec exec, float* out) {
-  return run_matrices(matrices, count, n, exec, out, fp::cpu::small_eigvals);
+  return run_matrices<fp::cuda::kOpEigvals>(matrices, count, n, exec, out, fp::cpu::small_eigvals);
 }
 
 fp_status fp_small_svdvals(const float* matrices, int64_t count, int n, fp_exec exec, float* out) {
-  return run_matrices(matrices, count, n, exec, out, fp::cpu::small_svdvals);
+  return run_matrices<fp::cuda::kOpSvdvals>(matrices, count, n, exec, out, fp::cpu::small_svdvals);
 }
 
 fp_status fp_small_det(const float* matrices, int64_t count, int n, fp_exec exec, float* out) {
-  return run_matrices(matrices, count, n, exec, out, fp::cpu::small_det);
+  return run_matrices<fp::cuda::kOpDet>(matrices, count, n, exec, out, fp::cpu::small_det);
 }
 
 int fp_kernel_criterion_power(fp_kernel_criterion criterion, int k) {
@@ -70,8 +70,7 @@ fp_status fp_kernel_scores(const fp_ragged_batch* kernels, fp_kernel_criterion c
                            float* out) {
   return guarded([&](std::string& error) {
     std::vector<fp::detail::LayerSpan> layers;
-    fp_status status = fp::capi::check_batch(kernels, "kernels", exec, out, layers, error);
-    if (status == FP_OK) status = cpu_only(exec, error);
+    const fp_status status = fp::capi::check_batch(kernels, "kernels", exec, out, layers, error);
     if (status != FP_OK) return status;
     if (!fp::detail::criterion_is_valid(static_cast<int>(criterion)))
       return reject(error, FP_ERR_INVALID_ARGUMENT,
@@ -87,6 +86,12 @@ fp_status fp_kernel_scores(const fp_ragged_batch* kernels, fp_kernel_criterion c
                           std::to_string(layers[l].dims));
       sizes[l] = k;
     }
+#if FP_WITH_CUDA
+    // check_batch has rejected layer_data for CUDA: the kernels are packed in kernels->data.
+    if (exec.device == FP_DEVICE_CUDA)
+      return fp::cuda::kernel_scores(layers, kernels->data, sizes, static_cast<int>(criterion), exec.stream,
+                                     out, error);
+#endif
     fp::cpu::kernel_scores(layers, fp::capi::host_layer_rows(*kernels, layers), sizes,
                            static_cast<int>(criterion), out);
     return FP_OK;

@@ -87,7 +87,9 @@ _REGISTRY = {
         lambda dev: _device_reason("cpu", dev) or _native.unavailable_reason(),
     ),
     "cuda": Backend(
-        "cuda", SCORING_OPS, lambda dev: _device_reason("cuda", dev) or _native.cuda_unavailable_reason()
+        "cuda",
+        SCORING_OPS | SPECTRAL_OPS,
+        lambda dev: _device_reason("cuda", dev) or _native.cuda_unavailable_reason(),
     ),
     "triton": Backend("triton", SCORING_OPS, _triton_reason),
     "torch": Backend("torch", SCORING_OPS | SPECTRAL_OPS, lambda dev: None),

@@ -21,6 +21,20 @@ fp_status pairwise_distances(const std::vector<detail::LayerSpan>& layers, const
 fp_status gm_scores(const std::vector<detail::LayerSpan>& layers, const float* data, int metric,
                     const uint8_t* keep_mask, void* stream, float* out, std::string& error);
 
+// Small-matrix ops over `count` contiguous row-major n x n matrices (1 <= n <= 7), outputs laid out as
+// fp_small_eigvals / fp_small_svdvals / fp_small_det say. Queued on the stream, not synchronised.
+constexpr int kOpEigvals = 0;
+constexpr int kOpSvdvals = 1;
+constexpr int kOpDet = 2;
+fp_status small_matrix_op(int op, const float* matrices, int64_t count, int n, void* stream, float* out,
+                          std::string& error);
+
+// c(K) of every kernel of the packed ragged batch `data` in one launch; kernel_sizes[l] = k_l (row_dims[l]
+// = k_l^2). Queued on the stream, not synchronised.
+fp_status kernel_scores(const std::vector<detail::LayerSpan>& layers, const float* data,
+                        const std::vector<int>& kernel_sizes, int criterion, void* stream, float* out,
+                        std::string& error);
+
 }  // namespace cuda
 }  // namespace fp
 

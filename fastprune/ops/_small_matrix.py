@@ -39,11 +39,13 @@ def define(
     and, for complex output, viewed as complex64 from (re, im) float pairs."""
 
     def native(matrices: torch.Tensor) -> torch.Tensor:
-        out = torch.empty(out_shape(matrices.shape[0], matrices.shape[-1]), dtype=torch.float32)
+        out = torch.empty(
+            out_shape(matrices.shape[0], matrices.shape[-1]), dtype=torch.float32, device=matrices.device
+        )
         _native_call.call_small_matrix(op, matrices, out)
         return torch.view_as_complex(out) if out_dtype.is_complex else out
 
-    implementations = {"cpu": native, "torch": reference}
+    implementations = {"cpu": native, "cuda": native, "torch": reference}
 
     def implementation(matrices: torch.Tensor, backend: str) -> torch.Tensor:
         return implementations[backend](matrices)

@@ -64,7 +64,11 @@ def _torch(rows: list[torch.Tensor], criterion: int) -> torch.Tensor:
     ).to(torch.float32)
 
 
-_IMPLEMENTATIONS = {"cpu": _native_call.call_kernel_scores, "torch": _torch}
+_IMPLEMENTATIONS = {
+    "cpu": _native_call.call_kernel_scores,
+    "cuda": _native_call.call_kernel_scores,
+    "torch": _torch,
+}
 
 
 def _implementation(layers: list[torch.Tensor], criterion: int, backend: str) -> torch.Tensor:

@@ -61,7 +61,8 @@ typedef struct fp_ragged_batch {
 } fp_ragged_batch;
 
 /* Where a call runs. stream is a cudaStream_t for FP_DEVICE_CUDA (NULL = default stream), ignored on
- * the CPU. CUDA calls synchronise the stream before returning (to report NaN/Inf input). */
+ * the CPU. On CUDA the scoring ops (pairwise distances, gm scores) synchronise the stream before
+ * returning, to report NaN/Inf input; the small-matrix ops and kernel scores only enqueue work. */
 typedef struct fp_exec {
   fp_device device;
   void* stream;
