@@ -204,3 +204,15 @@ def test_invariants_hold_for_random_scaled_matrices(n: int, seed: int, log_scale
 def test_opcheck(op, backend: str) -> None:
     x = torch.randn(5, 3, 3)
     torch.library.opcheck(getattr(torch.ops.fastprune, op.__name__).default, (x, backend))
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_spectral_norm_closed_form_on_hard_families(n: int) -> None:
+    """kernel_scores' spectral_norm takes a closed form for n <= 3: hold it to the SVD on every family."""
+    from fastprune.ops import kernel_scores
+
+    k = np.concatenate([_well_conditioned(n, 500, seed=90 + n), np.stack(_hard_family(n))])
+    got = kernel_scores(torch.from_numpy(k)[:, None], "spectral_norm")[:, 0].numpy()
+    ref = np.linalg.svd(k.astype(np.float64), compute_uv=False)[:, 0]
+    fits = ref < np.finfo(np.float32).max
+    assert np.all(np.abs(got[fits] - ref[fits]) <= 1e-6 * ref[fits] + 1e-45)

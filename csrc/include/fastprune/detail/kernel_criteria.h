@@ -56,16 +56,18 @@ FP_HOST_DEVICE float kernel_criterion(int criterion, const float* k, int n) {
   }
   float re[kSmallMaxN], im[kSmallMaxN];
   small_eigvals(k, n, re, im);
-  const bool want_min = criterion == kCriterionMinEig || criterion == kCriterionMinEigReal;
-  const bool real_part = criterion == kCriterionMinEigReal || criterion == kCriterionSpectralRadiusReal;
-  float best = want_min ? INFINITY : 0.0f;
-  for (int e = 0; e < n; ++e) {
-    // A complex eigenvalue is never dropped from the set: modulus, or |Re| in the _real variants.
-    const float value = real_part ? fabsf(re[e]) : hypotf(re[e], im[e]);
-    best = want_min ? fminf(best, value) : fmaxf(best, value);
-    if (value != value) return value;  // NaN input propagates
+  // A complex eigenvalue is never dropped from the set: modulus, or |Re| in the _real variants.
+  const EigExtremes x = eig_extremes(re, im, n);
+  switch (criterion) {
+    case kCriterionMinEig:
+      return x.min_abs;
+    case kCriterionMinEigReal:
+      return x.min_abs_re;
+    case kCriterionSpectralRadius:
+      return x.max_abs;
+    default:
+      return x.max_abs_re;
   }
-  return best;
 }
 
 }  // namespace detail

@@ -483,8 +483,37 @@ FP_HOST_DEVICE int small_svdvals(const float* k, int n, float* s) {
   return converged ? kSmallOk : kSmallNoConvergence;
 }
 
+// Largest eigenvalue of a symmetric positive semi-definite 3x3 matrix a (row-major, double), by the
+// trigonometric closed form. The largest eigenvalue of a symmetric matrix is perfectly conditioned, so
+// this is accurate to a few ulps of |a| even where the smaller ones are not.
+FP_HOST_DEVICE double sym3_max_eig(const double* a) {
+  const double off = a[1] * a[1] + a[2] * a[2] + a[5] * a[5];
+  const double q = (a[0] + a[4] + a[8]) / 3.0;
+  const double d0 = a[0] - q, d1 = a[4] - q, d2 = a[8] - q;
+  const double p2 = d0 * d0 + d1 * d1 + d2 * d2 + 2.0 * off;
+  if (!(p2 > 0.0)) return q;  // a = q I (or NaN, which propagates through q)
+  const double p = sqrt(p2 / 6.0);
+  // r = det((a - q I) / p) / 2, clamped into acos's domain against rounding.
+  const double det =
+      d0 * (d1 * d2 - a[5] * a[5]) - a[1] * (a[1] * d2 - a[5] * a[2]) + a[2] * (a[1] * a[5] - d1 * a[2]);
+  double r = det / (2.0 * p * p * p);
+  r = r < -1.0 ? -1.0 : (r > 1.0 ? 1.0 : r);
+  return q + 2.0 * p * cos(acos(r) / 3.0);
+}
+
 // Spectral norm |K|_2 = largest singular value (NaN for non-finite input or n outside 1..7).
+// n <= 3: sqrt of the largest eigenvalue of K^T K in closed form (double holds the squares of any
+// float without overflow or underflow); larger n: the Jacobi SVD.
 FP_HOST_DEVICE float spectral_norm(const float* k, int n) {
+  if (n == 1) return fabsf(k[0]);
+  if (n == 2 || n == 3) {
+    double g[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};  // K^T K, padded to 3x3 for n = 2
+    for (int r = 0; r < n; ++r)
+      for (int c = 0; c < n; ++c)
+        for (int i = 0; i < n; ++i) g[r * 3 + c] += (double)k[i * n + r] * k[i * n + c];
+    const double top = sym3_max_eig(g);
+    return (float)sqrt(top > 0.0 ? top : 0.0);
+  }
   float s[kSmallMaxN];
   return small_svdvals(k, n, s) == kSmallBadSize ? NAN : s[0];
 }
