@@ -37,6 +37,12 @@ FP_HOST_DEVICE int criterion_power(int criterion, int k) {
 // c(K) for the n x n row-major kernel k (1 <= n <= kSmallMaxN). Eigenvalue criteria never keep the
 // eigenvalues beyond this function: one fused pass per kernel.
 FP_HOST_DEVICE float kernel_criterion(int criterion, const float* k, int n) {
+  if (n == 1) {
+    // A 1x1 kernel is its own eigenvalue, singular value and determinant: every criterion is |w|
+    // (det_gram w^2). Half the kernels of a ResNet-50 are 1x1, so this path matters.
+    const float a = fabsf(k[0]);
+    return criterion == kCriterionDetGram ? a * a : a;
+  }
   switch (criterion) {
     case kCriterionWeight: {
       double sum = 0.0;
