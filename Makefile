@@ -20,6 +20,7 @@ test: $(BUILD_STAMP)
 
 bench: $(BUILD_STAMP)
 	$(PY) -m fastprune bench scoring --out bench/results
+	$(PY) -m fastprune bench spectral --out bench/results
 
 bench-pytest: $(BUILD_STAMP)
 	$(PY) -m pytest bench -o python_files='bench_*.py' --benchmark-only --benchmark-columns=min,median,max
