@@ -112,8 +112,11 @@ namespace {
 using fp::capi::guarded;
 using fp::capi::reject;
 
-fp_status check_metric(fp_metric metric, std::string& error) {
-  if (fp::detail::metric_is_valid(static_cast<int>(metric))) return FP_OK;
+// The checks both scoring ops share: the filters batch, the exec, the output and the metric.
+fp_status check_scoring(const fp_ragged_batch* filters, fp_metric metric, fp_exec exec, const float* out,
+                        std::vector<fp::detail::LayerSpan>& layers, std::string& error) {
+  const fp_status status = fp::capi::check_batch(filters, "filters", exec, out, layers, error);
+  if (status != FP_OK || fp::detail::metric_is_valid(static_cast<int>(metric))) return status;
   return reject(error, FP_ERR_INVALID_ARGUMENT,
                 "metric: expected FP_METRIC_L2, _L1, _COSINE or _SQEUCLIDEAN, got " +
                     std::to_string(static_cast<int>(metric)));
@@ -126,8 +129,7 @@ extern "C" {
 fp_status fp_pairwise_distances(const fp_ragged_batch* filters, fp_metric metric, fp_exec exec, float* out) {
   return guarded([&](std::string& error) {
     std::vector<fp::detail::LayerSpan> layers;
-    fp_status status = fp::capi::check_batch(filters, "filters", exec, out, layers, error);
-    if (status == FP_OK) status = check_metric(metric, error);
+    const fp_status status = check_scoring(filters, metric, exec, out, layers, error);
     if (status != FP_OK) return status;
 #if FP_WITH_CUDA
     if (exec.device == FP_DEVICE_CUDA)
@@ -142,8 +144,7 @@ fp_status fp_gm_scores(const fp_ragged_batch* filters, fp_metric metric, const u
                        fp_exec exec, float* out) {
   return guarded([&](std::string& error) {
     std::vector<fp::detail::LayerSpan> layers;
-    fp_status status = fp::capi::check_batch(filters, "filters", exec, out, layers, error);
-    if (status == FP_OK) status = check_metric(metric, error);
+    const fp_status status = check_scoring(filters, metric, exec, out, layers, error);
     if (status != FP_OK) return status;
 #if FP_WITH_CUDA
     if (exec.device == FP_DEVICE_CUDA)

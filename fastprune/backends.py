@@ -91,7 +91,8 @@ _REGISTRY = {
         SCORING_OPS | SPECTRAL_OPS,
         lambda dev: _device_reason("cuda", dev) or _native.cuda_unavailable_reason(),
     ),
-    "triton": Backend("triton", SCORING_OPS, _triton_reason),
+    # Triton's small-matrix kernels are closed forms, written for the 1x1 to 3x3 kernels of a ResNet.
+    "triton": Backend("triton", SCORING_OPS | SPECTRAL_OPS, _triton_reason, max_matrix_n=3),
     "torch": Backend("torch", SCORING_OPS | SPECTRAL_OPS, lambda dev: None),
 }
 

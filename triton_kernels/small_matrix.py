@@ -24,8 +24,6 @@ from ._ragged import METRIC_L2, check_batch, layer_metadata
 SUPPORTED_MAX_N = 3
 BLOCK = 128  # matrices per program: one per thread at 4 warps, ~30 float64 live values each
 _OP_EIGVALS, _OP_SVDVALS, _OP_DET = 0, 1, 2
-_DBL_MAX: tl.constexpr = tl.constexpr(1.7976931348623157e308)
-_PI: tl.constexpr = tl.constexpr(math.pi)
 
 
 @triton.jit
@@ -41,11 +39,11 @@ def _exponent(m):
 
 
 @triton.jit
-def _entry(ptr, base, valid, E: tl.constexpr, N: tl.constexpr):
-    """Entry E (row-major) of each N x N matrix at ptr + base as float64; 0 for E >= N*N."""
-    x = tl.zeros(base.shape, tl.float64)
+def _entry(p, valid, E: tl.constexpr, N: tl.constexpr):
+    """Entry E (row-major) of the N x N matrices at pointers p as float64; 0 for E >= N*N."""
+    x = tl.zeros(p.shape, tl.float64)
     if E < N * N:
-        x = tl.load(ptr + base + E, mask=valid, other=0.0).to(tl.float64)
+        x = tl.load(p + E, mask=valid, other=0.0).to(tl.float64)
     return x
 
 
@@ -53,23 +51,12 @@ def _entry(ptr, base, valid, E: tl.constexpr, N: tl.constexpr):
 def _load_scaled(ptr, base, valid, N: tl.constexpr):
     """(a0..a8, e, ok): the entries times 2^-e with max |a| in [0.5, 1) (zeros past N*N), and whether
     all were finite. Non-finite matrices load as zeros (ok = False), so nothing downstream sees NaN."""
-    a0, a1, a2 = (
-        _entry(ptr, base, valid, 0, N),
-        _entry(ptr, base, valid, 1, N),
-        _entry(ptr, base, valid, 2, N),
-    )
-    a3, a4, a5 = (
-        _entry(ptr, base, valid, 3, N),
-        _entry(ptr, base, valid, 4, N),
-        _entry(ptr, base, valid, 5, N),
-    )
-    a6, a7, a8 = (
-        _entry(ptr, base, valid, 6, N),
-        _entry(ptr, base, valid, 7, N),
-        _entry(ptr, base, valid, 8, N),
-    )
+    p = ptr + base
+    a0, a1, a2 = _entry(p, valid, 0, N), _entry(p, valid, 1, N), _entry(p, valid, 2, N)
+    a3, a4, a5 = _entry(p, valid, 3, N), _entry(p, valid, 4, N), _entry(p, valid, 5, N)
+    a6, a7, a8 = _entry(p, valid, 6, N), _entry(p, valid, 7, N), _entry(p, valid, 8, N)
     m = _absmax9(a0, a1, a2, a3, a4, a5, a6, a7, a8)
-    ok = m <= _DBL_MAX  # false for NaN and Inf
+    ok = m <= 1.7976931348623157e308  # false for NaN and Inf
     e = _exponent(tl.where(ok, m, 0.0))
     s = tl.where(ok, _pow2(-e), 0.0)
     # where() before the product: 0 * Inf would be NaN.
@@ -80,15 +67,14 @@ def _load_scaled(ptr, base, valid, N: tl.constexpr):
 
 
 @triton.jit
+def _amax(x, y):
+    """max(|x|, |y|), NaN if either is NaN (tl.maximum drops NaN on GPU unless told otherwise)."""
+    return tl.maximum(tl.abs(x), tl.abs(y), propagate_nan=tl.PropagateNan.ALL)
+
+
+@triton.jit
 def _absmax9(a0, a1, a2, a3, a4, a5, a6, a7, a8):
-    """max |a_i|, NaN if any a_i is NaN (tl.maximum drops NaN on GPU unless told otherwise)."""
-    nan = tl.PropagateNan.ALL
-    m01 = tl.maximum(tl.abs(a0), tl.abs(a1), propagate_nan=nan)
-    m23 = tl.maximum(tl.abs(a2), tl.abs(a3), propagate_nan=nan)
-    m45 = tl.maximum(tl.abs(a4), tl.abs(a5), propagate_nan=nan)
-    m67 = tl.maximum(tl.abs(a6), tl.abs(a7), propagate_nan=nan)
-    m = tl.maximum(tl.maximum(m01, m23, propagate_nan=nan), tl.maximum(m45, m67, propagate_nan=nan), nan)
-    return tl.maximum(m, tl.abs(a8), propagate_nan=nan)
+    return _amax(_amax(_amax(a0, a1), _amax(a2, a3)), _amax(_amax(a4, a5), _amax(_amax(a6, a7), a8)))
 
 
 @triton.jit
@@ -122,8 +108,9 @@ def _acos(c):
     for k in tl.static_range(1, 27):
         term = term * x2 * ((2 * k - 1) * (2 * k - 1) / ((2 * k) * (2 * k + 1)))
         s += term
-    acos_abs = tl.where(ac > 0.5, 2.0 * s, _PI / 2 - s)
-    return tl.where(c < 0.0, _PI - acos_abs, acos_abs)
+    # Float literals, not module constexprs: `constexpr - tensor` does not promote to a float64 tensor.
+    acos_abs = tl.where(ac > 0.5, 2.0 * s, 1.5707963267948966 - s)
+    return tl.where(c < 0.0, 3.141592653589793 - acos_abs, acos_abs)
 
 
 @triton.jit
@@ -145,17 +132,8 @@ def _shifted_cubic(a0, a1, a2, a3, a4, a5, a6, a7, a8):
     b6, b7, b8 = 3.0 * a6, 3.0 * a7, 3.0 * a8 - tr
     eb = _exponent(_absmax9(b0, b1, b2, b3, b4, b5, b6, b7, b8))
     s = _pow2(-eb)  # keeps p, q far from underflow for K = sI + (tiny B)
-    b0, b1, b2, b3, b4, b5, b6, b7, b8 = (
-        b0 * s,
-        b1 * s,
-        b2 * s,
-        b3 * s,
-        b4 * s,
-        b5 * s,
-        b6 * s,
-        b7 * s,
-        b8 * s,
-    )
+    b0, b1, b2, b3, b4, b5 = b0 * s, b1 * s, b2 * s, b3 * s, b4 * s, b5 * s
+    b6, b7, b8 = b6 * s, b7 * s, b8 * s
     p = (b0 * b4 - b1 * b3) + (b0 * b8 - b2 * b6) + (b4 * b8 - b5 * b7)
     q = -_det3(b0, b1, b2, b3, b4, b5, b6, b7, b8)
     return p, q, tr, _pow2(eb)
@@ -169,8 +147,9 @@ def _viete(p, q):
     rs = tl.where(r > 0.0, r, 1.0)
     c = tl.minimum(tl.maximum((-0.5 * q / rs) / (rs * rs), -1.0), 1.0)
     phi = _acos(c) / 3.0
-    third = 2.0 * _PI / 3.0
-    return 2.0 * r * tl.cos(phi), 2.0 * r * tl.cos(phi - third), 2.0 * r * tl.cos(phi + third)
+    # 2 pi / 3 inline: a float assigned to a local becomes a float32 tensor.
+    r2 = 2.0 * r
+    return r2 * tl.cos(phi), r2 * tl.cos(phi - 2.0943951023931955), r2 * tl.cos(phi + 2.0943951023931955)
 
 
 @triton.jit
@@ -230,13 +209,21 @@ def _eig(a0, a1, a2, a3, a4, a5, a6, a7, a8, N: tl.constexpr):
 
 
 @triton.jit
+def _sq_minors(x0, x1, x2, y0, y1, y2):
+    """Sum of the squared 2x2 minors of the rows x, y."""
+    m01, m02, m12 = x0 * y1 - x1 * y0, x0 * y2 - x2 * y0, x1 * y2 - x2 * y1
+    return m01 * m01 + m02 * m02 + m12 * m12
+
+
+@triton.jit
 def _svd(a0, a1, a2, a3, a4, a5, a6, a7, a8, N: tl.constexpr):
     """Singular values s0 >= s1 >= s2 of the scaled N x N matrix A (slots >= N are 0).
 
     N = 2: s = (sqrt((a+d)^2 + (b-c)^2) +- sqrt((a-d)^2 + (b+c)^2)) / 2, the smaller as |det| / s0.
-    N = 3: sqrt of the eigenvalues of G = A^T A (Viete: G is symmetric, its roots are real). Absolute
-    errors are ~eps64 s0^2 in s^2, i.e. ~1e-8 s0 in a tiny s2; where s1 >= 1e-4 s0 is itself accurate,
-    s2 = |det A| / (s0 s1) restores relative accuracy."""
+    N = 3: l0 = s0^2 is the largest eigenvalue of G = A^T A (Viete; G is symmetric, its roots real), then
+    l1, l2 from l1 l2 = det(A)^2 / l0 and l1 + l2 = (M2 - l1 l2) / l0, M2 = sum of the squared 2x2 minors
+    of A = l0 l1 + l0 l2 + l1 l2 (Cauchy-Binet). Each minor is exact products rounded once, so unlike
+    Viete's own l1, l2 (errors ~eps s0^2, i.e. ~1e-8 s0 in a tiny s2) small values keep accuracy."""
     zero = 0.0 * a0
     if N == 1:
         s0, s1, s2 = tl.abs(a0), zero, zero
@@ -254,13 +241,17 @@ def _svd(a0, a1, a2, a3, a4, a5, a6, a7, a8, N: tl.constexpr):
         g5 = a1 * a2 + a4 * a5 + a7 * a8
         g8 = a2 * a2 + a5 * a5 + a8 * a8
         p, q, tr, up = _shifted_cubic(g0, g1, g2, g1, g4, g5, g2, g5, g8)
-        t0, t1, t2 = _viete(p, q)
-        s0 = tl.sqrt(tl.maximum((t0 * up + tr) / 3.0, 0.0))
-        s1 = tl.sqrt(tl.maximum((t1 * up + tr) / 3.0, 0.0))
-        s2 = tl.sqrt(tl.maximum((t2 * up + tr) / 3.0, 0.0))
-        det = tl.abs(_det3(a0, a1, a2, a3, a4, a5, a6, a7, a8))
-        refine = s1 > 1e-4 * s0  # false for A = 0
-        s2 = tl.where(refine, tl.minimum(det / tl.where(refine, s0 * s1, 1.0), s1), s2)
+        t0, _, _ = _viete(p, q)
+        l0 = tl.maximum((t0 * up + tr) / 3.0, 0.0)
+        m2 = _sq_minors(a0, a1, a2, a3, a4, a5) + _sq_minors(a0, a1, a2, a6, a7, a8)
+        m2 += _sq_minors(a3, a4, a5, a6, a7, a8)
+        det = _det3(a0, a1, a2, a3, a4, a5, a6, a7, a8)
+        l0s = tl.where(l0 > 0.0, l0, 1.0)  # A = 0: everything below is 0
+        prod = det * det / l0s
+        total = tl.maximum((m2 - prod) / l0s, 0.0)
+        l1 = tl.minimum(0.5 * total + tl.sqrt(tl.maximum(0.25 * total * total - prod, 0.0)), l0)
+        l2 = tl.minimum(tl.where(l1 > 0.0, prod / tl.where(l1 > 0.0, l1, 1.0), 0.0), l1)
+        s0, s1, s2 = tl.sqrt(l0), tl.sqrt(l1), tl.sqrt(l2)
     return s0, s1, s2
 
 
@@ -295,12 +286,13 @@ def _sort3(r0, i0, r1, i1, r2, i2):
 
 
 @triton.jit
-def _store3(ptr, base, valid, v0, v1, v2, STRIDE: tl.constexpr, N: tl.constexpr):
-    tl.store(ptr + base, v0, mask=valid)
+def _store3(ptr, base, valid, ok, v0, v1, v2, STRIDE: tl.constexpr, N: tl.constexpr):
+    """Stores the first N of v0, v1, v2 at ptr + base + j * STRIDE; NaN for the non-finite matrices."""
+    tl.store(ptr + base, tl.where(ok, v0, float("nan")), mask=valid)
     if N > 1:
-        tl.store(ptr + base + STRIDE, v1, mask=valid)
+        tl.store(ptr + base + STRIDE, tl.where(ok, v1, float("nan")), mask=valid)
     if N > 2:
-        tl.store(ptr + base + 2 * STRIDE, v2, mask=valid)
+        tl.store(ptr + base + 2 * STRIDE, tl.where(ok, v2, float("nan")), mask=valid)
 
 
 @triton.jit
@@ -320,26 +312,12 @@ def _small_matrix_kernel(x_ptr, out_ptr, count, OP: tl.constexpr, N: tl.constexp
             r0, i0, r1, i1 = _swap_if(_before(r1, i1, r0, i0), r0, i0, r1, i1)
         if N == 3:
             r0, i0, r1, i1, r2, i2 = _sort3(r0, i0, r1, i1, r2, i2)
-        r0, r1, r2 = (
-            tl.where(ok, r0, float("nan")),
-            tl.where(ok, r1, float("nan")),
-            tl.where(ok, r2, float("nan")),
-        )
-        i0, i1, i2 = (
-            tl.where(ok, i0, float("nan")),
-            tl.where(ok, i1, float("nan")),
-            tl.where(ok, i2, float("nan")),
-        )
-        _store3(out_ptr, rows * (2 * N), valid, r0, r1, r2, 2, N)
-        _store3(out_ptr, rows * (2 * N) + 1, valid, i0, i1, i2, 2, N)
+        _store3(out_ptr, rows * (2 * N), valid, ok, r0, r1, r2, 2, N)
+        _store3(out_ptr, rows * (2 * N) + 1, valid, ok, i0, i1, i2, 2, N)
     elif OP == 1:
         s0, s1, s2 = _svd(a0, a1, a2, a3, a4, a5, a6, a7, a8, N)
-        s0, s1, s2 = (
-            tl.where(ok, s0 * up, float("nan")),
-            tl.where(ok, s1 * up, float("nan")),
-            tl.where(ok, s2 * up, float("nan")),
-        )
-        _store3(out_ptr, rows * N, valid, s0.to(tl.float32), s1.to(tl.float32), s2.to(tl.float32), 1, N)
+        s0, s1, s2 = (s0 * up).to(tl.float32), (s1 * up).to(tl.float32), (s2 * up).to(tl.float32)
+        _store3(out_ptr, rows * N, valid, ok, s0, s1, s2, 1, N)
     else:
         d = _det(a0, a1, a2, a3, a4, a5, a6, a7, a8, N) * _pow2(N * e)
         tl.store(out_ptr + rows, tl.where(ok, d, float("nan")).to(tl.float32), mask=valid)
@@ -356,7 +334,9 @@ def _criterion(ptr, base, valid, CRITERION: tl.constexpr, N: tl.constexpr):
     elif CRITERION == 1 or CRITERION == 2:
         # det rounded to float first, as small_det returns it; det_gram = det^2 ranks like |det|.
         d = (_det(a0, a1, a2, a3, a4, a5, a6, a7, a8, N) * _pow2(N * e)).to(tl.float32)
-        v = tl.abs(d) if CRITERION == 1 else (d.to(tl.float64) * d.to(tl.float64)).to(tl.float32)
+        v = tl.abs(d)
+        if CRITERION == 2:
+            v = (d.to(tl.float64) * d.to(tl.float64)).to(tl.float32)
     elif CRITERION == 7:
         s0, _, _ = _svd(a0, a1, a2, a3, a4, a5, a6, a7, a8, N)
         v = (s0 * up).to(tl.float32)
@@ -370,17 +350,10 @@ def _criterion(ptr, base, valid, CRITERION: tl.constexpr, N: tl.constexpr):
             v0 = tl.sqrt(r0.to(tl.float64) * r0 + i0.to(tl.float64) * i0).to(tl.float32)
             v1 = tl.sqrt(r1.to(tl.float64) * r1 + i1.to(tl.float64) * i1).to(tl.float32)
             v2 = tl.sqrt(r2.to(tl.float64) * r2 + i2.to(tl.float64) * i2).to(tl.float32)
-        v = v0
-        if CRITERION <= 4:
-            if N > 1:
-                v = tl.minimum(v, v1)
-            if N > 2:
-                v = tl.minimum(v, v2)
-        else:
-            if N > 1:
-                v = tl.maximum(v, v1)
-            if N > 2:
-                v = tl.maximum(v, v2)
+        # Slots past N hold 0: fill them with v0, which changes neither min nor max.
+        v1 = v1 if N > 1 else v0
+        v2 = v2 if N > 2 else v0
+        v = tl.minimum(tl.minimum(v0, v1), v2) if CRITERION <= 4 else tl.maximum(tl.maximum(v0, v1), v2)
     return tl.where(ok, v, float("nan"))
 
 
@@ -411,15 +384,9 @@ def _kernel_scores_kernel(
 
 def _check_matrices(x: torch.Tensor) -> int:
     """n of a (count, n, n) float32 contiguous batch, 1 <= n <= SUPPORTED_MAX_N; ValueError otherwise."""
-    if (
-        not isinstance(x, torch.Tensor)
-        or x.dtype != torch.float32
-        or x.dim() != 3
-        or x.shape[1] != x.shape[2]
-    ):
-        raise ValueError("x must be a float32 tensor of square matrices, shape (count, n, n)")
-    if not x.is_contiguous():
-        raise ValueError("x must be contiguous")
+    square = isinstance(x, torch.Tensor) and x.dim() == 3 and x.shape[1] == x.shape[2]
+    if not square or x.dtype != torch.float32 or not x.is_contiguous():
+        raise ValueError("x must be a contiguous float32 tensor of square matrices, shape (count, n, n)")
     n = x.shape[1]
     if not 1 <= n <= SUPPORTED_MAX_N:
         raise ValueError(f"the Triton small-matrix kernels take n <= {SUPPORTED_MAX_N} (1 <= n), got n = {n}")
@@ -471,7 +438,7 @@ def kernel_scores(
         ValueError: bad sizes, dtype or layout, k > 3 or row_dims not a square, or a bad criterion.
     """
     check_batch(data, num_rows, row_dims, METRIC_L2)  # the shared size checks; the metric is a placeholder
-    if isinstance(criterion, bool) or criterion not in range(8):
+    if not isinstance(criterion, int) or isinstance(criterion, bool) or not 0 <= criterion <= 7:
         raise ValueError(f"criterion must be an fp_kernel_criterion id 0..7, got {criterion!r}")
     for d in row_dims:
         k = math.isqrt(int(d))

@@ -44,6 +44,18 @@ struct Batch {
   }
 };
 
+// Runs an ABI call with the GIL released (kernels can take a while; training threads go on), then
+// raises the library's error, if any, with the GIL held again.
+template <typename Call>
+void call_without_gil(Call&& call) {
+  fp_status status;
+  {
+    py::gil_scoped_release release;
+    status = call();
+  }
+  raise_on_error(status);
+}
+
 fp_exec exec_of(int device, std::uintptr_t stream) {
   return fp_exec{static_cast<fp_device>(device), reinterpret_cast<void*>(stream)};
 }
@@ -58,13 +70,10 @@ PYBIND11_MODULE(_C, m) {
       [](std::uintptr_t data, const std::vector<std::uintptr_t>& layer_data, std::vector<int64_t> rows,
          std::vector<int64_t> dims, int metric, int device, std::uintptr_t stream, std::uintptr_t out) {
         Batch batch(data, layer_data, std::move(rows), std::move(dims));
-        fp_status status;
-        {
-          py::gil_scoped_release release;
-          status = fp_pairwise_distances(&batch.view, static_cast<fp_metric>(metric), exec_of(device, stream),
-                                         reinterpret_cast<float*>(out));
-        }
-        raise_on_error(status);
+        call_without_gil([&] {
+          return fp_pairwise_distances(&batch.view, static_cast<fp_metric>(metric), exec_of(device, stream),
+                                       reinterpret_cast<float*>(out));
+        });
       },
       py::arg("data"), py::arg("layer_data"), py::arg("num_rows"), py::arg("row_dims"), py::arg("metric"),
       py::arg("device"), py::arg("stream"), py::arg("out"));
@@ -75,14 +84,11 @@ PYBIND11_MODULE(_C, m) {
          std::vector<int64_t> dims, int metric, std::uintptr_t keep_mask, int device, std::uintptr_t stream,
          std::uintptr_t out) {
         Batch batch(data, layer_data, std::move(rows), std::move(dims));
-        fp_status status;
-        {
-          py::gil_scoped_release release;
-          status = fp_gm_scores(&batch.view, static_cast<fp_metric>(metric),
-                                reinterpret_cast<const uint8_t*>(keep_mask), exec_of(device, stream),
-                                reinterpret_cast<float*>(out));
-        }
-        raise_on_error(status);
+        call_without_gil([&] {
+          return fp_gm_scores(&batch.view, static_cast<fp_metric>(metric),
+                              reinterpret_cast<const uint8_t*>(keep_mask), exec_of(device, stream),
+                              reinterpret_cast<float*>(out));
+        });
       },
       py::arg("data"), py::arg("layer_data"), py::arg("num_rows"), py::arg("row_dims"), py::arg("metric"),
       py::arg("keep_mask"), py::arg("device"), py::arg("stream"), py::arg("out"));
@@ -97,13 +103,10 @@ PYBIND11_MODULE(_C, m) {
                   : name == "small_det"     ? fp_small_det
                                             : nullptr;
         if (!fn) throw py::value_error("unknown small-matrix op " + name);
-        fp_status status;
-        {
-          py::gil_scoped_release release;
-          status = fn(reinterpret_cast<const float*>(matrices), count, n, exec_of(device, stream),
-                      reinterpret_cast<float*>(out));
-        }
-        raise_on_error(status);
+        call_without_gil([&] {
+          return fn(reinterpret_cast<const float*>(matrices), count, n, exec_of(device, stream),
+                    reinterpret_cast<float*>(out));
+        });
       },
       py::arg("name"), py::arg("matrices"), py::arg("count"), py::arg("n"), py::arg("device"),
       py::arg("stream"), py::arg("out"));
@@ -113,13 +116,10 @@ PYBIND11_MODULE(_C, m) {
       [](std::uintptr_t data, const std::vector<std::uintptr_t>& layer_data, std::vector<int64_t> rows,
          std::vector<int64_t> dims, int criterion, int device, std::uintptr_t stream, std::uintptr_t out) {
         Batch batch(data, layer_data, std::move(rows), std::move(dims));
-        fp_status status;
-        {
-          py::gil_scoped_release release;
-          status = fp_kernel_scores(&batch.view, static_cast<fp_kernel_criterion>(criterion),
-                                    exec_of(device, stream), reinterpret_cast<float*>(out));
-        }
-        raise_on_error(status);
+        call_without_gil([&] {
+          return fp_kernel_scores(&batch.view, static_cast<fp_kernel_criterion>(criterion),
+                                  exec_of(device, stream), reinterpret_cast<float*>(out));
+        });
       },
       py::arg("data"), py::arg("layer_data"), py::arg("num_rows"), py::arg("row_dims"), py::arg("criterion"),
       py::arg("device"), py::arg("stream"), py::arg("out"));

@@ -45,7 +45,13 @@ def define(
         _native_call.call_small_matrix(op, matrices, out)
         return torch.view_as_complex(out) if out_dtype.is_complex else out
 
-    implementations = {"cpu": native, "cuda": native, "torch": reference}
+    def triton(matrices: torch.Tensor) -> torch.Tensor:
+        from fastprune.triton_kernels import small_matrix
+
+        out = getattr(small_matrix, op)(matrices)
+        return torch.view_as_complex(out) if out_dtype.is_complex else out
+
+    implementations = {"cpu": native, "cuda": native, "triton": triton, "torch": reference}
 
     def implementation(matrices: torch.Tensor, backend: str) -> torch.Tensor:
         return implementations[backend](matrices)

@@ -9,7 +9,7 @@ import torch
 from fastprune.backends import select_backend
 from fastprune.ops import _native_call
 from fastprune.ops._library import register
-from fastprune.ops._ragged import split_per_layer
+from fastprune.ops._ragged import pack, sizes, split_per_layer
 from fastprune.ops._small_matrix import MAX_N
 
 # Criterion names -> fp_kernel_criterion ids. c(K) for one k x k kernel K; kept iff c(K) >= t ** power.
@@ -64,9 +64,16 @@ def _torch(rows: list[torch.Tensor], criterion: int) -> torch.Tensor:
     ).to(torch.float32)
 
 
+def _triton(rows: list[torch.Tensor], criterion: int) -> torch.Tensor:
+    from fastprune.triton_kernels.small_matrix import kernel_scores as triton_kernel_scores
+
+    return triton_kernel_scores(pack(rows), *sizes(rows), criterion)
+
+
 _IMPLEMENTATIONS = {
     "cpu": _native_call.call_kernel_scores,
     "cuda": _native_call.call_kernel_scores,
+    "triton": _triton,
     "torch": _torch,
 }
 
