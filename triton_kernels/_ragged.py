@@ -70,9 +70,9 @@ def tile_table(num_rows: list[int], block: int, device: torch.device) -> torch.T
     return torch.cat(parts).to(torch.int64).contiguous().to(device)
 
 
-def check_batch(data: torch.Tensor, num_rows: list[int], row_dims: list[int], metric: int) -> None:
-    """Validate sizes like the C ABI does (FP_ERR_INVALID_ARGUMENT becomes ValueError). NaN/Inf is
-    checked by the caller (fastprune.ops), once for every backend that lacks a native check."""
+def check_batch(data: torch.Tensor, num_rows: list[int], row_dims: list[int]) -> None:
+    """Validate a packed batch's sizes like the C ABI does (FP_ERR_INVALID_ARGUMENT becomes ValueError).
+    NaN/Inf is checked by the caller (fastprune.ops), once for every backend without a native check."""
     if not isinstance(data, torch.Tensor) or data.dtype != torch.float32 or data.dim() != 1:
         raise ValueError("data must be a 1-D float32 tensor of packed filters")
     if not data.is_contiguous():
@@ -87,13 +87,13 @@ def check_batch(data: torch.Tensor, num_rows: list[int], row_dims: list[int], me
     expected = sum(int(n) * int(d) for n, d in zip(num_rows, row_dims))
     if data.numel() != expected:
         raise ValueError(f"data has {data.numel()} floats, sum N_l * D_l = {expected}")
-    if metric not in (METRIC_L2, METRIC_L1, METRIC_COSINE, METRIC_SQEUCLIDEAN):
-        raise ValueError(f"metric must be 0 (l2), 1 (l1), 2 (cosine) or 3 (sqeuclidean), got {metric}")
 
 
 def prepare(data: torch.Tensor, num_rows: list[int], row_dims: list[int], metric: int) -> RaggedLaunch:
     """Validate the batch and build the tables (and cosine unit scales) for one tile-kernel launch."""
-    check_batch(data, num_rows, row_dims, metric)
+    check_batch(data, num_rows, row_dims)
+    if metric not in (METRIC_L2, METRIC_L1, METRIC_COSINE, METRIC_SQEUCLIDEAN):
+        raise ValueError(f"metric must be 0 (l2), 1 (l1), 2 (cosine) or 3 (sqeuclidean), got {metric}")
     num_rows = [int(n) for n in num_rows]
     row_dims = [int(d) for d in row_dims]
     block, block_d = block_sizes(metric)

@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._ragged import METRIC_L2, check_batch, layer_metadata
+from ._ragged import check_batch, layer_metadata
 
 SUPPORTED_MAX_N = 3
 BLOCK = 128  # matrices per program: one per thread at 4 warps, ~30 float64 live values each
@@ -437,7 +437,7 @@ def kernel_scores(
     Raises:
         ValueError: bad sizes, dtype or layout, k > 3 or row_dims not a square, or a bad criterion.
     """
-    check_batch(data, num_rows, row_dims, METRIC_L2)  # the shared size checks; the metric is a placeholder
+    check_batch(data, num_rows, row_dims)
     if not isinstance(criterion, int) or isinstance(criterion, bool) or not 0 <= criterion <= 7:
         raise ValueError(f"criterion must be an fp_kernel_criterion id 0..7, got {criterion!r}")
     for d in row_dims:
