@@ -19,26 +19,14 @@ import torch
 from fastprune.benchmarks.common import append_csv, commit, machine_name, median_seconds
 from fastprune.benchmarks.networks import NETWORKS
 from fastprune.ops import CRITERIA, kernel_scores, small_det, small_eigvals, small_svdvals
+from fastprune.ops.kernel_scores import criterion_with_torch
 
 FIELDS = ["date", "commit", "machine", "case", "method", "seconds", "fastprune_speedup", "gb_per_s"]
 
 
 def _torch_criterion(weights: list[torch.Tensor], criterion: str) -> list[torch.Tensor]:
-    """The same criterion the way a PyTorch user writes it: torch.linalg per layer, float32."""
-    out = []
-    for w in weights:
-        if criterion == "weight":
-            out.append(w.abs().mean(dim=(-2, -1)))
-        elif criterion in ("det", "det_gram"):
-            det = torch.linalg.det(w).abs()
-            out.append(det * det if criterion == "det_gram" else det)
-        elif criterion == "spectral_norm":
-            out.append(torch.linalg.svdvals(w)[..., 0])
-        else:
-            eig = torch.linalg.eigvals(w)
-            values = eig.real.abs() if criterion.endswith("_real") else eig.abs()
-            out.append(values.amin(-1) if criterion.startswith("min") else values.amax(-1))
-    return out
+    """The same criterion the way a PyTorch user writes it: torch.linalg per layer, in float32."""
+    return [criterion_with_torch(w, CRITERIA[criterion], torch.float32) for w in weights]
 
 
 def _batched_cases(sizes: list[int]) -> list[tuple[str, torch.Tensor, dict[str, Callable]]]:

@@ -40,9 +40,12 @@ def criterion_id(criterion: str) -> int:
     return CRITERIA[criterion]
 
 
-def _reference_layer(kernels: torch.Tensor, criterion: int) -> torch.Tensor:
-    """(count, k, k) -> (count,) c(K) in float64 torch.linalg."""
-    x = kernels.double()
+def criterion_with_torch(
+    kernels: torch.Tensor, criterion: int, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
+    """(..., k, k) -> (...) c(K) with torch.linalg in `dtype`: the torch backend (float64), and the
+    per-layer baseline of the benchmarks (float32, as a PyTorch user would write it)."""
+    x = kernels.to(dtype)
     if criterion == CRITERIA["weight"]:
         return x.abs().mean(dim=(-2, -1))
     if criterion in (CRITERIA["det"], CRITERIA["det_gram"]):
@@ -60,7 +63,7 @@ def _reference_layer(kernels: torch.Tensor, criterion: int) -> torch.Tensor:
 
 def _torch(rows: list[torch.Tensor], criterion: int) -> torch.Tensor:
     return torch.cat(
-        [_reference_layer(r.view(r.shape[0], int(r.shape[1] ** 0.5), -1), criterion) for r in rows]
+        [criterion_with_torch(r.view(r.shape[0], int(r.shape[1] ** 0.5), -1), criterion) for r in rows]
     ).to(torch.float32)
 
 
