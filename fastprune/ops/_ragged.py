@@ -38,6 +38,24 @@ def metric_id(metric: str) -> int:
     return METRICS[metric]
 
 
+def check_float_tensor(x: object, name: str, what: str) -> None:
+    """The checks every op makes on its tensor input: a tensor, of a dtype fastprune computes from."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a tensor, got {type(x).__name__}")
+    if x.dtype not in _ACCEPTED_DTYPES:
+        raise TypeError(
+            f"{name}: expected float32, float16 or bfloat16 {what}, got {x.dtype} "
+            "(computed in float32; convert with .float())"
+        )
+
+
+def float32_rows(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """x as a contiguous float32 (rows, cols) matrix: a view for contiguous float32 input, else one copy."""
+    if x.dtype is torch.float32 and x.is_contiguous():
+        return x.detach().view(rows, cols)
+    return x.detach().reshape(rows, cols).to(torch.float32).contiguous()
+
+
 def prepare_layers(filters: Filters) -> Layers:
     """Checks `filters` (a tensor or a non-empty list of tensors) and views each as float32 rows
     (N_l, D_l). Contiguous float32 weights are not copied."""
@@ -53,13 +71,7 @@ def prepare_layers(filters: Filters) -> Layers:
         # This loop runs once per conv layer of every scoring call: cheap checks, no copies for
         # contiguous float32 weights (the common case), and messages built only on failure.
         name = "filters" if single else f"filters[{index}]"
-        if not isinstance(weight, torch.Tensor):
-            raise TypeError(f"{name}: expected a tensor, got {type(weight).__name__}")
-        if weight.dtype not in _ACCEPTED_DTYPES:
-            raise TypeError(
-                f"{name}: expected float32, float16 or bfloat16 weights, got {weight.dtype} "
-                "(scores are computed in float32; convert with .float())"
-            )
+        check_float_tensor(weight, name, "weights")
         shape = weight.shape
         if len(shape) not in (2, 4):
             raise ValueError(
@@ -71,10 +83,7 @@ def prepare_layers(filters: Filters) -> Layers:
             )
         if weight.device != device:
             raise ValueError(f"{name}: expected every layer on {device}, got {weight.device}")
-        if weight.dtype is torch.float32 and weight.is_contiguous():
-            rows.append(weight.detach().view(shape[0], -1))
-        else:
-            rows.append(weight.detach().reshape(shape[0], -1).to(torch.float32).contiguous())
+        rows.append(float32_rows(weight, shape[0], weight.numel() // shape[0]))
     return Layers(rows, single)
 
 

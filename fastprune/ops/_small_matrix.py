@@ -10,24 +10,20 @@ import torch
 from fastprune.backends import select_backend
 from fastprune.ops import _native_call
 from fastprune.ops._library import register
+from fastprune.ops._ragged import check_float_tensor, float32_rows
 
 MAX_N = 7
 
 
 def as_matrix_batch(x: torch.Tensor, op: str) -> torch.Tensor:
     """(..., n, n) float32/float16/bfloat16 -> contiguous float32 (count, n, n), 1 <= n <= 7."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x: expected a tensor of square matrices (..., n, n), got {type(x).__name__}")
-    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise TypeError(
-            f"x: expected float32, float16 or bfloat16 matrices, got {x.dtype} ({op} computes in float32)"
-        )
+    check_float_tensor(x, "x", "matrices")
     if x.dim() < 2 or x.shape[-1] != x.shape[-2]:
         raise ValueError(f"x: expected square matrices of shape (..., n, n), got shape {tuple(x.shape)}")
     n = x.shape[-1]
     if not 1 <= n <= MAX_N:
         raise ValueError(f"x: expected 1 <= n <= {MAX_N} (the k x k kernels of a conv), got n = {n}")
-    return x.detach().reshape(-1, n, n).to(torch.float32).contiguous()
+    return float32_rows(x, x.numel() // (n * n), n * n).view(-1, n, n)
 
 
 def define(

@@ -9,7 +9,7 @@ import torch
 from fastprune.backends import select_backend
 from fastprune.ops import _native_call
 from fastprune.ops._library import register
-from fastprune.ops._ragged import pack, sizes, split_per_layer
+from fastprune.ops._ragged import check_float_tensor, float32_rows, pack, sizes, split_per_layer
 from fastprune.ops._small_matrix import MAX_N
 
 # Criterion names -> fp_kernel_criterion ids. c(K) for one k x k kernel K; kept iff c(K) >= t ** power.
@@ -105,10 +105,7 @@ def _kernel_rows(
     rows = []
     for index, w in enumerate(layers):
         name = "weights" if single else f"weights[{index}]"
-        if not isinstance(w, torch.Tensor):
-            raise TypeError(f"{name}: expected a tensor, got {type(w).__name__}")
-        if w.dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            raise TypeError(f"{name}: expected float32, float16 or bfloat16 weights, got {w.dtype}")
+        check_float_tensor(w, name, "weights")
         if w.dim() != 4 or w.shape[2] != w.shape[3] or not 1 <= w.shape[2] <= MAX_N or w.numel() == 0:
             raise ValueError(
                 f"{name}: expected a conv weight (O, I, k, k) with square kernels, 1 <= k <= {MAX_N} and "
@@ -116,8 +113,7 @@ def _kernel_rows(
             )
         if w.device != layers[0].device:
             raise ValueError(f"{name}: expected every layer on {layers[0].device}, got {w.device}")
-        k = w.shape[2]
-        rows.append(w.detach().reshape(-1, k * k).to(torch.float32).contiguous())
+        rows.append(float32_rows(w, w.shape[0] * w.shape[1], w.shape[2] * w.shape[3]))
     return rows, max(w.shape[2] for w in layers), single
 
 
