@@ -9,11 +9,17 @@ import os
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
 from scipy.spatial.distance import cdist
 
 if not torch.cuda.is_available():
     # Triton kernels run on CPU tensors in interpreter mode; must be set before triton is imported.
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+# CI replays the same hypothesis examples every run (no flaky reds); local runs keep exploring.
+settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 HAS_CUDA = torch.cuda.is_available()
