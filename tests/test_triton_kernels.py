@@ -5,25 +5,21 @@ Without CUDA the kernels run under the Triton interpreter on CPU tensors, so siz
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 import torch
+from conftest import assert_close_rel, reference_distances, rows_of
 
-if not torch.cuda.is_available():
-    # Must precede the kernels' import: @triton.jit picks interpreter or compiler when it decorates.
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-pytest.importorskip("triton")
-
-
-from fastprune.triton_kernels import gm_scores, pairwise_distances  # noqa: E402
+# conftest.py sets TRITON_INTERPRET=1 without CUDA before this import (@triton.jit picks interpreter or
+# compiler when it decorates). triton is a test requirement: a missing install fails, it does not skip.
+from fastprune.triton_kernels import gm_scores, pairwise_distances
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 METRICS = {"l2": 0, "l1": 1, "cosine": 2, "sqeuclidean": 3}
 # N = 1, non-power-of-2 N, N spanning several 16- and 32-row tiles; D not a multiple of BLOCK_D.
 MIXED_SHAPES = [(1, 3), (2, 5), (7, 9), (17, 33), (5, 70), (40, 20)]
-RTOL = 1e-4
 
 
 def _pack(layers: list[torch.Tensor]) -> tuple[torch.Tensor, list[int], list[int]]:
@@ -51,32 +47,12 @@ def _near_duplicate_layers(seed: int = 1) -> list[torch.Tensor]:
     return layers
 
 
-def _reference(layers: list[torch.Tensor], metric: int) -> list[torch.Tensor]:
-    """float64 N x N matrices of each layer from the float32-rounded rows the kernels see."""
-    out = []
-    for x in layers:
-        x = x.to(torch.float32).to(torch.float64)
-        zero = x.norm(dim=1) == 0
-        if metric == METRICS["cosine"]:
-            # 1 - cos = |u - v|^2 / 2 on unit rows (no cancellation); zero rows at distance 1 from all.
-            x = torch.where(zero[:, None], 0.0, x / x.norm(dim=1, keepdim=True).clamp_min(1e-300))
-        diff = x[:, None, :] - x[None, :, :]
-        sq = (diff * diff).sum(-1)
-        dist = {0: sq.sqrt(), 1: diff.abs().sum(-1), 2: sq / 2, 3: sq}[metric]
-        if metric == METRICS["cosine"]:
-            dist[zero[:, None] | zero[None, :]] = 1.0
-        out.append(dist.fill_diagonal_(0.0))
-    return out
+_NAMES = {code: name for name, code in METRICS.items()}
 
 
-def _assert_rel_close(got: torch.Tensor, ref: torch.Tensor) -> None:
-    # Direct differences keep every distance, however small, to relative accuracy; the atol only
-    # absorbs exact zeros (duplicates) and is far below the near-duplicate distances (~1e-8 |ref|max).
-    if ref.numel() == 0:  # e.g. a layer with every filter pruned
-        return
-    atol = 1e-12 * float(ref.abs().max())
-    err = (got.double().cpu() - ref).abs() - RTOL * ref.abs()
-    assert float(err.max()) <= atol, f"max excess error {float(err.max()):.3e}"
+def _reference(layers: list[torch.Tensor], metric: int) -> list[np.ndarray]:
+    """float64 N x N matrices (the shared SciPy reference) of the float32 rows the kernels see."""
+    return [reference_distances(rows_of(x.float()), _NAMES[metric]) for x in layers]
 
 
 def _split(flat: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
@@ -94,7 +70,7 @@ def test_pairwise_matches_reference(metric: int, make_layers: Callable[[], list[
         got = got.view(n, n)
         assert torch.equal(got, got.T), "each pair is computed once and mirrored"
         assert torch.all(got.diagonal() == 0)
-        _assert_rel_close(got, ref)
+        assert_close_rel(got, ref)
 
 
 def _masks(num_rows: list[int]) -> dict[str, torch.Tensor | None]:
@@ -120,7 +96,8 @@ def test_gm_scores_match_reference(
     kept = torch.ones(sum(num_rows), dtype=torch.bool) if mask is None else mask.bool()
     for got, ref, keep in zip(_split(scores, num_rows), _reference(layers, metric), _split(kept, num_rows)):
         assert torch.all(got[~keep] == float("inf"))
-        _assert_rel_close(got[keep], (ref * keep[None, :]).sum(1)[keep])
+        keep_np = keep.numpy()
+        assert_close_rel(got[keep], (ref * keep_np[None, :]).sum(1)[keep_np])
 
 
 def test_runs_are_bitwise_identical() -> None:
