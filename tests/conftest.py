@@ -89,3 +89,18 @@ def near_duplicate_family(n: int, d: int, separation: float = 1e-4, seed: int = 
     noise = torch.randn(n, d, generator=gen, dtype=torch.float64)
     noise = noise / noise.norm(dim=1, keepdim=True) * separation * base.norm()
     return (base[None, :] + noise).float()
+
+
+def reference_kernel_scores(weight: np.ndarray, criterion: str) -> np.ndarray:
+    """c(K) per kernel of a (..., k, k) weight, float64 NumPy/LAPACK (criterion by name)."""
+    k = weight.astype(np.float64)
+    if criterion == "weight":
+        return np.abs(k).mean(axis=(-2, -1))
+    if criterion in ("det", "det_gram"):
+        det = np.abs(np.linalg.det(k))
+        return det**2 if criterion == "det_gram" else det
+    if criterion == "spectral_norm":
+        return np.linalg.svd(k, compute_uv=False)[..., 0]
+    eig = np.linalg.eigvals(k)
+    values = np.abs(eig.real) if criterion.endswith("_real") else np.abs(eig)
+    return values.min(axis=-1) if criterion.startswith("min") else values.max(axis=-1)

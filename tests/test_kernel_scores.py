@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import HAS_TRITON
+from conftest import HAS_TRITON, reference_kernel_scores
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,21 +14,6 @@ from fastprune.benchmarks.networks import NETWORKS
 from fastprune.ops import CRITERIA, criterion_power, kernel_scores
 
 BACKENDS = ["cpu", "torch"] + (["triton"] if HAS_TRITON else [])
-
-
-def reference_scores(weight: np.ndarray, criterion: str) -> np.ndarray:
-    """c(K) per kernel of a (O, I, k, k) weight, float64 NumPy/LAPACK."""
-    k = weight.astype(np.float64)
-    if criterion == "weight":
-        return np.abs(k).mean(axis=(-2, -1))
-    if criterion in ("det", "det_gram"):
-        det = np.abs(np.linalg.det(k))
-        return det**2 if criterion == "det_gram" else det
-    if criterion == "spectral_norm":
-        return np.linalg.svd(k, compute_uv=False)[..., 0]
-    eig = np.linalg.eigvals(k)
-    values = np.abs(eig.real) if criterion.endswith("_real") else np.abs(eig)
-    return values.min(axis=-1) if criterion.startswith("min") else values.max(axis=-1)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -43,7 +28,7 @@ def test_matches_float64_reference_on_ragged_layers(backend: str, criterion: str
     assert isinstance(got, list) and len(got) == len(weights)
     for scores, w in zip(got, weights):
         assert scores.shape == w.shape[:2] and scores.dtype == torch.float32
-        expected = reference_scores(w.numpy(), criterion)
+        expected = reference_kernel_scores(w.numpy(), criterion)
         scale = np.abs(w.numpy()).max() ** (criterion_power(criterion, w.shape[-1]))
         np.testing.assert_allclose(scores.numpy(), expected, rtol=2e-5, atol=1e-5 * scale)
 

@@ -13,6 +13,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from conftest import reference_kernel_scores
 
 # conftest.py sets TRITON_INTERPRET=1 without CUDA before this import (@triton.jit picks interpreter or
 # compiler when it decorates). triton is a test requirement: a missing install fails, it does not skip.
@@ -23,6 +24,8 @@ from fastprune.triton_kernels.small_matrix import (
     small_eigvals,
     small_svdvals,
 )
+
+from fastprune.ops import CRITERIA
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 TOL = 1e-5
@@ -204,18 +207,7 @@ def test_nonfinite_input_gives_nan(n: int) -> None:
         assert np.array_equal(got[keep], clean[keep]), fn.__name__  # other rows unaffected
 
 
-def _criterion_ref(kernels: np.ndarray, criterion: int) -> np.ndarray:
-    """c(K) in float64 per fp_kernel_criterion for (count, k, k) kernels."""
-    if criterion == 0:
-        return np.abs(kernels).mean(axis=(1, 2))
-    if criterion in (1, 2):
-        det = np.abs(np.linalg.det(kernels))
-        return det if criterion == 1 else det**2
-    if criterion == 7:
-        return np.linalg.svd(kernels, compute_uv=False)[:, 0]
-    eig = np.linalg.eigvals(kernels)
-    values = np.abs(eig.real) if criterion in (4, 6) else np.abs(eig)
-    return values.min(1) if criterion in (3, 4) else values.max(1)
+CRITERION_NAMES = {code: name for name, code in CRITERIA.items()}
 
 
 def _ragged_layers() -> list[torch.Tensor]:
@@ -249,7 +241,7 @@ def test_kernel_scores_all_criteria(criterion: int) -> None:
     for w, rows in zip(layers, num_rows):
         k = w.shape[2]
         kernels = w.reshape(-1, k, k).double().numpy()
-        ref = _criterion_ref(kernels, criterion)
+        ref = reference_kernel_scores(kernels, CRITERION_NAMES[criterion])
         power = {1: k, 2: 2 * k}.get(criterion, 1)
         scale = np.maximum(1.0, np.linalg.norm(kernels, axis=(1, 2))) ** power
         assert np.all(np.abs(got[start : start + rows] - ref) <= TOL * scale + 1e-6 * np.abs(ref)), (
