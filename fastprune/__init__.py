@@ -7,15 +7,24 @@ loads no native code and never initialises CUDA.
 from fastprune._version import __version__
 from fastprune.backends import available_backends, use_backend
 
-__all__ = ["__version__", "available_backends", "use_backend", "ops", "KernelPruner"]
+# Loaded on first use, so `import fastprune` stays light (no torch, no native code).
+_SUBMODULES = ("ops", "criteria", "models", "data", "pruning")
+_LAZY_NAMES = {
+    "KernelPruner": "fastprune.pruning",
+    "SoftFilterPruner": "fastprune.pruning",
+    "count_flops": "fastprune.pruning",
+    "paper_flops_reduction": "fastprune.pruning",
+    "channel_liveness": "fastprune.pruning",
+}
+
+__all__ = ["__version__", "available_backends", "use_backend", *_SUBMODULES, *_LAZY_NAMES]
 
 
 def __getattr__(name: str):
-    # `fastprune.ops` imports torch; load it on first use so `import fastprune` stays light.
     import importlib
 
-    if name == "ops":
-        return importlib.import_module("fastprune.ops")
-    if name == "KernelPruner":
-        return importlib.import_module("fastprune.pruning").KernelPruner
+    if name in _SUBMODULES:
+        return importlib.import_module(f"fastprune.{name}")
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(_LAZY_NAMES[name]), name)
     raise AttributeError(f"module 'fastprune' has no attribute {name!r}")

@@ -1,5 +1,13 @@
 """What to prune: masks, pruners, reports."""
 
+from fastprune.pruning.channels import (
+    ChannelLiveness,
+    LayerLiveness,
+    UnsupportedModelError,
+    channel_liveness,
+)
+from fastprune.pruning.filter_pruner import SoftFilterPruner, StepRecord
+from fastprune.pruning.flops import FlopsReport, FlopsRow, count_flops, paper_flops_reduction, paper_macs
 from fastprune.pruning.kernel_pruner import (
     KernelPruner,
     LayerReport,
@@ -8,4 +16,21 @@ from fastprune.pruning.kernel_pruner import (
     l1_kernel_penalty,
 )
 
-__all__ = ["KernelPruner", "LayerReport", "PruningReport", "compression_score", "l1_kernel_penalty"]
+__all__ = [
+    "SoftFilterPruner",
+    "StepRecord",
+    "KernelPruner",
+    "LayerReport",
+    "PruningReport",
+    "compression_score",
+    "l1_kernel_penalty",
+    "ChannelLiveness",
+    "LayerLiveness",
+    "UnsupportedModelError",
+    "channel_liveness",
+    "FlopsReport",
+    "FlopsRow",
+    "count_flops",
+    "paper_flops_reduction",
+    "paper_macs",
+]
