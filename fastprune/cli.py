@@ -1,4 +1,4 @@
-"""`fastprune` / `python -m fastprune`: info, bench, demo."""
+"""`fastprune` / `python -m fastprune`: demo, train, bench, info."""
 
 from __future__ import annotations
 
@@ -49,6 +49,9 @@ def info() -> int:
 
 
 def bench(args: argparse.Namespace) -> int:
+    if args.suite == "compact":
+        importlib.import_module("fastprune.benchmarks.compaction").run(args.out, args.networks)
+        return 0
     if args.suite == "spectral":
         from fastprune.benchmarks import spectral
 
@@ -70,7 +73,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     bench_parser = commands.add_parser("bench", help="benchmarks")
     bench_parser.add_argument(
         "suite",
-        choices=["scoring", "spectral"],
+        choices=["scoring", "spectral", "compact"],
         help="scoring: whole-network gm_scores; spectral: small-matrix ops",
     )
     bench_parser.add_argument(
@@ -81,8 +84,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     bench_parser.add_argument(
         "--out", type=Path, default=None, help="append rows to OUT/scoring.csv (make bench: bench/results)"
     )
-    commands.add_parser("demo", help="the main job on default data (for now: the scoring benchmark)")
+    train_parser = commands.add_parser("train", help="train a ResNet with pruning (see --help)")
+    from fastprune.training.cli import add_arguments
+
+    add_arguments(train_parser)
+    demo_parser = commands.add_parser(
+        "demo", help="the main job: soft FPGM pruning of a ResNet-20 on the embedded digits, with a report"
+    )
+    demo_parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="report folder")
+    demo_parser.add_argument("--epochs", type=int, default=6, help="epochs of the baseline run")
+    importlib.import_module("fastprune.pruning.compact_cli").register(commands)
     args = parser.parse_args(argv)
+    if args.command == "compact":
+        return importlib.import_module("fastprune.pruning.compact_cli").compact_command(args)
 
     if args.command == "info":
         if args.cmake_prefix:
@@ -91,8 +105,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return info()
     if args.command == "bench":
         return bench(args)
-    # demo: until the training loop lands, the whole-network scoring benchmark is the main job.
-    return bench(parser.parse_args(["bench", "scoring"]))
+    if args.command == "train":
+        return train(args)
+    from fastprune.demo import run_demo
+
+    run_demo(args.out, epochs=args.epochs)
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    from fastprune.training import train as run_training
+    from fastprune.training.cli import config_from_args
+
+    result = run_training(None if args.resume else config_from_args(args), resume=args.resume)
+    print(f"final test accuracy {result.final_test_acc:.4f}; run folder: {result.out_dir}")
+    return 0
 
 
 if __name__ == "__main__":

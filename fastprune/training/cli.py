@@ -1,0 +1,80 @@
+"""`fastprune train`: every TrainConfig field as a command-line option (--epochs, --criterion, ...)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+
+from fastprune.training.config import TrainConfig
+
+HELP = {
+    "arch": "model: resnet20/32/44/56/110 (CIFAR layout) or resnet18/34/50 (ImageNet layout)",
+    "dataset": "digits (embedded), cifar10, cifar100 or tinyimagenet (these need --data-dir)",
+    "data_dir": "folder (or archive) holding the data set files",
+    "out_dir": "run folder: checkpoint.pt, metrics.csv/json, model.pt",
+    "init_from": "start from the weights of this run's model.pt or checkpoint.pt (prune a trained net)",
+    "method": "filter (soft filter pruning), kernel (eigenvalue-based kernel pruning) or none",
+    "criterion": "filter criterion: l1, l2, fpgm, fpgm_he, fpgm_mix or a registered one",
+    "criterion_options": 'JSON options of the criterion, e.g. \'{"metric": "l1"}\'',
+    "rate": "share of filters pruned per layer, in [0, 1)",
+    "mode": "soft (SFP: pruned filters keep training) or hard (gradients and momentum masked)",
+    "candidates": "criteria to switch between at every step (MFP-style), e.g. l1 l2 fpgm",
+    "attribute": "how switching rates candidates: loss (held-out batch) or diversity",
+    "prune_every": "epochs between pruning steps",
+    "kernel_criterion": "kernel criterion (method kernel): spectral_norm, weight, det, min_eig, ...",
+    "kernel_mode": "threshold, contrib or sorted",
+    "kernel_threshold": "global threshold t of the threshold mode",
+    "l1_penalty": "L1 penalty on conv kernels (default 1e-4 for method kernel, else 0)",
+    "finetune_epochs": "method kernel: epochs of fine-tuning after pruning, masks kept",
+    "optimizer": "sgd (Nesterov) or adam (default: sgd for filter pruning, adam for kernel)",
+    "milestones": "epochs at which the learning rate is multiplied by gamma",
+    "device": "cpu or cuda",
+    "backend": "fastprune backend of the scoring kernels (auto, cpu, cuda, triton, torch)",
+    "progress": "show progress bars and per-epoch lines",
+    "max_batches": "stop each epoch after this many batches (smoke tests)",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = TrainConfig()
+    hints = typing.get_type_hints(TrainConfig)
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        default = getattr(defaults, field.name)
+        hint = hints[field.name]
+        text = HELP.get(field.name, field.name.replace("_", " "))
+        if hint is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
+        elif field.name == "criterion_options":
+            parser.add_argument(flag, type=_json_object, default={}, help=text)
+        elif "list" in str(hint):
+            item = int if "int" in str(hint) else str
+            parser.add_argument(flag, nargs="+", type=item, default=None, help=text)
+        else:
+            base = next((t for t in (int, float, str) if t in typing.get_args(hint) or t is hint), str)
+            parser.add_argument(flag, type=base, default=None, help=f"{text} (default: {default})")
+    parser.add_argument(
+        "--resume", metavar="CHECKPOINT", help="continue the run saved in this checkpoint or run folder"
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values = {}
+    for field in dataclasses.fields(TrainConfig):
+        value = getattr(args, field.name)
+        if value is not None:
+            values[field.name] = value
+    return TrainConfig(**values)
+
+
+def _json_object(text: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({error})") from error
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value

@@ -1,0 +1,275 @@
+"""The training loop behind `fastprune train`: ResNet + data + pruning, checkpoints, resume, DDP.
+
+    result = fastprune.training.train(TrainConfig(arch="resnet56", dataset="cifar10", data_dir="data",
+                                                  epochs=200, criterion="fpgm", rate=0.4))
+
+Epoch e (0-based) of a "filter" run: train one epoch, step the LR schedule, prune every `prune_every`
+epochs (SoftFilterPruner.step: score all selected layers in one batched call, zero the weakest filters),
+evaluate, append the metrics, write the checkpoint. At the end the pruning is made final (the pruned
+channels' BatchNorm zeroed too) and the pruned network is evaluated and saved. A "kernel" run trains
+with the L1 kernel penalty, prunes once at the end with KernelPruner, evaluates without fine-tuning,
+then optionally fine-tunes with the masks kept.
+
+Resume is exact: every epoch reseeds the shuffle and the augmentation from (seed, epoch, rank), and the
+checkpoint holds weights, masks, optimizer and scheduler state, the criterion history and the metrics,
+so a resumed run prunes the same filters as an uninterrupted one. Checkpoints are written atomically
+once per epoch: a kill loses at most the current epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+from torch import nn
+
+from fastprune.pruning import KernelPruner, SoftFilterPruner, l1_kernel_penalty
+from fastprune.training import distributed as dist_utils
+from fastprune.training.checkpoint import load_checkpoint, save_atomic
+from fastprune.training.config import TrainConfig
+from fastprune.training.masks import KeepMasks
+from fastprune.training.metrics import EpochMetrics, write_metrics
+
+
+@dataclass
+class TrainResult:
+    config: TrainConfig
+    model: nn.Module  # the trained (and pruned) network, unwrapped from DDP
+    metrics: list[EpochMetrics] = field(default_factory=list)
+    final_test_acc: float = 0.0  # of the network as saved (pruning made final)
+    pruner: Optional[SoftFilterPruner] = None
+    kernel_masks: Optional[dict[str, torch.Tensor]] = None
+    out_dir: Optional[Path] = None
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """The seed of one epoch's shuffle and augmentation on one rank: a resumed run draws the same."""
+    return (seed * 1_000_003 + epoch * 1_009 + rank) % (2**63)
+
+
+def _reseed(train_loader, seed: int, epoch: int, rank: int) -> None:
+    s = epoch_seed(seed, epoch, rank)
+    torch.manual_seed(s)
+    train_loader.dataset.seed_augmentation(s)
+    if hasattr(train_loader.sampler, "set_epoch"):
+        train_loader.sampler.set_epoch(epoch)
+    elif train_loader.generator is not None:
+        train_loader.generator.manual_seed(s)
+
+
+def _optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
+        weight_decay=config.weight_decay,
+    )  # fmt: skip
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, device: torch.device, max_batches: Optional[int] = None):
+    """(mean loss, accuracy) over `loader` (summed across ranks under torch.distributed)."""
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(3, dtype=torch.float64)
+    for i, (x, y) in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        x, y = x.to(device), y.to(device)
+        out = model(x)
+        totals += torch.tensor(
+            [
+                float(nn.functional.cross_entropy(out, y, reduction="sum")),
+                float((out.argmax(1) == y).sum()),
+                len(y),
+            ],
+            dtype=torch.float64,
+        )
+    model.train(was_training)
+    totals = dist_utils.all_reduce_sum(totals)
+    return float(totals[0] / totals[2].clamp_min(1)), float(totals[1] / totals[2].clamp_min(1))
+
+
+def _train_epoch(model, loader, optimizer, device, l1_penalty, max_batches, progress, desc, pruned_share):
+    model.train()
+    totals = torch.zeros(3, dtype=torch.float64)
+    batches = loader
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
+    for i, (x, y) in enumerate(batches):
+        if max_batches is not None and i >= max_batches:
+            break
+        x, y = x.to(device), y.to(device)
+        out = model(x)
+        loss = nn.functional.cross_entropy(out, y)
+        objective = loss + l1_penalty * l1_kernel_penalty(model) if l1_penalty else loss
+        optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        optimizer.step()
+        totals += torch.tensor(
+            [float(loss.detach()) * len(y), float((out.argmax(1) == y).sum()), len(y)], dtype=torch.float64
+        )
+        if progress:
+            n = totals[2].clamp_min(1)
+            batches.set_postfix(
+                loss=f"{totals[0] / n:.3f}", acc=f"{totals[1] / n:.3f}", pruned=f"{pruned_share:.2f}"
+            )
+    totals = dist_utils.all_reduce_sum(totals)
+    return float(totals[0] / totals[2].clamp_min(1)), float(totals[1] / totals[2].clamp_min(1))
+
+
+def _held_out_batch(config: TrainConfig, dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """MFP's held-out batch: the first batch_size training images, never augmented (fixed across steps)."""
+    augment, dataset.augment = dataset.augment, False
+    try:
+        return dataset.get_batch(torch.arange(min(config.batch_size, len(dataset))))
+    finally:
+        dataset.augment = augment
+
+
+def train(
+    config: Optional[TrainConfig] = None,
+    *,
+    resume: Union[str, Path, None] = None,
+    model: Optional[nn.Module] = None,
+) -> TrainResult:
+    """Run (or, with `resume` = a checkpoint file or run folder, continue) a training run.
+
+    `model` replaces `fastprune.models.create(config.arch)` (fresh runs only). Writes under
+    config.out_dir: checkpoint.pt (each epoch), metrics.csv and metrics.json, model.pt (the final pruned
+    network: arch, num_classes, state_dict, masks). Under torchrun it trains with DistributedDataParallel
+    (gloo on CPU, nccl on GPU); only rank 0 writes.
+    """
+    from fastprune import data, models
+
+    state: Optional[dict[str, Any]] = None
+    if resume is not None:
+        state = load_checkpoint(resume)
+        config = TrainConfig.from_dict(state["config"])
+    if config is None:
+        raise ValueError("config: expected a TrainConfig (or resume=CHECKPOINT)")
+    config = config.resolved()
+    rank, world = dist_utils.init_from_env(config.device)
+    device = torch.device(config.device if config.device != "cuda" else f"cuda:{dist_utils.local_rank()}")
+    out_dir = Path(config.out_dir)
+    progress = config.progress and rank == 0
+    try:
+        train_loader, test_loader = data.loaders(
+            config.dataset, data_dir=config.data_dir, batch_size=config.batch_size,
+            num_workers=config.num_workers, seed=config.seed, distributed=world > 1,
+        )  # fmt: skip
+        torch.manual_seed(config.seed)
+        if model is None:
+            model = models.create(config.arch, num_classes=train_loader.dataset.num_classes)
+        if config.init_from is not None and state is None:
+            model.load_state_dict(load_checkpoint(config.init_from)["model"])
+        model.to(device)
+        optimizer = _optimizer(config, model)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.milestones, config.gamma)
+        pruner = None
+        if config.method == "filter":
+            pruner = SoftFilterPruner(
+                model, config.criterion, config.rate, mode=config.mode,
+                criterion_options=config.criterion_options, candidates=config.candidates,
+                attribute=config.attribute, optimizer=optimizer, backend=config.backend,
+            )  # fmt: skip
+        kernel_pruner = KernelPruner(
+            config.kernel_criterion, mode=config.kernel_mode, threshold=config.kernel_threshold
+        )
+        keep_masks: Optional[KeepMasks] = None
+        metrics: list[EpochMetrics] = []
+        start_epoch = 0
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            if pruner is not None:
+                pruner.load_state_dict(state["pruner"])
+            if state.get("kept_masks") is not None:  # pruning made final: fine-tuning with masks kept
+                keep_masks = KeepMasks(model, state["kept_masks"], optimizer)
+                if pruner is not None:
+                    pruner.remove_hooks()
+            metrics = [EpochMetrics(**m) for m in state["metrics"]]
+            start_epoch = int(state["epochs_done"])
+        wrapped = dist_utils.wrap(model, device) if world > 1 else model
+        held_out = _held_out_batch(config, train_loader.dataset) if config.candidates else None
+        total = config.epochs + config.finetune_epochs
+        for epoch in range(start_epoch, total):
+            started = time.perf_counter()
+            _reseed(train_loader, config.seed, epoch, rank)
+            phase = "train" if epoch < config.epochs else "finetune"
+            share = _pruned_share(pruner, keep_masks)
+            desc = f"{phase} {epoch + 1}/{total}"
+            penalty = config.l1_penalty if phase == "train" else 0.0  # fine-tuning keeps the masks instead
+            train_loss, train_acc = _train_epoch(
+                wrapped, train_loader, optimizer, device, penalty, config.max_batches, progress, desc, share
+            )
+            scheduler.step()
+            row = EpochMetrics(epoch=epoch + 1, phase=phase, lr=optimizer.param_groups[0]["lr"],
+                               train_loss=train_loss, train_acc=train_acc)  # fmt: skip
+            if pruner is not None and phase == "train" and (epoch + 1) % config.prune_every == 0:
+                held = None if held_out is None else tuple(t.to(device) for t in held_out)
+                record = pruner.step(held_out=held)
+                row.criterion, row.scoring_seconds = record.criterion, record.scoring_seconds
+            if epoch + 1 == config.epochs and config.method != "none":
+                start = time.perf_counter()
+                keep_masks = _make_final(config, model, pruner, kernel_pruner, optimizer, row)
+                row.scoring_seconds += time.perf_counter() - start
+            row.pruned_share = _pruned_share(pruner, keep_masks)
+            row.test_loss, row.test_acc = evaluate(wrapped, test_loader, device, config.max_batches)
+            row.epoch_seconds = time.perf_counter() - started
+            metrics.append(row)
+            if rank == 0:
+                write_metrics(metrics, out_dir)
+                save_atomic(
+                    {
+                        "config": config.to_dict(), "epochs_done": epoch + 1, "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "pruner": pruner.state_dict() if pruner else None,
+                        "kept_masks": keep_masks.masks if keep_masks else None,
+                        "metrics": [asdict(m) for m in metrics],
+                    },
+                    out_dir / "checkpoint.pt",
+                )  # fmt: skip
+            if progress:
+                print(row.summary(total), flush=True)
+        final_loss, final_acc = evaluate(wrapped, test_loader, device, config.max_batches)
+        kernel_masks = keep_masks.masks if keep_masks is not None and config.method == "kernel" else None
+        result = TrainResult(config, model, metrics, final_acc, pruner, kernel_masks, out_dir)
+        if rank == 0:
+            save_atomic(
+                {
+                    "arch": config.arch, "num_classes": train_loader.dataset.num_classes,
+                    "model": model.state_dict(), "final_test_acc": final_acc,
+                    "filter_masks": {k: v.cpu() for k, v in pruner.masks.items()} if pruner else None,
+                    "kernel_masks": result.kernel_masks,
+                },
+                out_dir / "model.pt",
+            )  # fmt: skip
+        return result
+    finally:
+        dist_utils.shutdown()
+
+
+def _pruned_share(pruner: Optional[SoftFilterPruner], keep_masks: Optional[KeepMasks]) -> float:
+    if keep_masks is not None:
+        return keep_masks.pruned_share()
+    return pruner.pruned_share() if pruner is not None else 0.0
+
+
+def _make_final(config, model, pruner, kernel_pruner, optimizer, row) -> KeepMasks:
+    """End of the training phase: a filter run makes its pruning final (BN of the pruned channels
+    zeroed); a kernel run prunes once. Returns the masks that fine-tuning keeps."""
+    if pruner is not None:
+        pruner.finalize()
+        pruner.remove_hooks()
+        return KeepMasks(model, pruner.masks, optimizer)
+    masks = kernel_pruner.compute_masks(model)
+    kernel_pruner.apply(model, masks)
+    row.criterion = config.kernel_criterion
+    return KeepMasks(model, masks, optimizer)

@@ -1,0 +1,48 @@
+"""Per-epoch metrics, written as CSV and JSON after every epoch."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Optional, Sequence
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    phase: str  # "train" or "finetune"
+    lr: float
+    train_loss: float
+    train_acc: float
+    test_loss: float = 0.0
+    test_acc: float = 0.0
+    pruned_share: float = 0.0  # pruned filters (or kernels) / total, selected layers
+    criterion: Optional[str] = None  # criterion applied at this epoch's pruning step (None: no step)
+    scoring_seconds: float = 0.0
+    epoch_seconds: float = 0.0
+
+    def summary(self, total_epochs: int) -> str:
+        step = f" criterion {self.criterion} ({1e3 * self.scoring_seconds:.1f} ms)" if self.criterion else ""
+        return (
+            f"epoch {self.epoch}/{total_epochs} [{self.phase}] loss {self.train_loss:.3f} "
+            f"acc {self.train_acc:.3f} | test loss {self.test_loss:.3f} acc {self.test_acc:.3f} | "
+            f"pruned {100 * self.pruned_share:.1f}%{step} | {self.epoch_seconds:.1f} s"
+        )
+
+
+def write_metrics(metrics: Sequence[EpochMetrics], out_dir: Path) -> None:
+    """metrics.csv and metrics.json in out_dir (each replaced atomically)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = [asdict(m) for m in metrics]
+    tmp = out_dir / ".metrics.csv.tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[f.name for f in fields(EpochMetrics)])
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, out_dir / "metrics.csv")
+    tmp = out_dir / ".metrics.json.tmp"
+    tmp.write_text(json.dumps(rows, indent=1))
+    os.replace(tmp, out_dir / "metrics.json")
