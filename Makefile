@@ -1,4 +1,4 @@
-# make demo  - set up .venv, build, run the whole-network scoring benchmark
+# make demo  - set up .venv, build, train + soft-FPGM-prune a ResNet-20 on the embedded digits; report in runs/demo
 # make test  - set up .venv, build, run the test suite (C ABI example included)
 # Set-up is idempotent: a venv, torch (CPU build when absent; an existing torch is never replaced),
 # the dev requirements, and an editable build of fastprune.
@@ -13,7 +13,7 @@ NATIVE_SOURCES := $(shell find csrc cmake -type f) CMakeLists.txt setup.py pypro
 .PHONY: demo test build lint format bench bench-pytest info clean
 
 demo: $(BUILD_STAMP)
-	$(PY) -m fastprune demo
+	$(PY) -m fastprune demo --out runs/demo
 
 test: $(BUILD_STAMP)
 	$(PY) -m pytest -q tests
