@@ -15,6 +15,10 @@ _LAZY_NAMES = {
     "count_flops": "fastprune.pruning",
     "paper_flops_reduction": "fastprune.pruning",
     "channel_liveness": "fastprune.pruning",
+    "compact": "fastprune.pruning",
+    "save_compact": "fastprune.pruning",
+    "load_compact": "fastprune.pruning",
+    "CompactionReport": "fastprune.pruning",
 }
 
 __all__ = ["__version__", "available_backends", "use_backend", *_SUBMODULES, *_LAZY_NAMES]

@@ -6,6 +6,7 @@ from fastprune.pruning.channels import (
     UnsupportedModelError,
     channel_liveness,
 )
+from fastprune.pruning.compact import CompactionReport, compact, load_compact, save_compact
 from fastprune.pruning.filter_pruner import SoftFilterPruner, StepRecord
 from fastprune.pruning.flops import FlopsReport, FlopsRow, count_flops, paper_flops_reduction, paper_macs
 from fastprune.pruning.kernel_pruner import (
@@ -33,4 +34,8 @@ __all__ = [
     "count_flops",
     "paper_flops_reduction",
     "paper_macs",
+    "CompactionReport",
+    "compact",
+    "load_compact",
+    "save_compact",
 ]

@@ -160,13 +160,20 @@ def count_flops(model: nn.Module, input_shape: Optional[Sequence[int]] = None) -
     """Exact MACs and parameters of a (masked) ResNet per input sample; see the module docstring.
 
     Args:
-        model: a ResNet that :func:`fastprune.pruning.channels.channel_liveness` supports.
+        model: a ResNet that :func:`fastprune.pruning.channels.channel_liveness` supports, or a compact
+            model from :func:`fastprune.compact` (counted dense: everything in it is alive).
         input_shape: (C, H, W) or (N, C, H, W) (N is ignored: counts are per sample). Default (3, 32, 32)
             for ``model.family == "cifar"``, (3, 224, 224) for "imagenet" ((3, 64, 64) with small_input).
     Returns:
         :class:`FlopsReport` with ``.macs`` (conv + FC), ``.conv_macs``, ``.fc_macs``, ``.params``,
         their ``dense_*`` counterparts, ``.macs_reduction`` and per-layer ``.rows``.
     """
+    from fastprune.pruning.compact_modules import CompactResNet
+
+    if isinstance(model, CompactResNet):
+        from fastprune.pruning.compact_report import count_compact_flops
+
+        return count_compact_flops(model, input_shape)
     if input_shape is None:
         shape = _default_input_shape(model)
     else:

@@ -1,0 +1,168 @@
+"""Compaction speed-up: a filter-pruned ResNet, masked (zeroed filters, full width) against compacted.
+
+    python -m fastprune bench compact [--out bench/results]
+
+Networks (random He-initialised weights, random BN running statistics):
+
+    resnet56  CIFAR, 32x32, 40% of the filters of every conv, batches 64 and 1
+    resnet50  ImageNet, 224x224, 30% of every conv but the projection shortcuts (the papers' layer set),
+              batch 8
+
+Pruning: per conv with N filters the floor(N * rate) lowest-l2 filters (ties by index) are zeroed and the
+following BN's scale and shift too (``SoftFilterPruner.finalize`` semantics). Both models run in eval mode
+under ``torch.no_grad`` with the default torch thread count; the two are timed interleaved (masked,
+compact, masked, ...) in one run and the medians compared, so load from other processes hits both alike.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from fastprune.benchmarks.common import append_csv, commit, machine_name
+
+FIELDS = [
+    "date", "commit", "machine", "network", "rate", "batch", "threads", "layout", "masked_ms", "compact_ms",
+    "speedup", "target", "macs_ratio", "params_ratio", "repeats", "load_avg", "max_rel_err",
+]  # fmt: skip
+
+CASES = [  # network, rate, input size, batch, repeats, target speed-up
+    ("resnet56", 0.4, 32, 64, 15, 1.7),
+    ("resnet56", 0.4, 32, 1, 60, 1.4),
+    ("resnet50", 0.3, 224, 8, 5, 1.5),
+]
+# Besides the default (NCHW, default threads): one thread (no OpenMP barrier waits on a busy machine) and
+# channels_last for both models (oneDNN's NHWC kernels handle odd channel counts better).
+VARIANTS = [("nchw", None), ("nchw", 1), ("channels_last", None)]
+
+
+def prune_l2(model: nn.Module, rate: float, skip_shortcuts: bool = True) -> nn.Module:
+    """Zero the floor(N * rate) lowest-l2 filters of every conv (not projection shortcuts when asked)
+    and the scale and shift of the BN after each; returns the model."""
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        for name, conv in modules.items():
+            if not isinstance(conv, nn.Conv2d) or (skip_shortcuts and "downsample" in name.split(".")):
+                continue
+            count = int(math.floor(conv.out_channels * rate + 1e-9))
+            norms = conv.weight.flatten(1).norm(dim=1)
+            keep = torch.ones(conv.out_channels, dtype=torch.bool)
+            keep[torch.sort(norms, stable=True).indices[:count]] = False
+            conv.weight.mul_(keep.to(conv.weight.dtype).view(-1, 1, 1, 1))
+            bn_name = name[:-1] + "1" if name.endswith("downsample.0") else name.replace("conv", "bn")
+            bn = modules.get(bn_name)
+            if isinstance(bn, nn.BatchNorm2d):
+                bn.weight.mul_(keep.to(bn.weight.dtype))
+                bn.bias.mul_(keep.to(bn.bias.dtype))
+    return model
+
+
+def random_bn_stats(model: nn.Module, seed: int = 0) -> nn.Module:
+    generator = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(0.2 * torch.randn(m.num_features, generator=generator))
+            m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=generator))
+    return model
+
+
+def interleaved_medians(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median seconds of each function, run round-robin ``repeats`` times after one warm-up each."""
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, out in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
+def _load_avg() -> float:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+def run(
+    out_dir: Optional[Path] = None,
+    networks: Optional[list[str]] = None,
+    repeats: Optional[int] = None,
+    variants: Optional[list[tuple[str, Optional[int]]]] = None,
+) -> list[dict]:
+    """Time every case under every variant, print a table, append rows to OUT/compaction.csv."""
+    import copy
+
+    from fastprune import models
+    from fastprune.pruning.compact import compact, count_compact_flops
+
+    rows = []
+    built: dict[tuple[str, float], tuple[nn.Module, nn.Module]] = {}
+    default_threads = torch.get_num_threads()
+    print(f"{machine_name()}, commit {commit()}")
+    head = (
+        f"{'network':<10}{'rate':>5}{'batch':>6}{'threads':>8}  {'layout':<14}{'masked ms':>11}"
+        f"{'compact ms':>11}{'speed-up':>10}{'target':>8}{'MACs ratio':>12}{'load':>6}"
+    )
+    print(head + "\n" + "-" * len(head))
+    for network, rate, size, batch, reps, target in CASES:
+        if networks and network not in networks:
+            continue
+        if (network, rate) not in built:
+            torch.manual_seed(0)
+            net = models.create(network, num_classes=1000 if size > 64 else 10)
+            masked = prune_l2(random_bn_stats(net), rate).eval()
+            built[(network, rate)] = (masked, compact(masked))
+        masked, small = built[(network, rate)]
+        shape = (3, size, size)
+        before, after = count_compact_flops(masked, shape), count_compact_flops(small, shape)
+        x = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(1))
+        for layout, threads in variants or VARIANTS:
+            if network == "resnet50" and (layout, threads) != ("nchw", None) and variants is None:
+                continue  # slow on 2 cores: the default variant only
+            pair = (masked, small)
+            inp = x
+            if layout == "channels_last":
+                pair = tuple(copy.deepcopy(m).to(memory_format=torch.channels_last) for m in pair)
+                inp = x.contiguous(memory_format=torch.channels_last)
+            torch.set_num_threads(threads or default_threads)
+            try:
+                with torch.no_grad():
+                    ref, got = pair[0](inp), pair[1](inp)
+                    err = float((ref - got).abs().max() / ref.abs().max().clamp_min(1e-30))
+                    load = _load_avg()
+                    t_masked, t_small = interleaved_medians(
+                        [lambda m=pair[0], x=inp: m(x), lambda m=pair[1], x=inp: m(x)], repeats or reps
+                    )
+            finally:
+                torch.set_num_threads(default_threads)
+            speedup, nthreads, macs_ratio = (
+                t_masked / t_small,
+                threads or default_threads,
+                before.macs / after.macs,
+            )
+            print(
+                f"{network:<10}{rate:>5.1f}{batch:>6}{nthreads:>8}  {layout:<14}{1e3 * t_masked:>11.2f}"
+                f"{1e3 * t_small:>11.2f}{speedup:>9.2f}x{target:>7.1f}x{macs_ratio:>11.2f}x{load:>6.1f}"
+            )
+            rows.append({
+                "date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": commit(),
+                "machine": machine_name(), "network": network, "rate": rate, "batch": batch,
+                "threads": nthreads, "layout": layout, "masked_ms": 1e3 * t_masked,
+                "compact_ms": 1e3 * t_small, "speedup": speedup, "target": target, "macs_ratio": macs_ratio,
+                "params_ratio": before.params / after.params, "repeats": repeats or reps, "load_avg": load,
+                "max_rel_err": err,
+            })  # fmt: skip
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        append_csv(Path(out_dir) / "compaction.csv", FIELDS, rows)
+    return rows

@@ -1,0 +1,377 @@
+"""Compaction: a pruned (masked) ResNet -> a genuinely smaller dense network with the same outputs.
+
+    small = fastprune.compact(model)                  # model: zeroed filters/kernels, eval-mode BN
+    small, report = fastprune.compact(model, return_report=True); print(report)
+    fastprune.save_compact(small, "small.pt"); small = fastprune.load_compact("small.pt")
+
+What goes is exactly what :func:`fastprune.pruning.channels.channel_liveness` (and so ``count_flops``)
+calls removed: every conv keeps its ``alive_out`` filters and reads its ``alive_in`` input channels, the FC
+layer its ``alive_in`` features; BN keeps the features of the kept filters. So ``count_compact_flops`` of
+the compact network (dense) equals ``count_flops`` of the masked one, MACs and parameters
+(``count_flops`` itself reads the ResNet layout only, not a :class:`CompactResNet`).
+
+Each map between layers holds only some of its channels ("physical" channels, in index order):
+
+* inside a block, the filters the previous conv kept. A removed filter leaves BN's constant
+  ``c = beta - gamma * mu / sqrt(var + eps)`` (ReLU'd): when the next conv still reads that CONST channel
+  (``alive_in``; it must, since zero padding makes a constant input's contribution position-dependent),
+  :class:`~fastprune.pruning.compact_modules.ChannelAdapter` appends it as a constant plane (a buffer,
+  no parameters, as count_flops counts it: input MACs yes, BN parameters no);
+* the residual stream: every channel that is not ZERO for certain (LIVE or CONST); a channel is dropped
+  only when it is zero in every contributor (after the ReLU). The residual add
+  (:class:`~fastprune.pruning.compact_modules.ResidualCombine`) places the main path's kept filters and
+  the shortcut's channels into the block's output channels by index maps (the option-A shortcut is a
+  subsample whose zero padding is just such an index map; projection shortcuts are pruned convs like
+  any other) and adds, as a per-channel bias before the final ReLU, the BN constants of every removed
+  filter of the main path or the projection; a layer that reads fewer stream channels than are present
+  gets an ``index_select``.
+
+Kernel-level (O, I) zeros: an input channel dead for every kept filter is dropped; the zero kernels left
+inside the kept block are reported (:class:`CompactionReport`) as what masked convolution could skip.
+The original model is never modified. The compact network is a :class:`CompactResNet` built from a
+JSON-able spec (widths, index maps) plus a ``state_dict`` (constants and index maps are buffers):
+:func:`save_compact` / :func:`load_compact` store exactly those two; TorchScript scripting works.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from fastprune.models._blocks import ShortcutA
+from fastprune.pruning.channels import UnsupportedModelError, _relu, channel_liveness
+from fastprune.pruning.compact_modules import CompactResNet, build_compact
+from fastprune.pruning.compact_report import (
+    CompactionReport,
+    LayerCompaction,
+    _input_shape,
+    count_compact_flops,
+)
+from fastprune.pruning.flops import count_flops
+
+__all__ = [
+    "CompactionReport", "LayerCompaction", "compact", "save_compact", "load_compact", "count_compact_flops",
+    "apply_masks", "CompactResNet",
+]  # fmt: skip
+
+FORMAT = "fastprune-compact/1"
+
+
+class _Map:
+    """A feature map of the compact network: ``phys`` = original channel indices present, in order;
+    ``state`` = channel states of the full-width map (NaN LIVE, else the constant)."""
+
+    def __init__(self, phys: Sequence[int], state: torch.Tensor) -> None:
+        self.phys = [int(c) for c in phys]
+        self.where = {c: p for p, c in enumerate(self.phys)}
+        self.state = state
+
+
+def _same_state(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return (
+        a.shape == b.shape
+        and bool(torch.equal(torch.isnan(a), torch.isnan(b)))
+        and bool(torch.equal(torch.nan_to_num(a), torch.nan_to_num(b)))
+    )
+
+
+class _Builder:
+    def __init__(self, model: nn.Module) -> None:
+        self.live = channel_liveness(model)
+        self.modules = dict(model.named_modules())
+        self.tensors: dict[str, torch.Tensor] = {}
+        self.report = CompactionReport()
+
+    def unit(self, key: str, name: str, inp: _Map, relu: bool) -> tuple[dict[str, Any], _Map]:
+        layer, conv = self.live[name], self.modules[name]
+        bn = self.modules[layer.bn]
+        if isinstance(conv.padding, str):
+            raise UnsupportedModelError(f"{name}: string padding {conv.padding!r} unsupported")
+        if not _same_state(inp.state, layer.in_state):
+            raise UnsupportedModelError(
+                f"{name}: forward order differs from the ResNet layout compact expects"
+            )
+        alive_in, state = layer.alive_in.tolist(), inp.state.tolist()
+        sel = [p for p, c in enumerate(inp.phys) if alive_in[c]]
+        missing = [c for c in range(layer.in_channels) if alive_in[c] and c not in inp.where]
+        if any(math.isnan(state[c]) for c in missing):  # a LIVE channel must be present
+            raise RuntimeError(f"compact: internal error: {name} reads absent live channels {missing}")
+        order = [inp.phys[p] for p in sel] + missing
+        if not order and bool(layer.alive_out.any()):
+            raise UnsupportedModelError(f"{name}: reads no live input yet keeps filters (a nonzero bias)")
+        select = None if sel == list(range(len(inp.phys))) else sel
+        kept = torch.nonzero(layer.alive_out).flatten()
+        weight = conv.weight.detach()[kept][:, order].clone()
+        t = self.tensors
+        t[f"{key}.adapt.index"] = torch.tensor(select or [], dtype=torch.long)
+        t[f"{key}.adapt.const"] = inp.state[missing].clone()
+        t[f"{key}.conv.weight"] = weight
+        if conv.bias is not None:
+            t[f"{key}.conv.bias"] = conv.bias.detach()[kept].clone()
+        for attr in ("weight", "bias", "running_mean", "running_var"):
+            value = getattr(bn, attr)
+            if value is not None:
+                t[f"{key}.bn.{attr}"] = value.detach()[kept].clone()
+        if bn.num_batches_tracked is not None:
+            t[f"{key}.bn.num_batches_tracked"] = bn.num_batches_tracked.detach().clone()
+        self.report.layers.append(
+            LayerCompaction(
+                name, "conv", layer.out_channels, len(kept), layer.in_channels, len(order), len(missing),
+                int((weight.flatten(2) == 0).all(-1).sum()) if weight.numel() else 0,
+            )
+        )  # fmt: skip
+        spec = {
+            "name": name,
+            "select": select,
+            "n_const": len(missing),
+            "conv": {
+                "in": len(order), "out": len(kept), "kernel": list(conv.kernel_size),
+                "stride": list(conv.stride), "padding": list(conv.padding), "dilation": list(conv.dilation),
+                "bias": conv.bias is not None, "padding_mode": conv.padding_mode,
+            },
+            "bn": {
+                "eps": bn.eps, "momentum": bn.momentum, "affine": bn.affine,
+                "track_running_stats": bn.track_running_stats,
+            },
+            "relu": relu,
+        }  # fmt: skip
+        state = _relu(layer.out_state) if relu else layer.out_state
+        return spec, _Map(kept.tolist(), state)
+
+    def place(self, part: _Map, out: _Map) -> tuple[dict[str, Any], torch.Tensor]:
+        """Index map of ``part`` into ``out``, and the constants of the channels ``part`` lacks."""
+        keep = [p for p, c in enumerate(part.phys) if c in out.where]
+        absent = [j for j, c in enumerate(out.phys) if c not in part.where]
+        const = torch.zeros(len(out.phys), dtype=part.state.dtype)
+        const[absent] = part.state[[out.phys[j] for j in absent]]
+        if bool(torch.isnan(const).any()):
+            raise RuntimeError("compact: internal error: a live channel is absent from a residual input")
+        return {"keep": keep, "pos": [out.where[part.phys[p]] for p in keep], "n_in": len(part.phys)}, const
+
+    def stream(self, state: torch.Tensor) -> _Map:
+        return _Map(torch.nonzero(state != 0).flatten().tolist(), state)  # NaN != 0: LIVE stays
+
+    def block(self, index: int, name: str, block: nn.Module, inp: _Map) -> tuple[dict[str, Any], _Map]:
+        key = f"blocks.{index}"
+        n = 3 if hasattr(block, "conv3") else 2
+        units, m = [], inp
+        for k in range(n):
+            spec, m = self.unit(f"{key}.main.{k}", f"{name}.conv{k + 1}", m, relu=k < n - 1)
+            units.append(spec)
+        ds = getattr(block, "downsample", None)
+        if ds is None or isinstance(ds, nn.Identity):
+            shortcut, res = {"kind": "identity"}, inp
+        elif isinstance(ds, ShortcutA):
+            state = torch.zeros(ds.out_channels, dtype=inp.state.dtype)
+            state[ds.pad_before : ds.pad_before + ds.in_channels] = inp.state
+            shortcut = {"kind": "subsample", "stride": int(ds.stride)}
+            res = _Map([ds.pad_before + c for c in inp.phys], state)
+        else:
+            conv_key = next(k for k, _ in ds.named_children())
+            spec, res = self.unit(f"{key}.shortcut", f"{name}.downsample.{conv_key}", inp, relu=False)
+            shortcut = {"kind": "projection", "unit": spec}
+        out = self.stream(_relu(m.state + res.state))
+        main_place, main_const = self.place(m, out)
+        res_place, res_const = self.place(res, out)
+        bias = main_const + res_const
+        self.tensors[f"{key}.combine.bias"] = bias
+        for part, placed in (("main", main_place), ("res", res_place)):
+            self.tensors[f"{key}.combine.{part}_keep"] = torch.tensor(placed["keep"], dtype=torch.long)
+            self.tensors[f"{key}.combine.{part}_pos"] = torch.tensor(placed["pos"], dtype=torch.long)
+        has_bias = bool((bias != 0).any())
+        combine = {"width": len(out.phys), "main": main_place, "res": res_place, "has_bias": has_bias}
+        self.report.streams.append((name, out.state.numel(), len(out.phys), int((bias != 0).sum())))
+        return {"name": name, "main": units, "shortcut": shortcut, "combine": combine}, out
+
+    def scatter(self, key: str, part: _Map, out: _Map) -> dict[str, Any]:
+        placed, const = self.place(part, out)
+        self.tensors[f"{key}.keep"] = torch.tensor(placed["keep"], dtype=torch.long)
+        self.tensors[f"{key}.pos"] = torch.tensor(placed["pos"], dtype=torch.long)
+        self.tensors[f"{key}.bias"] = const
+        return {**placed, "width": len(out.phys), "has_bias": bool((const != 0).any())}
+
+
+def _pool_spec(module: Optional[nn.Module], name: str) -> Optional[dict[str, Any]]:
+    if module is None or isinstance(module, nn.Identity):
+        return None
+    if isinstance(module, nn.MaxPool2d) and not module.return_indices:
+        return {"type": "MaxPool2d", "kernel_size": module.kernel_size, "stride": module.stride,
+                "padding": module.padding, "dilation": module.dilation,
+                "ceil_mode": module.ceil_mode}  # fmt: skip
+    if isinstance(module, nn.AdaptiveAvgPool2d):
+        size = module.output_size
+        return {
+            "type": "AdaptiveAvgPool2d",
+            "output_size": list(size) if isinstance(size, tuple) else [size] * 2,
+        }
+    if isinstance(module, nn.AvgPool2d) and module.divisor_override is None:
+        return {"type": "AvgPool2d", "kernel_size": module.kernel_size, "stride": module.stride,
+                "padding": module.padding, "ceil_mode": module.ceil_mode,
+                "count_include_pad": module.count_include_pad}  # fmt: skip
+    raise UnsupportedModelError(f"{name}: {type(module).__name__} unsupported")
+
+
+def _build_spec(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor], CompactionReport]:
+    b = _Builder(model)
+    dtype = b.live["conv1"].in_state.dtype
+    stem, m = b.unit("stem", "conv1", _Map(range(model.conv1.in_channels), b.live["conv1"].in_state), True)
+    spec: dict[str, Any] = {
+        "format": FORMAT, "arch": str(getattr(model, "arch", type(model).__name__)),
+        "family": str(getattr(model, "family", "")),
+        "small_input": bool(getattr(model, "small_input", False)),
+        "dtype": str(dtype).replace("torch.", ""), "in_channels": model.conv1.in_channels, "stem": stem,
+        "maxpool": _pool_spec(getattr(model, "maxpool", None), "maxpool"),
+    }  # fmt: skip
+    stream = b.stream(m.state)
+    spec["stem_scatter"] = b.scatter("stem_scatter", m, stream)
+    blocks, k = [], 1
+    while hasattr(model, f"layer{k}"):
+        for key, block in getattr(model, f"layer{k}").named_children():
+            block_spec, stream = b.block(len(blocks), f"layer{k}.{key}", block, stream)
+            blocks.append(block_spec)
+        k += 1
+    spec["blocks"] = blocks
+    if not _same_state(stream.state, b.live.output_state):
+        raise UnsupportedModelError("compact: the residual stream disagrees with the channel analysis")
+    spec["avgpool"] = _pool_spec(getattr(model, "avgpool", None), "avgpool")
+    fc = getattr(model, "fc", None)
+    spec["fc"] = spec["out_scatter"] = None
+    if isinstance(fc, nn.Linear):
+        layer = b.live["fc"]
+        sel = [p for p, c in enumerate(stream.phys) if layer.alive_in[c]]
+        order = [stream.phys[p] for p in sel]
+        weight = fc.weight.detach()[:, order].clone()
+        select = None if sel == list(range(len(stream.phys))) else sel
+        b.tensors["fc_adapt.index"] = torch.tensor(select or [], dtype=torch.long)
+        b.tensors["fc_adapt.const"] = torch.zeros(0, dtype=dtype)
+        b.tensors["fc.weight"] = weight
+        if fc.bias is not None:
+            b.tensors["fc.bias"] = fc.bias.detach().clone()
+        spec["fc"] = {"name": "fc", "select": select, "in": len(order), "out": fc.out_features,
+                      "bias": fc.bias is not None}  # fmt: skip
+        b.report.layers.append(
+            LayerCompaction(
+                "fc",
+                "linear",
+                fc.out_features,
+                fc.out_features,
+                fc.in_features,
+                len(order),
+                0,
+                int((weight == 0).all(0).sum()),
+            )  # fmt: skip
+        )
+    else:
+        b.tensors["fc_adapt.index"] = torch.zeros(0, dtype=torch.long)
+        b.tensors["fc_adapt.const"] = torch.zeros(0, dtype=dtype)
+        full = _Map(range(stream.state.numel()), stream.state)
+        spec["out_scatter"] = b.scatter("out_scatter", stream, full)
+    return spec, b.tensors, b.report
+
+
+def apply_masks(
+    model: nn.Module,
+    filter_masks: Optional[Mapping[str, torch.Tensor]] = None,
+    kernel_masks: Optional[Mapping[str, torch.Tensor]] = None,
+) -> nn.Module:
+    """Zero, in place, the pruned filters (``{conv name: (O,) bool, True = kept}``, weight and bias) and
+    kernels (``{conv name: (O, I) bool}``) of ``model``; returns it. A name that is not a Conv2d of the
+    model, or a mask of the wrong shape or dtype, raises ValueError naming it."""
+    modules = dict(model.named_modules())
+    for kind, masks in (("filter_masks", filter_masks), ("kernel_masks", kernel_masks)):
+        for name, mask in (masks or {}).items():
+            conv = modules.get(name)
+            if not isinstance(conv, nn.Conv2d):
+                what = (
+                    "not a module of the model" if conv is None else f"a {type(conv).__name__}, not a Conv2d"
+                )
+                raise ValueError(f"{kind}[{name!r}]: {what}")
+            shape = tuple(conv.weight.shape[:1] if kind == "filter_masks" else conv.weight.shape[:2])
+            if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or tuple(mask.shape) != shape:
+                got = (
+                    f"{mask.dtype} {tuple(mask.shape)}"
+                    if isinstance(mask, torch.Tensor)
+                    else type(mask).__name__
+                )
+                raise ValueError(f"{kind}[{name!r}]: expected a bool tensor of shape {shape}, got {got}")
+            keep = mask.to(device=conv.weight.device, dtype=conv.weight.dtype)
+            with torch.no_grad():
+                conv.weight.mul_(keep.view(*shape, *([1] * (conv.weight.dim() - len(shape)))))
+                if kind == "filter_masks" and conv.bias is not None:
+                    conv.bias.mul_(keep)
+    return model
+
+
+def compact(
+    model: nn.Module,
+    *,
+    filter_masks: Optional[Mapping[str, torch.Tensor]] = None,
+    kernel_masks: Optional[Mapping[str, torch.Tensor]] = None,
+    input_shape: Optional[Sequence[int]] = None,
+    return_report: bool = False,
+) -> Union[CompactResNet, tuple[CompactResNet, CompactionReport]]:
+    """The compact dense network equal (eval mode) to the masked ``model``; see the module docstring.
+
+    Args:
+        model: a ResNet :func:`~fastprune.pruning.channels.channel_liveness` supports, pruned by zeroing.
+            It is not modified (masks are applied to a copy).
+        filter_masks, kernel_masks: optional masks to apply first (see :func:`apply_masks`).
+        input_shape: (C, H, W) for the MAC counts of the report (default from ``model.family``).
+        return_report: also return a :class:`CompactionReport`.
+    Returns:
+        a :class:`CompactResNet` in eval mode on the model's device (and the report).
+    Raises:
+        UnsupportedModelError: a layer type or topology compaction does not handle (names the module).
+        ValueError: masks that do not fit the model.
+    """
+    if filter_masks or kernel_masks:
+        model = apply_masks(copy.deepcopy(model), filter_masks, kernel_masks)
+    param = next(model.parameters(), None)
+    with torch.no_grad():
+        spec, tensors, report = _build_spec(model)
+        small = build_compact(spec, None).to(getattr(torch, spec["dtype"]))
+        small.load_state_dict(tensors, strict=True)
+    small = small.eval().to(param.device if param is not None else "cpu")
+    if return_report:
+        report.params_before = sum(p.numel() for p in model.parameters())
+        report.params_after = sum(p.numel() for p in small.parameters())
+        shape = input_shape or _input_shape(spec, required=False)
+        if shape is not None:
+            report.input_shape = tuple(int(d) for d in shape)[-3:]
+            report.macs_before = count_flops(model, report.input_shape).dense_macs
+            report.macs_after = count_compact_flops(small, report.input_shape).macs
+        return small, report
+    return small
+
+
+def save_compact(model: CompactResNet, path: Union[str, os.PathLike]) -> None:
+    """One file: ``{"format", "spec" (JSON text), "state_dict"}`` (tensors and strings only, no pickled
+    classes; ``torch.load(..., weights_only=True)`` reads it)."""
+    if not isinstance(model, CompactResNet):
+        raise TypeError(
+            f"save_compact: expected a CompactResNet (from compact()), got {type(model).__name__}"
+        )
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"format": FORMAT, "spec": model.spec_json, "state_dict": state}, os.fspath(path))
+
+
+def load_compact(path: Union[str, os.PathLike], map_location: Any = "cpu") -> CompactResNet:
+    """Rebuild a network saved by :func:`save_compact` (eval mode); the original model is not needed."""
+    try:
+        blob = torch.load(os.fspath(path), map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:
+        raise ValueError(f"load_compact: {path} is not a readable torch file ({error})") from error
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ValueError(f"load_compact: {path} was not written by save_compact (format {FORMAT!r})")
+    spec = json.loads(blob["spec"])
+    model = build_compact(spec, None).to(getattr(torch, spec["dtype"]))
+    model.load_state_dict(blob["state_dict"], strict=True)
+    return model.eval()
