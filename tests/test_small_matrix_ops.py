@@ -45,9 +45,11 @@ def _principal_minor_sum(k: np.ndarray, degree: int) -> float:
 
 def _check_invariants(k32: np.ndarray, values: np.ndarray) -> None:
     """sum lambda = trace, prod lambda = det, e_2(lambda) = sum of 2x2 principal minors, each relative to
-    ||K||^degree: 1e-6 n, about 15x the rounding of n float32 eigenvalues."""
+    ||K||^degree: 1e-6 n, about 15x the rounding of n float32 eigenvalues. ||K|| is floored at float32's
+    smallest normal number: smaller eigenvalues are stored as float32 denormals, whose spacing (1.4e-45)
+    is absolute, not relative."""
     k = k32.astype(np.float64)
-    norm = max(np.linalg.norm(k), np.finfo(np.float64).tiny)
+    norm = max(np.linalg.norm(k), float(np.finfo(np.float32).tiny))
     n = len(k)
     for degree in sorted({1, 2, n}):
         if degree > n:

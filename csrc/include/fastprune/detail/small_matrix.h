@@ -13,6 +13,8 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "fastprune/detail/small_closed_forms.h"
+
 #ifndef FP_HOST_DEVICE
 #if defined(__CUDACC__)
 #define FP_HOST_DEVICE __host__ __device__ __forceinline__
@@ -46,11 +48,6 @@ FP_HOST_DEVICE bool sm_load_scaled(const float* k, int n, double* a, int* e) {
   return true;
 }
 
-FP_HOST_DEVICE double sm_det3(const double* a) {
-  return a[0] * (a[4] * a[8] - a[5] * a[7]) - a[1] * (a[3] * a[8] - a[5] * a[6]) +
-         a[2] * (a[3] * a[7] - a[4] * a[6]);
-}
-
 // Eigenvalues of [[a, b], [c, d]] (float entries scaled by a power of two) are p +- sqrt(q^2 + bc) with
 // p = (a + d)/2, q = (a - d)/2: no cancellation in the discriminant when a ~ d (unlike tr^2 - 4 det). Real
 // case: the larger root adds terms of equal sign; the smaller is det / larger, as p - sign(p) sqrt(disc)
@@ -66,65 +63,6 @@ FP_HOST_DEVICE void sm_eig2(double a, double b, double c, double d, double* wr, 
     wr[0] = wr[1] = p;
     wi[0] = sqrt(-disc), wi[1] = -wi[0];
   }
-}
-
-// Eigenvalues of a 3x3 matrix from its characteristic polynomial.
-// The matrix is first shifted by its mean eigenvalue: B = 3A - tr(A) I has trace 0 (the factor 3 keeps the
-// shift exact for entries of similar magnitude, e.g. small integers), so its characteristic polynomial is
-// the depressed cubic t^3 + p t + q with p = (sum of the principal 2x2 minors of B) and q = -det B, and
-// lambda = (t + tr) / 3. Taking p, q from B itself avoids the cancellation in c1 - c2^2/3 of A's
-// coefficients, and a multiple of I, a Jordan block or a repeated eigenvalue of an integer matrix give exact
-// p, q, hence exact multiple roots. Principal minors are invariant under diagonal similarity term by term,
-// so row/column scalings (D K D^-1) do not hurt. h = (q/2)^2 + (p/3)^3 <= 0 means three real roots.
-FP_HOST_DEVICE void sm_eig3(const double* a, double* wr, double* wi) {
-  double tr = a[0] + a[4] + a[8];
-  double b[9] = {3 * a[0] - tr, 3 * a[1], 3 * a[2], 3 * a[3],     3 * a[4] - tr,
-                 3 * a[5],      3 * a[6], 3 * a[7], 3 * a[8] - tr};
-  // Rescale B by a power of two too: for K = sI + (tiny B), p and q stay far from underflow.
-  double bmax = 0.0;
-  for (int i = 0; i < 9; ++i) bmax = fabs(b[i]) > bmax ? fabs(b[i]) : bmax;
-  int e = 0;
-  if (bmax > 0.0) frexp(bmax, &e);
-  double down = ldexp(1.0, -e), up = ldexp(1.0, e);
-  for (int i = 0; i < 9; ++i) b[i] *= down;
-  double p = (b[0] * b[4] - b[1] * b[3]) + (b[0] * b[8] - b[2] * b[6]) + (b[4] * b[8] - b[5] * b[7]);
-  double q = -sm_det3(b);
-  double h = 0.25 * q * q + p * p * p / 27.0;
-  wi[0] = wi[1] = wi[2] = 0.0;
-  if (h <= 0.0) {
-    // Three real roots (Viete): with p = -3 r^2, t = 2 r cos(phi) solves the cubic iff
-    // cos(3 phi) = -q / (2 r^3). Near a double root acos is ill-conditioned: the inherent sqrt(eps)
-    // sensitivity of a double eigenvalue, small in double against the float output.
-    double r = p < 0.0 ? sqrt(-p / 3.0) : 0.0;
-    if (r == 0.0) {
-      wr[0] = wr[1] = wr[2] = 0.0;
-    } else {
-      double c = (-0.5 * q / r) / (r * r);
-      c = c > 1.0 ? 1.0 : (c < -1.0 ? -1.0 : (c == c ? c : 0.0));
-      double phi = acos(c) / 3.0, third = 2.0943951023931954923;  // 2 pi / 3
-      wr[0] = 2.0 * r * cos(phi);
-      wr[1] = 2.0 * r * cos(phi - third);
-      wr[2] = 2.0 * r * cos(phi + third);
-    }
-  } else {
-    // One real root (Cardano): t1 = u + v with u^3 = -q/2 - sign(q) sqrt(h) (the larger cube, no
-    // cancellation) and v = -p / (3u).
-    double u = -copysign(cbrt(0.5 * fabs(q) + sqrt(h)), q);
-    double t1 = u - p / (3.0 * u);
-    // Deflate: the other two roots solve t^2 + t1 t + c = 0 with c = -q/t1 = t1^2 + p. The sum cancels
-    // only when p < 0 and t1^2 ~ -p; there t1 is not small and the quotient is accurate.
-    double c = p < 0.0 && t1 * t1 > -0.5 * p ? -q / t1 : t1 * t1 + p;
-    double d = 0.25 * t1 * t1 - c;
-    wr[0] = t1;
-    if (d < 0.0) {
-      wr[1] = wr[2] = -0.5 * t1;
-      wi[1] = sqrt(-d), wi[2] = -wi[1];
-    } else {
-      double big = -0.5 * t1 - copysign(sqrt(d), t1);  // stable quadratic formula, as in sm_eig2
-      wr[1] = big, wr[2] = big != 0.0 ? c / big : 0.0;
-    }
-  }
-  for (int i = 0; i < 3; ++i) wr[i] = (wr[i] * up + tr) / 3.0, wi[i] = wi[i] * up / 3.0;
 }
 
 FP_HOST_DEVICE void sm_swap(double& x, double& y) {
@@ -343,11 +281,17 @@ FP_HOST_DEVICE bool sm_eig_before(float ar, float ai, float br, float bi) {
 // Eigenvalues of K (complex in general) into re[0..n), im[0..n), ordered as sm_eig_before says, except that
 // each conjugate pair is kept adjacent and sorted as one item, a + ib then a - ib (b > 0): a tie in modulus
 // and real part (a pair with tiny b next to a real a) never splits a pair. Pairs are exactly conjugate
-// (equal re, opposite im). n = 1, 2, 3: closed forms (sm_eig2, sm_eig3);
+// (equal re, opposite im). n = 1, 2: closed forms (sm_eig2); n = 3: the branch-free closed form of
+// detail/small_closed_forms.h (sm3_eig_unordered, sm3_eig_order), the very code the CPU runs per SIMD lane;
 // n = 4..7: balancing, Householder Hessenberg reduction, Francis QR (sm_hqr). Returns kSmallOk, or
 // kSmallBadSize, kSmallNonFinite (all NaN) or kSmallNoConvergence (finite, possibly inaccurate values).
 FP_HOST_DEVICE int small_eigvals(const float* k, int n, float* re, float* im) {
   if (n < 1 || n > kSmallMaxN) return kSmallBadSize;
+  if (n == 3) {
+    const bool finite = sm3_eig_unordered(k, re, im);
+    sm3_eig_order(re, im);
+    return finite ? kSmallOk : kSmallNonFinite;
+  }
   double b[kSmallMaxN * kSmallMaxN], wr[kSmallMaxN], wi[kSmallMaxN];
   int e;
   if (!sm_load_scaled(k, n, b, &e)) {
@@ -359,8 +303,6 @@ FP_HOST_DEVICE int small_eigvals(const float* k, int n, float* re, float* im) {
     wr[0] = b[0], wi[0] = 0.0;
   } else if (n == 2) {
     sm_eig2(b[0], b[1], b[2], b[3], wr, wi);
-  } else if (n == 3) {
-    sm_eig3(b, wr, wi);
   } else {
     double a[kSmallMaxN][kSmallMaxN];
     for (int i = 0; i < n * n; ++i) a[i / n][i % n] = b[i];
@@ -483,36 +425,19 @@ FP_HOST_DEVICE int small_svdvals(const float* k, int n, float* s) {
   return converged ? kSmallOk : kSmallNoConvergence;
 }
 
-// Largest eigenvalue of a symmetric positive semi-definite 3x3 matrix a (row-major, double), by the
-// trigonometric closed form. The largest eigenvalue of a symmetric matrix is perfectly conditioned, so
-// this is accurate to a few ulps of |a| even where the smaller ones are not.
-FP_HOST_DEVICE double sym3_max_eig(const double* a) {
-  const double off = a[1] * a[1] + a[2] * a[2] + a[5] * a[5];
-  const double q = (a[0] + a[4] + a[8]) / 3.0;
-  const double d0 = a[0] - q, d1 = a[4] - q, d2 = a[8] - q;
-  const double p2 = d0 * d0 + d1 * d1 + d2 * d2 + 2.0 * off;
-  if (!(p2 > 0.0)) return q;  // a = q I (or NaN, which propagates through q)
-  const double p = sqrt(p2 / 6.0);
-  // r = det((a - q I) / p) / 2, clamped into acos's domain against rounding.
-  const double det =
-      d0 * (d1 * d2 - a[5] * a[5]) - a[1] * (a[1] * d2 - a[5] * a[2]) + a[2] * (a[1] * a[5] - d1 * a[2]);
-  double r = det / (2.0 * p * p * p);
-  r = r < -1.0 ? -1.0 : (r > 1.0 ? 1.0 : r);
-  return q + 2.0 * p * cos(acos(r) / 3.0);
-}
-
 // Spectral norm |K|_2 = largest singular value (NaN for non-finite input or n outside 1..7).
 // n <= 3: sqrt of the largest eigenvalue of K^T K in closed form (double holds the squares of any
-// float without overflow or underflow); larger n: the Jacobi SVD.
+// float without overflow or underflow; sm3_spectral_norm for n = 3); larger n: the Jacobi SVD.
 FP_HOST_DEVICE float spectral_norm(const float* k, int n) {
   if (n == 1) return fabsf(k[0]);
-  if (n == 2 || n == 3) {
-    double g[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};  // K^T K, padded to 3x3 for n = 2
+  if (n == 3) return sm3_spectral_norm(k);
+  if (n == 2) {
+    double g[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};  // K^T K, padded to 3x3
     for (int r = 0; r < n; ++r)
       for (int c = 0; c < n; ++c)
         for (int i = 0; i < n; ++i) g[r * 3 + c] += (double)k[i * n + r] * k[i * n + c];
     const double top = sym3_max_eig(g);
-    return (float)sqrt(top > 0.0 ? top : 0.0);
+    return (float)fm_sqrt(top > 0.0 ? top : 0.0);
   }
   float s[kSmallMaxN];
   return small_svdvals(k, n, s) == kSmallBadSize ? NAN : s[0];
@@ -529,18 +454,18 @@ struct EigExtremes {
 // taken in double (no overflow for float parts). Any NaN eigenvalue makes every field NaN.
 FP_HOST_DEVICE EigExtremes eig_extremes(const float* re, const float* im, int n) {
   EigExtremes x = {INFINITY, INFINITY, 0.0f, 0.0f};
+  bool nan = false;
   for (int i = 0; i < n; ++i) {
-    if (re[i] != re[i] || im[i] != im[i]) {
-      x.min_abs = x.min_abs_re = x.max_abs = x.max_abs_re = NAN;
-      return x;
-    }
-    double r = re[i], m = im[i];
-    float mod = static_cast<float>(sqrt(r * r + m * m)), ar = fabsf(re[i]);
+    nan = nan | (re[i] != re[i]) | (im[i] != im[i]);
+    const double r = re[i], m = im[i], m2 = r * r + m * m;
+    const float mod = static_cast<float>(fm_sqrt(m2 == m2 ? m2 : 0.0)), ar = fabsf(re[i]);
     x.min_abs = mod < x.min_abs ? mod : x.min_abs;
     x.max_abs = mod > x.max_abs ? mod : x.max_abs;
     x.min_abs_re = ar < x.min_abs_re ? ar : x.min_abs_re;
     x.max_abs_re = ar > x.max_abs_re ? ar : x.max_abs_re;
   }
+  x.min_abs = nan ? NAN : x.min_abs, x.min_abs_re = nan ? NAN : x.min_abs_re;
+  x.max_abs = nan ? NAN : x.max_abs, x.max_abs_re = nan ? NAN : x.max_abs_re;
   return x;
 }
 
