@@ -89,6 +89,13 @@ def run(sizes: list[int], networks: list[str], out_dir: Path | None = None) -> l
         weights = [torch.randn(shape, generator=generator) * 0.05 for shape in NETWORKS[network]]
         nbytes = sum(w.numel() for w in weights) * 4
         kernels = sum(w.shape[0] * w.shape[1] for w in weights)
+        # The headline case: every 3x3 kernel of the network as one batch of matrices.
+        k3 = torch.cat([w.reshape(-1, 3, 3) for w in weights if tuple(w.shape[2:]) == (3, 3)])
+        timings = {
+            "fastprune-cpu": median_seconds(lambda k3=k3: small_eigvals(k3)),
+            "torch.linalg.eigvals": median_seconds(lambda k3=k3: torch.linalg.eigvals(k3)),
+        }
+        report(f"{network} eigvals of all {k3.shape[0]} 3x3 kernels", k3.numel() * 4, timings)
         for criterion in CRITERIA:
             timings = {
                 "fastprune-cpu": median_seconds(lambda c=criterion, ws=weights: kernel_scores(ws, c)),
