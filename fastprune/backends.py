@@ -60,6 +60,9 @@ def _device_reason(wanted: str, device_type: str) -> str | None:
 
 SCORING_OPS = frozenset({"pairwise_distances", "gm_scores"})
 SPECTRAL_OPS = frozenset({"small_eigvals", "small_svdvals", "small_det", "kernel_scores"})
+# Masked convolution: CPU C++ kernels and the torch reference; CUDA and Triton kernels are not written yet
+# (their Backend.refusal says "no masked_conv2d kernel in the cuda backend yet").
+CONV_OPS = frozenset({"masked_conv2d"})
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ class Backend:
 _REGISTRY = {
     "cpu": Backend(
         "cpu",
-        SCORING_OPS | SPECTRAL_OPS,
+        SCORING_OPS | SPECTRAL_OPS | CONV_OPS,
         lambda dev: _device_reason("cpu", dev) or _native.unavailable_reason(),
     ),
     "cuda": Backend(
@@ -93,7 +96,7 @@ _REGISTRY = {
     ),
     # Triton's small-matrix kernels are closed forms, written for the 1x1 to 3x3 kernels of a ResNet.
     "triton": Backend("triton", SCORING_OPS | SPECTRAL_OPS, _triton_reason, max_matrix_n=3),
-    "torch": Backend("torch", SCORING_OPS | SPECTRAL_OPS, lambda dev: None),
+    "torch": Backend("torch", SCORING_OPS | SPECTRAL_OPS | CONV_OPS, lambda dev: None),
 }
 
 

@@ -52,6 +52,9 @@ def bench(args: argparse.Namespace) -> int:
     if args.suite == "compact":
         importlib.import_module("fastprune.benchmarks.compaction").run(args.out, args.networks)
         return 0
+    if args.suite == "conv":
+        importlib.import_module("fastprune.benchmarks.masked_conv").run(args.out)
+        return 0
     if args.suite == "spectral":
         from fastprune.benchmarks import spectral
 
@@ -73,7 +76,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     bench_parser = commands.add_parser("bench", help="benchmarks")
     bench_parser.add_argument(
         "suite",
-        choices=["scoring", "spectral", "compact"],
+        choices=["scoring", "spectral", "compact", "conv"],
         help="scoring: whole-network gm_scores; spectral: small-matrix ops",
     )
     bench_parser.add_argument(

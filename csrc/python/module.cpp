@@ -127,6 +127,36 @@ PYBIND11_MODULE(_C, m) {
     return fp_kernel_criterion_power(static_cast<fp_kernel_criterion>(criterion), k);
   });
 
+  // Masked convolution. shape: the 13 fields of fp_conv2d_shape in order; pointers as integers (0 = NULL).
+  // `pass` selects fp_masked_conv2d_forward ("forward": a = x, b = bias, out = y), "backward_input"
+  // (a = grad_y, out = grad_x) or "backward_weight" (a = x, b = grad_y, out = grad_kernels).
+  m.def(
+      "masked_conv2d",
+      [](const std::string& pass, const std::vector<int64_t>& shape, std::uintptr_t a, std::uintptr_t b,
+         std::uintptr_t row_ptr, std::uintptr_t col, std::uintptr_t kernels, int device, std::uintptr_t out) {
+        if (shape.size() != 13) throw py::value_error("shape: expected the 13 fields of fp_conv2d_shape");
+        const fp_conv2d_shape s{shape[0], shape[1], shape[2], shape[3],  shape[4],  shape[5], shape[6],
+                                shape[7], shape[8], shape[9], shape[10], shape[11], shape[12]};
+        const auto f = [](std::uintptr_t p) { return reinterpret_cast<const float*>(p); };
+        const auto rows = reinterpret_cast<const int32_t*>(row_ptr);
+        const auto cols = reinterpret_cast<const int32_t*>(col);
+        const fp_exec exec = exec_of(device, 0);
+        if (pass != "forward" && pass != "backward_input" && pass != "backward_weight")
+          throw py::value_error("unknown masked_conv2d pass " + pass);
+        call_without_gil([&] {
+          if (pass == "forward")
+            return fp_masked_conv2d_forward(&s, f(a), rows, cols, f(kernels), f(b), exec,
+                                            reinterpret_cast<float*>(out));
+          if (pass == "backward_input")
+            return fp_masked_conv2d_backward_input(&s, f(a), rows, cols, f(kernels), exec,
+                                                   reinterpret_cast<float*>(out));
+          return fp_masked_conv2d_backward_weight(&s, f(a), f(b), rows, cols, exec,
+                                                  reinterpret_cast<float*>(out));
+        });
+      },
+      py::arg("pass_"), py::arg("shape"), py::arg("a"), py::arg("b"), py::arg("row_ptr"), py::arg("col"),
+      py::arg("kernels"), py::arg("device"), py::arg("out"));
+
   m.def("cuda_device_check", [] {
     const fp_status status = fp_cuda_device_check();
     return py::make_tuple(status == FP_OK, status == FP_OK ? std::string() : std::string(fp_last_error()));

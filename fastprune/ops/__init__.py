@@ -5,6 +5,7 @@ torch.compile and passes torch.library.opcheck."""
 from fastprune.ops._ragged import METRICS
 from fastprune.ops.gm_scores import gm_scores
 from fastprune.ops.kernel_scores import CRITERIA, criterion_power, kernel_scores
+from fastprune.ops.masked_conv2d import masked_conv2d
 from fastprune.ops.pairwise_distances import pairwise_distances
 from fastprune.ops.small_det import small_det
 from fastprune.ops.small_eigvals import small_eigvals
@@ -16,6 +17,7 @@ __all__ = [
     "criterion_power",
     "gm_scores",
     "kernel_scores",
+    "masked_conv2d",
     "pairwise_distances",
     "small_det",
     "small_eigvals",

@@ -114,6 +114,37 @@ FP_API int fp_kernel_criterion_power(fp_kernel_criterion criterion, int k);
 FP_API fp_status fp_kernel_scores(const fp_ragged_batch* kernels, fp_kernel_criterion criterion, fp_exec exec,
                                   float* out);
 
+/* ---- Masked (sparse) 2-D convolution ---------------------------------------------------------------
+ * y = conv2d(x, W * M) + b for a kernel mask M (O, C) (a filter mask is a kernel mask with whole rows).
+ * Only the kept kernels are passed, as compressed rows: filter o keeps input channels
+ * col[row_ptr[o] .. row_ptr[o+1]) (ascending), whose kh x kw kernels are kernels[j * kh * kw ...] for
+ * j in that range. row_ptr: O + 1 int32 with row_ptr[0] = 0, non-decreasing; col, kernels: nnz =
+ * row_ptr[O] entries (may be NULL when nnz = 0). Work is proportional to nnz. Tensors are float32,
+ * contiguous NCHW: x (N, C, H, W), y and grad_y (N, O, Ho, Wo) with
+ * Ho = (H + 2 pad_h - dilation_h (kh - 1) - 1) / stride_h + 1 (Wo likewise, both >= 1).
+ * Results are deterministic: identical for every OpenMP thread count. CPU only in this version. */
+typedef struct fp_conv2d_shape {
+  int64_t batch, in_channels, height, width; /* x: (N, C, H, W), N >= 0, C, H, W >= 1 */
+  int64_t out_channels, kernel_h, kernel_w;  /* weight: (O, C, kh, kw), all >= 1 */
+  int64_t stride_h, stride_w;                /* >= 1 */
+  int64_t pad_h, pad_w;                      /* >= 0 */
+  int64_t dilation_h, dilation_w;            /* >= 1 */
+} fp_conv2d_shape;
+
+/* y (N, O, Ho, Wo) = masked conv of x; bias: O floats or NULL. Filters with no kept kernel give bias
+ * (0 without bias). */
+FP_API fp_status fp_masked_conv2d_forward(const fp_conv2d_shape* shape, const float* x,
+                                          const int32_t* row_ptr, const int32_t* col, const float* kernels,
+                                          const float* bias, fp_exec exec, float* y);
+/* grad_x (N, C, H, W) = d(sum grad_y * y) / dx, the transposed convolution over the same kept kernels. */
+FP_API fp_status fp_masked_conv2d_backward_input(const fp_conv2d_shape* shape, const float* grad_y,
+                                                 const int32_t* row_ptr, const int32_t* col,
+                                                 const float* kernels, fp_exec exec, float* grad_x);
+/* grad_kernels (nnz, kh, kw): the weight gradient of the kept kernels only, in the order of col. */
+FP_API fp_status fp_masked_conv2d_backward_weight(const fp_conv2d_shape* shape, const float* x,
+                                                  const float* grad_y, const int32_t* row_ptr,
+                                                  const int32_t* col, fp_exec exec, float* grad_kernels);
+
 /* Message of the last failed call on this thread ("" after a success). */
 FP_API const char* fp_last_error(void);
 FP_API const char* fp_status_name(fp_status status);

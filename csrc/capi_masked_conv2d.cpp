@@ -1,0 +1,159 @@
+// C ABI entry points of the masked convolution: argument checks (shape, compressed kernel lists, pointers),
+// then the CPU kernels of csrc/cpu/masked_conv2d.cpp. There is no CUDA kernel yet: FP_DEVICE_CUDA answers
+// FP_ERR_UNAVAILABLE with that reason.
+#include <limits.h>
+
+#include <string>
+
+#include "capi_internal.h"
+#include "cpu/masked_conv2d.h"
+#include "fastprune/fastprune.h"
+
+namespace {
+
+using fp::capi::guarded;
+using fp::capi::reject;
+
+fp_status invalid(std::string& error, const std::string& message) {
+  return reject(error, FP_ERR_INVALID_ARGUMENT, message);
+}
+
+std::string str(int64_t v) {
+  return std::to_string(v);
+}
+
+// Checks the shape and fills the geometry (output size included).
+fp_status check_shape(const fp_conv2d_shape* shape, fp::cpu::ConvGeometry& g, std::string& error) {
+  if (!shape) return invalid(error, "shape: expected a fp_conv2d_shape pointer, got NULL");
+  const fp_conv2d_shape& s = *shape;
+  if (s.batch < 0) return invalid(error, "shape->batch: expected >= 0, got " + str(s.batch));
+  const struct {
+    const char* name;
+    int64_t value, low;
+  } fields[] = {{"in_channels", s.in_channels, 1},
+                {"height", s.height, 1},
+                {"width", s.width, 1},
+                {"out_channels", s.out_channels, 1},
+                {"kernel_h", s.kernel_h, 1},
+                {"kernel_w", s.kernel_w, 1},
+                {"stride_h", s.stride_h, 1},
+                {"stride_w", s.stride_w, 1},
+                {"pad_h", s.pad_h, 0},
+                {"pad_w", s.pad_w, 0},
+                {"dilation_h", s.dilation_h, 1},
+                {"dilation_w", s.dilation_w, 1}};
+  for (const auto& f : fields)
+    // Beyond 2^31 no dimension is a conv layer's; the bound also keeps every index product in int64.
+    if (f.value < f.low || f.value > INT_MAX)
+      return invalid(error, std::string("shape->") + f.name + ": expected " + str(f.low) +
+                                " <= value <= 2^31-1, got " + str(f.value));
+  const int64_t ho = (s.height + 2 * s.pad_h - s.dilation_h * (s.kernel_h - 1) - 1) / s.stride_h + 1;
+  const int64_t wo = (s.width + 2 * s.pad_w - s.dilation_w * (s.kernel_w - 1) - 1) / s.stride_w + 1;
+  if (s.height + 2 * s.pad_h < s.dilation_h * (s.kernel_h - 1) + 1 ||
+      s.width + 2 * s.pad_w < s.dilation_w * (s.kernel_w - 1) + 1)
+    return invalid(error, "shape: output size (" + str(ho) + ", " + str(wo) +
+                              ") must be positive: the dilated kernel is larger than the padded input");
+  g = fp::cpu::ConvGeometry{s.batch,    s.in_channels, s.height,     s.width,    s.out_channels,
+                            s.kernel_h, s.kernel_w,    s.stride_h,   s.stride_w, s.pad_h,
+                            s.pad_w,    s.dilation_h,  s.dilation_w, ho,         wo};
+  return FP_OK;
+}
+
+// row_ptr non-decreasing from 0; col within [0, C) and ascending within each filter.
+fp_status check_lists(const fp::cpu::ConvGeometry& g, const int32_t* row_ptr, const int32_t* col,
+                      std::string& error) {
+  if (!row_ptr) return invalid(error, "row_ptr: expected out_channels + 1 int32 offsets, got NULL");
+  if (row_ptr[0] != 0) return invalid(error, "row_ptr[0]: expected 0, got " + str(row_ptr[0]));
+  for (int64_t o = 0; o < g.O; ++o)
+    if (row_ptr[o + 1] < row_ptr[o] || row_ptr[o + 1] - row_ptr[o] > g.C)
+      return invalid(error, "row_ptr[" + str(o + 1) + "]: expected row_ptr[" + str(o) +
+                                "] = " + str(row_ptr[o]) + " <= value <= row_ptr[" + str(o) +
+                                "] + in_channels, got " + str(row_ptr[o + 1]));
+  if (row_ptr[g.O] > 0 && !col)
+    return invalid(error, "col: expected row_ptr[out_channels] int32 indices, got NULL");
+  for (int64_t o = 0; o < g.O; ++o)
+    for (int64_t j = row_ptr[o]; j < row_ptr[o + 1]; ++j) {
+      if (col[j] < 0 || col[j] >= g.C)
+        return invalid(error, "col[" + str(j) + "]: expected an input channel in [0, " + str(g.C) +
+                                  "), got " + str(col[j]));
+      if (j > row_ptr[o] && col[j] <= col[j - 1])
+        return invalid(error, "col[" + str(j) + "]: expected input channels ascending within filter " +
+                                  str(o) + ", got " + str(col[j]) + " after " + str(col[j - 1]));
+    }
+  return FP_OK;
+}
+
+fp_status check_common(const fp_conv2d_shape* shape, const int32_t* row_ptr, const int32_t* col, fp_exec exec,
+                       fp::cpu::ConvGeometry& g, std::string& error) {
+  fp_status status = fp::capi::check_exec(exec, error);
+  if (status != FP_OK) return status;
+  if (exec.device == FP_DEVICE_CUDA)
+    return reject(error, FP_ERR_UNAVAILABLE,
+                  "exec.device: masked_conv2d has no CUDA kernel yet; run it on the CPU (FP_DEVICE_CPU)");
+  status = check_shape(shape, g, error);
+  if (status != FP_OK) return status;
+  return check_lists(g, row_ptr, col, error);
+}
+
+fp_status check_pointer(const void* p, int64_t count, const char* name, const char* what,
+                        std::string& error) {
+  if (count > 0 && !p) return invalid(error, std::string(name) + ": expected " + what + ", got NULL");
+  return FP_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+fp_status fp_masked_conv2d_forward(const fp_conv2d_shape* shape, const float* x, const int32_t* row_ptr,
+                                   const int32_t* col, const float* kernels, const float* bias, fp_exec exec,
+                                   float* y) {
+  return guarded([&](std::string& error) {
+    fp::cpu::ConvGeometry g;
+    fp_status status = check_common(shape, row_ptr, col, exec, g, error);
+    if (status == FP_OK) status = check_pointer(x, g.N, "x", "N * C * H * W floats", error);
+    if (status == FP_OK)
+      status = check_pointer(kernels, row_ptr[g.O], "kernels", "nnz * kh * kw floats", error);
+    if (status == FP_OK)
+      status = check_pointer(y, g.N, "y", "an output buffer of N * O * Ho * Wo floats", error);
+    if (status != FP_OK) return status;
+    fp::cpu::masked_conv2d_forward(g, x, row_ptr, col, kernels, bias, y);
+    return FP_OK;
+  });
+}
+
+fp_status fp_masked_conv2d_backward_input(const fp_conv2d_shape* shape, const float* grad_y,
+                                          const int32_t* row_ptr, const int32_t* col, const float* kernels,
+                                          fp_exec exec, float* grad_x) {
+  return guarded([&](std::string& error) {
+    fp::cpu::ConvGeometry g;
+    fp_status status = check_common(shape, row_ptr, col, exec, g, error);
+    if (status == FP_OK) status = check_pointer(grad_y, g.N, "grad_y", "N * O * Ho * Wo floats", error);
+    if (status == FP_OK)
+      status = check_pointer(kernels, row_ptr[g.O], "kernels", "nnz * kh * kw floats", error);
+    if (status == FP_OK)
+      status = check_pointer(grad_x, g.N, "grad_x", "an output buffer of N * C * H * W floats", error);
+    if (status != FP_OK) return status;
+    fp::cpu::masked_conv2d_backward_input(g, grad_y, row_ptr, col, kernels, grad_x);
+    return FP_OK;
+  });
+}
+
+fp_status fp_masked_conv2d_backward_weight(const fp_conv2d_shape* shape, const float* x, const float* grad_y,
+                                           const int32_t* row_ptr, const int32_t* col, fp_exec exec,
+                                           float* grad_kernels) {
+  return guarded([&](std::string& error) {
+    fp::cpu::ConvGeometry g;
+    fp_status status = check_common(shape, row_ptr, col, exec, g, error);
+    if (status == FP_OK) status = check_pointer(x, g.N, "x", "N * C * H * W floats", error);
+    if (status == FP_OK) status = check_pointer(grad_y, g.N, "grad_y", "N * O * Ho * Wo floats", error);
+    if (status == FP_OK)
+      status = check_pointer(grad_kernels, row_ptr[g.O], "grad_kernels",
+                             "an output buffer of nnz * kh * kw floats", error);
+    if (status != FP_OK) return status;
+    fp::cpu::masked_conv2d_backward_weight(g, x, grad_y, row_ptr, col, grad_kernels);
+    return FP_OK;
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,96 @@
+// Helpers shared by the masked-convolution passes (csrc/cpu/masked_conv2d*.cpp): the float vector type and
+// the staging of input channels and output gradients into zero-padded rows of Wv = roundup(Wo, 8) floats.
+#ifndef FASTPRUNE_CPU_MASKED_CONV2D_STAGING_H
+#define FASTPRUNE_CPU_MASKED_CONV2D_STAGING_H
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "cpu/masked_conv2d.h"
+
+namespace fp {
+namespace cpu {
+namespace staging {
+
+constexpr int64_t kLanes = 8;  // one AVX2 register of floats (GCC/Clang vector extension, any ISA)
+typedef float vec __attribute__((vector_size(32)));
+
+inline vec load(const float* p) {
+  vec v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline float hsum(vec v) {
+  float s = 0.0f;
+  for (int k = 0; k < kLanes; ++k) s += v[k];
+  return s;
+}
+
+// Stores the first `lanes` (1..8) floats of v.
+inline void store_lanes(float* p, vec v, int64_t lanes) {
+  if (lanes >= kLanes)
+    std::memcpy(p, &v, sizeof v);
+  else
+    std::memcpy(p, &v, static_cast<size_t>(lanes) * sizeof(float));
+}
+
+struct Staging {
+  int64_t Hp, Wv, nvec, row;  // padded height, row width (multiple of 8), vectors per row, kx block size
+  int64_t channel;            // floats per staged channel: kw * Hp * Wv
+  explicit Staging(const ConvGeometry& g)
+      : Hp(g.H + 2 * g.ph),
+        Wv((g.Wo + kLanes - 1) / kLanes * kLanes),
+        nvec(Wv / kLanes),
+        row(Hp * Wv),
+        channel(g.kw * Hp * Wv) {}
+};
+
+// xs_c <- the kw shifted copies of channel xc (H x W) described at the top of the file.
+inline void stage_input_channel(const ConvGeometry& g, const Staging& s, const float* xc, float* xs_c) {
+  for (int64_t kx = 0; kx < g.kw; ++kx)
+    for (int64_t yp = 0; yp < s.Hp; ++yp) {
+      float* out = xs_c + kx * s.row + yp * s.Wv;
+      const int64_t y = yp - g.ph;
+      if (y < 0 || y >= g.H) {
+        std::fill(out, out + s.Wv, 0.0f);
+        continue;
+      }
+      const float* src = xc + y * g.W;
+      for (int64_t ox = 0; ox < s.Wv; ++ox) {
+        const int64_t xi = ox * g.sw + kx * g.dw - g.pw;
+        out[ox] = (ox < g.Wo && xi >= 0 && xi < g.W) ? src[xi] : 0.0f;
+      }
+    }
+}
+
+// gs_o <- grad_y of one filter (Ho x Wo) as Ho rows of Wv floats, zero beyond Wo.
+inline void stage_output_filter(const ConvGeometry& g, const Staging& s, const float* gy_o, float* gs_o) {
+  for (int64_t oy = 0; oy < g.Ho; ++oy) {
+    std::memcpy(gs_o + oy * s.Wv, gy_o + oy * g.Wo, static_cast<size_t>(g.Wo) * sizeof(float));
+    std::fill(gs_o + oy * s.Wv + g.Wo, gs_o + (oy + 1) * s.Wv, 0.0f);
+  }
+}
+
+inline std::vector<int64_t> used_channels(const ConvGeometry& g, const int32_t* row_ptr, const int32_t* col) {
+  std::vector<char> used(static_cast<size_t>(g.C), 0);
+  for (int64_t j = 0; j < row_ptr[g.O]; ++j) used[static_cast<size_t>(col[j])] = 1;
+  std::vector<int64_t> list;
+  for (int64_t c = 0; c < g.C; ++c)
+    if (used[static_cast<size_t>(c)]) list.push_back(c);
+  return list;
+}
+
+inline std::vector<int64_t> kept_filters(const ConvGeometry& g, const int32_t* row_ptr) {
+  std::vector<int64_t> list;
+  for (int64_t o = 0; o < g.O; ++o)
+    if (row_ptr[o + 1] > row_ptr[o]) list.push_back(o);
+  return list;
+}
+
+}  // namespace staging
+}  // namespace cpu
+}  // namespace fp
+
+#endif  // FASTPRUNE_CPU_MASKED_CONV2D_STAGING_H

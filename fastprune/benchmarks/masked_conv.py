@@ -1,0 +1,128 @@
+"""masked_conv2d (cpu backend) against dense F.conv2d (oneDNN) on ResNet-56 and ResNet-50 layer shapes.
+
+For each layer and mask (filter sparsity 30/50/70 %, kernel sparsity 50/80/90/95 %, random masks), the
+masked op and the dense conv of the full weight are timed interleaved in one run (rep after rep, so both
+see the same machine load), forward alone and forward + backward (x and weight need gradients). Medians;
+speed-up = dense / masked. Writes bench/results/masked_conv.csv (or OUT/masked_conv.csv).
+"""
+
+from __future__ import annotations
+
+import datetime
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from fastprune.benchmarks.common import append_csv, commit, machine_name
+from fastprune.ops import masked_conv2d
+
+FIELDS = [
+    "date",
+    "commit",
+    "machine",
+    "layer",
+    "batch",
+    "mask",
+    "sparsity",
+    "pass",
+    "dense_ms",
+    "masked_ms",
+    "speedup",
+]
+# (name, batch, C, O, H = W, k): stride 1, padding k // 2.
+LAYERS = [
+    ("resnet56 stage1 3x3", 64, 16, 16, 32, 3),
+    ("resnet56 stage2 3x3", 64, 32, 32, 16, 3),
+    ("resnet56 stage3 3x3", 64, 64, 64, 8, 3),
+    ("resnet50 layer1 3x3", 16, 64, 64, 56, 3),
+    ("resnet50 layer2 3x3", 16, 128, 128, 28, 3),
+    ("resnet50 layer3 3x3", 16, 256, 256, 14, 3),
+    ("resnet50 layer1 1x1 256->64", 16, 256, 64, 56, 1),
+]
+MASKS = [
+    ("filter", 0.3),
+    ("filter", 0.5),
+    ("filter", 0.7),
+    ("kernel", 0.5),
+    ("kernel", 0.8),
+    ("kernel", 0.9),
+    ("kernel", 0.95),
+]
+
+
+def _interleaved(fns: list[Callable[[], object]], reps: int) -> list[float]:
+    """Median seconds of each fn, timed round-robin after one warm-up each."""
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(reps):
+        for fn, record in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            record.append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
+
+
+def _passes(x, w, mask, pad, grad_y) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
+    """{pass: (dense, masked)} callables."""
+
+    def dense_fwd():
+        with torch.no_grad():
+            return F.conv2d(x, w, None, 1, pad)
+
+    def masked_fwd():
+        with torch.no_grad():
+            return masked_conv2d(x, w, mask, None, 1, pad, backend="cpu")
+
+    def dense_train():
+        F.conv2d(x, w, None, 1, pad).backward(grad_y)
+
+    def masked_train():
+        masked_conv2d(x, w, mask, None, 1, pad, backend="cpu").backward(grad_y)
+
+    return {"forward": (dense_fwd, masked_fwd), "forward+backward": (dense_train, masked_train)}
+
+
+def run(out_dir: Path | None = None, reps: int = 7) -> list[dict]:
+    machine, rev, date = machine_name(), commit(), datetime.datetime.now().isoformat(timespec="seconds")
+    print(f"machine: {machine}; commit {rev}")
+    gen = torch.Generator().manual_seed(0)
+    rows = []
+    for name, batch, c, o, size, k in LAYERS:
+        x = torch.randn(batch, c, size, size, generator=gen).requires_grad_()
+        w = (torch.randn(o, c, k, k, generator=gen) * 0.1).requires_grad_()
+        grad_y = torch.randn(batch, o, size, size, generator=gen)
+        for kind, sparsity in MASKS:
+            shape = (o,) if kind == "filter" else (o, c)
+            mask = torch.rand(shape, generator=gen) >= sparsity
+
+            passes = _passes(x, w, mask, k // 2, grad_y)
+            for label, pair in passes.items():
+                dense_s, masked_s = _interleaved(list(pair), reps)
+                row = dict(
+                    date=date,
+                    commit=rev,
+                    machine=machine,
+                    layer=name,
+                    batch=batch,
+                    mask=kind,
+                    sparsity=sparsity,
+                    dense_ms=round(dense_s * 1e3, 3),
+                    masked_ms=round(masked_s * 1e3, 3),
+                    speedup=round(dense_s / masked_s, 3),
+                )
+                row["pass"] = label
+                rows.append(row)
+                print(
+                    f"{name:<30} {kind:<6} {sparsity:4.0%} {label:<17} dense {dense_s * 1e3:8.2f} ms  "
+                    f"masked {masked_s * 1e3:8.2f} ms  x{dense_s / masked_s:5.2f}",
+                    flush=True,
+                )
+    out = out_dir or Path("bench/results")
+    out.mkdir(parents=True, exist_ok=True)
+    append_csv(out / "masked_conv.csv", FIELDS, rows)
+    return rows

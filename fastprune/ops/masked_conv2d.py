@@ -1,0 +1,312 @@
+"""masked_conv2d: a 2-D convolution that computes only the kept filters / kernels of a pruning mask.
+
+    y = conv2d(x, W * M, b, stride, padding, dilation)
+
+with M a bool filter mask (O,) or kernel mask (O, C) (True = kept). Gradients: dL/dx through the kept
+kernels only; dL/dW on kept entries and exactly 0 on masked ones; dL/db = sum of dL/dy over N, H, W.
+
+Backends: "torch" (F.conv2d on W * M and torch.nn.grad; any device, float32 or float64, the oracle) and
+"cpu" (fastprune's C++ kernels through the C ABI, float32: direct convolution over compressed lists of
+the kept kernels, work proportional to their number; see csrc/cpu/masked_conv2d.cpp).
+Registered as torch.ops.fastprune.masked_conv2d (+ masked_conv2d_backward) with fake implementations
+and autograd, on the (O, C) mask.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+from fastprune._native import native
+from fastprune.backends import select_backend
+from fastprune.ops._library import LIBRARY, register
+
+IntPair = Union[int, Sequence[int]]
+_DEVICE_CPU = 0
+
+
+def _pair(value: IntPair, name: str, low: int) -> list[int]:
+    pair = [value, value] if isinstance(value, int) else list(value)
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
+        raise ValueError(f"{name}: expected an int or a pair of ints, got {value!r}")
+    if min(pair) < low:
+        raise ValueError(f"{name}: expected values >= {low}, got {value!r}")
+    return pair
+
+
+def output_size(
+    size: Sequence[int], kernel: Sequence[int], stride: list[int], padding: list[int], dilation: list[int]
+) -> list[int]:
+    """(Ho, Wo) with Ho = floor((H + 2 p - d (k - 1) - 1) / s) + 1, as nn.Conv2d."""
+    return [(size[a] + 2 * padding[a] - dilation[a] * (kernel[a] - 1) - 1) // stride[a] + 1 for a in range(2)]
+
+
+# ---- torch backend: the reference --------------------------------------------------------------------
+
+
+def _float_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return mask.to(like.dtype)[:, :, None, None]
+
+
+def _torch_forward(x, weight, mask, bias, stride, padding, dilation):
+    return F.conv2d(x, weight * _float_mask(mask, weight), bias, stride, padding, dilation)
+
+
+def _torch_backward(grad_y, x, weight, mask, stride, padding, dilation, need):
+    grad_x = grad_w = None
+    if need[0]:
+        masked = weight * _float_mask(mask, weight)
+        grad_x = torch.nn.grad.conv2d_input(x.shape, masked, grad_y, stride, padding, dilation)
+    if need[1]:
+        full = torch.nn.grad.conv2d_weight(x, weight.shape, grad_y, stride, padding, dilation)
+        # where(), not a product: a masked entry is exactly 0 even when the dense gradient is inf/NaN.
+        grad_w = torch.where(mask[:, :, None, None], full, torch.zeros((), dtype=full.dtype))
+    return grad_x, grad_w
+
+
+# ---- cpu backend: the C ABI --------------------------------------------------------------------------
+
+
+def _kept_lists(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(O, C) bool -> compressed rows: row_ptr (O + 1,) int32, col (nnz,) int32 (ascending per filter)
+    and the filter of each kept kernel (nnz,) int64."""
+    filters, col = mask.nonzero(as_tuple=True)  # row-major order: filters ascending, channels ascending
+    row_ptr = torch.zeros(mask.shape[0] + 1, dtype=torch.int32)
+    row_ptr[1:] = mask.sum(1).cumsum(0)
+    return row_ptr, col.to(torch.int32).contiguous(), filters
+
+
+def _shape_fields(x: torch.Tensor, weight: torch.Tensor, stride, padding, dilation) -> list[int]:
+    """The 13 fields of fp_conv2d_shape."""
+    return [*x.shape, weight.shape[0], weight.shape[2], weight.shape[3], *stride, *padding, *dilation]
+
+
+def _address(t: Optional[torch.Tensor]) -> int:
+    return 0 if t is None or t.numel() == 0 else t.data_ptr()
+
+
+def _cpu_forward(x, weight, mask, bias, stride, padding, dilation):
+    row_ptr, col, filters = _kept_lists(mask)
+    kernels = weight[filters, col.long()].contiguous()  # (nnz, kh, kw): the kept kernels, packed
+    x = x.contiguous()
+    bias = None if bias is None else bias.contiguous()
+    ho, wo = output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
+    y = x.new_empty(x.shape[0], weight.shape[0], ho, wo)
+    native().masked_conv2d(
+        "forward",
+        _shape_fields(x, weight, stride, padding, dilation),
+        _address(x),
+        _address(bias),
+        row_ptr.data_ptr(),
+        _address(col),
+        _address(kernels),
+        _DEVICE_CPU,
+        _address(y),
+    )
+    return y
+
+
+def _cpu_backward(grad_y, x, weight, mask, stride, padding, dilation, need):
+    row_ptr, col, filters = _kept_lists(mask)
+    shape = _shape_fields(x, weight, stride, padding, dilation)
+    grad_y = grad_y.contiguous()
+    grad_x = grad_w = None
+    if need[0]:
+        kernels = weight[filters, col.long()].contiguous()
+        grad_x = x.new_empty(x.shape)
+        native().masked_conv2d(
+            "backward_input",
+            shape,
+            _address(grad_y),
+            0,
+            row_ptr.data_ptr(),
+            _address(col),
+            _address(kernels),
+            _DEVICE_CPU,
+            _address(grad_x),
+        )
+    if need[1]:
+        grad_kernels = weight.new_empty(col.shape[0], weight.shape[2], weight.shape[3])
+        native().masked_conv2d(
+            "backward_weight",
+            shape,
+            _address(x.contiguous()),
+            _address(grad_y),
+            row_ptr.data_ptr(),
+            _address(col),
+            0,
+            _DEVICE_CPU,
+            _address(grad_kernels),
+        )
+        grad_w = weight.new_zeros(weight.shape)
+        grad_w[filters, col.long()] = grad_kernels
+    return grad_x, grad_w
+
+
+# ---- registration -------------------------------------------------------------------------------------
+
+_FORWARD = {"cpu": _cpu_forward, "torch": _torch_forward}
+_BACKWARD = {"cpu": _cpu_backward, "torch": _torch_backward}
+
+
+def _forward(x, weight, mask, bias, stride, padding, dilation, backend):
+    return _FORWARD[backend](x, weight, mask, bias, stride, padding, dilation)
+
+
+def _forward_fake(x, weight, mask, bias, stride, padding, dilation, backend):
+    ho, wo = output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
+    return x.new_empty(x.shape[0], weight.shape[0], ho, wo)
+
+
+def _backward_op(grad_y, x, weight, mask, stride, padding, dilation, output_mask, backend):
+    grad_x, grad_w = _BACKWARD[backend](grad_y, x, weight, mask, stride, padding, dilation, output_mask)
+    # A schema returns tensors: an unneeded gradient is an empty one, never computed.
+    return (
+        x.new_empty(0) if grad_x is None else grad_x,
+        weight.new_empty(0) if grad_w is None else grad_w,
+    )
+
+
+def _backward_fake(grad_y, x, weight, mask, stride, padding, dilation, output_mask, backend):
+    return (
+        x.new_empty(x.shape if output_mask[0] else (0,)),
+        weight.new_empty(weight.shape if output_mask[1] else (0,)),
+    )
+
+
+register(
+    "masked_conv2d",
+    "(Tensor x, Tensor weight, Tensor mask, Tensor? bias, int[2] stride, int[2] padding, int[2] dilation, "
+    "str backend) -> Tensor",
+    _forward,
+    _forward_fake,
+)
+register(
+    "masked_conv2d_backward",
+    "(Tensor grad_y, Tensor x, Tensor weight, Tensor mask, int[2] stride, int[2] padding, int[2] dilation, "
+    "bool[2] output_mask, str backend) -> (Tensor, Tensor)",
+    _backward_op,
+    _backward_fake,
+)
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, mask, bias, stride, padding, dilation, backend = inputs
+    ctx.save_for_backward(x, weight, mask)
+    ctx.conv = (stride, padding, dilation, backend)
+    ctx.has_bias = bias is not None
+
+
+def _autograd_backward(ctx, grad_y):
+    x, weight, mask = ctx.saved_tensors
+    stride, padding, dilation, backend = ctx.conv
+    need_x, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[3]
+    grad_x = grad_w = grad_b = None
+    if need_x or need_w:
+        grad_x, grad_w = torch.ops.fastprune.masked_conv2d_backward(
+            grad_y, x, weight, mask, stride, padding, dilation, [need_x, need_w], backend
+        )
+    if ctx.has_bias and need_b:
+        grad_b = grad_y.sum((0, 2, 3))
+    return grad_x if need_x else None, grad_w if need_w else None, None, grad_b, None, None, None, None
+
+
+torch.library.register_autograd(
+    "fastprune::masked_conv2d", _autograd_backward, setup_context=_setup_context, lib=LIBRARY
+)
+
+
+# ---- public op -----------------------------------------------------------------------------------------
+
+
+def _check_tensor(t: object, name: str, dims: int, what: str) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name}: expected a tensor, got {type(t).__name__}")
+    if t.dim() != dims:
+        raise ValueError(f"{name}: expected a {dims}-D tensor {what}, got shape {tuple(t.shape)}")
+    return t
+
+
+def check_mask(mask: object, weight_shape: Sequence[int], device: torch.device) -> torch.Tensor:
+    """Checks a filter mask (O,) or kernel mask (O, C) for a weight (O, C, kh, kw); returns it as (O, C)."""
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"mask: expected a bool tensor, got {type(mask).__name__}")
+    if mask.dtype is not torch.bool:
+        raise TypeError(f"mask: expected dtype torch.bool (True = kept), got {mask.dtype}")
+    out_ch, in_ch = weight_shape[0], weight_shape[1]
+    if tuple(mask.shape) not in ((out_ch,), (out_ch, in_ch)):
+        raise ValueError(
+            f"mask: expected a filter mask ({out_ch},) or a kernel mask ({out_ch}, {in_ch}) for a weight of "
+            f"shape {tuple(weight_shape)}, got shape {tuple(mask.shape)}"
+        )
+    if mask.device != device:
+        raise ValueError(f"mask: expected a tensor on {device} (the weight's device), got {mask.device}")
+    return mask[:, None].expand(out_ch, in_ch) if mask.dim() == 1 else mask
+
+
+def masked_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    mask: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    *,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """conv2d(x, weight * mask, bias, stride, padding, dilation) computing only the kept kernels.
+
+    x (N, C, H, W), weight (O, C, kh, kw), bias (O,) or None, all float32 (float64 too on the torch
+    backend); mask bool (O,) filter mask or (O, C) kernel mask, True = kept. Returns (N, O, Ho, Wo),
+    Ho = floor((H + 2 padding - dilation (kh - 1) - 1) / stride) + 1. A pruned filter outputs its bias
+    (0 without bias). Differentiable in x, weight and bias; the weight gradient is exactly 0 on masked
+    entries. groups = 1 only, zero padding only. Backends: "cpu" (C++, float32), "torch", or "auto"
+    (cpu for float32 CPU tensors, torch otherwise, e.g. float64 or CUDA).
+    """
+    _check_tensor(x, "x", 4, "(N, C, H, W)")
+    _check_tensor(weight, "weight", 4, "(O, C, kh, kw)")
+    for t, name in ((x, "x"), (weight, "weight")):
+        if t.dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"{name}: expected float32 (or float64 on the torch backend), got {t.dtype}")
+    if weight.dtype != x.dtype or weight.device != x.device:
+        raise TypeError(
+            f"weight: expected {x.dtype} on {x.device} like x, got {weight.dtype} on {weight.device}"
+        )
+    if weight.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"weight: expected {x.shape[1]} input channels like x (groups = 1 only), got weight of shape "
+            f"{tuple(weight.shape)} for x of shape {tuple(x.shape)}"
+        )
+    if bias is not None:
+        _check_tensor(bias, "bias", 1, "(O,)")
+        if bias.shape[0] != weight.shape[0] or bias.dtype != x.dtype or bias.device != x.device:
+            raise ValueError(
+                f"bias: expected ({weight.shape[0]},) {x.dtype} on {x.device}, got {tuple(bias.shape)} "
+                f"{bias.dtype} on {bias.device}"
+            )
+    mask2d = check_mask(mask, weight.shape, weight.device)
+    stride_, padding_, dilation_ = (
+        _pair(stride, "stride", 1),
+        _pair(padding, "padding", 0),
+        _pair(dilation, "dilation", 1),
+    )
+    ho, wo = output_size(x.shape[2:], weight.shape[2:], stride_, padding_, dilation_)
+    if ho < 1 or wo < 1:
+        raise ValueError(
+            f"x: output size ({ho}, {wo}) must be positive; the dilated kernel {tuple(weight.shape[2:])} "
+            f"(dilation {dilation_}) is larger than the padded input {tuple(x.shape[2:])} "
+            f"(padding {padding_})"
+        )
+    requested = backend
+    if x.dtype is torch.float64 and backend == "auto":
+        requested = "torch"  # the only backend that computes in float64
+    name = select_backend(requested, x.device.type, "masked_conv2d")
+    if name == "cpu" and x.dtype is not torch.float32:
+        raise TypeError(
+            f"x: the cpu backend computes in float32, got {x.dtype}; convert with .float() or use "
+            "backend='torch'"
+        )
+    return torch.ops.fastprune.masked_conv2d(x, weight, mask2d, bias, stride_, padding_, dilation_, name)

@@ -1,0 +1,265 @@
+"""masked_conv2d and MaskedConv2d against F.conv2d on masked weights in float64.
+
+Tolerances (float32 op against the float64 reference computed from the same float32 inputs): absolute
+2e-5 * sqrt(kept taps per output) on outputs and gradients (values and weights are O(1)); masked weight
+gradients exactly 0. gradcheck runs the torch backend in float64 (the cpu backend is float32-only: its
+gradients are checked against the float64 reference instead)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fastprune.backends import BackendError
+from fastprune.nn import MaskedConv2d, convert
+from fastprune.ops import masked_conv2d
+
+BACKENDS = ["cpu", "torch"]
+# (N, C, H, W, O, k, stride, padding, dilation): kernels 1/3/5/7, strides 1/2, padding 0/1/2, dilation 1/2,
+# odd sizes.
+CASES = [
+    (2, 3, 9, 11, 5, 3, 1, 1, 1),
+    (2, 4, 10, 7, 6, 3, 2, 2, 2),
+    (1, 2, 5, 5, 3, 1, 1, 0, 1),
+    (2, 3, 13, 13, 4, 7, 2, 3, 1),
+    (2, 5, 8, 9, 7, 5, 1, 2, 1),
+    (1, 4, 17, 15, 9, 3, 2, 0, 1),
+    (2, 6, 12, 12, 5, 3, 1, 2, 2),
+    (3, 16, 20, 20, 12, 3, 1, 1, 1),
+]
+
+
+def _masks(o: int, c: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    return {
+        "filter": torch.rand(o, generator=gen) > 0.5,
+        "kernel": torch.rand(o, c, generator=gen) > 0.6,
+        "empty": torch.zeros(o, dtype=torch.bool),
+        "full": torch.ones(o, c, dtype=torch.bool),
+    }
+
+
+def _reference(x, w, mask, b, stride, padding, dilation, grad_y):
+    """Output and gradients in float64 from the float32 inputs."""
+    m = (mask[:, None].expand(w.shape[:2]) if mask.dim() == 1 else mask)[:, :, None, None]
+    x64, w64, b64 = (t.double().requires_grad_() for t in (x, w, b))
+    y = F.conv2d(x64, w64 * m, b64, stride, padding, dilation)
+    y.backward(grad_y.double())
+    return y.detach(), x64.grad, w64.grad * m, b64.grad
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", CASES)
+def test_matches_float64_reference(backend: str, case: tuple) -> None:
+    n, c, h, w_, o, k, stride, padding, dilation = case
+    gen = torch.Generator().manual_seed(sum(case))
+    x, w, b = torch.randn(n, c, h, w_, generator=gen), torch.randn(o, c, k, k, generator=gen), torch.randn(o)
+    for kind, mask in _masks(o, c, gen).items():
+        xg, wg, bg = (t.clone().requires_grad_() for t in (x, w, b))
+        y = masked_conv2d(xg, wg, mask, bg, stride, padding, dilation, backend=backend)
+        grad_y = torch.randn(y.shape, generator=gen)
+        y.backward(grad_y)
+        ref = _reference(x, w, mask, b, stride, padding, dilation, grad_y)
+        atol = 2e-5 * (c * k * k) ** 0.5
+        for got, expected, what in zip(
+            (y, xg.grad, wg.grad, bg.grad), ref, ("y", "grad x", "grad w", "grad b")
+        ):
+            assert got.dtype == torch.float32 and got.shape == expected.shape, what
+            torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=atol, msg=f"{kind} {what}")
+        m = mask[:, None].expand(o, c) if mask.dim() == 1 else mask
+        assert torch.all(wg.grad[~m] == 0), "masked weights must get exactly zero gradient"
+        if kind == "empty":
+            assert torch.equal(y.detach(), b.view(1, o, 1, 1).expand_as(y))
+
+
+def test_empty_mask_without_bias_is_zero() -> None:
+    x, w = torch.randn(2, 3, 6, 6), torch.randn(4, 3, 3, 3)
+    y = masked_conv2d(x, w, torch.zeros(4, dtype=torch.bool), backend="cpu")
+    assert torch.equal(y, torch.zeros(2, 4, 4, 4))
+
+
+def test_masked_weight_gradient_exactly_zero_even_with_huge_values() -> None:
+    x, w = torch.randn(2, 3, 6, 6) * 1e30, torch.randn(4, 3, 3, 3).requires_grad_()
+    mask = torch.tensor([True, False, True, False])
+    for backend in BACKENDS:
+        w.grad = None
+        masked_conv2d(x, w, mask, padding=1, backend=backend).sum().backward()
+        assert torch.all(w.grad[~mask] == 0)
+
+
+def test_gradcheck_torch_backend_float64() -> None:
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3, 6, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, generator=gen, requires_grad=True)
+    for mask in (torch.tensor([True, False, True, True]), torch.rand(4, 3, generator=gen) > 0.5):
+
+        def conv(x, w, b, mask=mask):
+            return masked_conv2d(x, w, mask, b, stride=2, padding=1)
+
+        assert torch.autograd.gradcheck(conv, (x, w, b))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_opcheck(backend: str) -> None:
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 3, 7, 6, generator=gen, requires_grad=True)
+    w = torch.randn(5, 3, 3, 3, generator=gen, requires_grad=True)
+    b = torch.randn(5, generator=gen, requires_grad=True)
+    mask = torch.rand(5, 3, generator=gen) > 0.4
+    for bias in (b, None):
+        args = (x, w, mask, bias, [2, 1], [1, 0], [1, 2], backend)
+        torch.library.opcheck(torch.ops.fastprune.masked_conv2d.default, args)
+    grad_y = torch.randn(2, 5, 4, 2, generator=gen)
+    args = (grad_y, x.detach(), w.detach(), mask, [2, 1], [1, 0], [1, 2], [True, True], backend)
+    torch.library.opcheck(torch.ops.fastprune.masked_conv2d_backward.default, args)
+
+
+_THREAD_SCRIPT = """
+import sys, torch
+from fastprune.ops import masked_conv2d
+gen = torch.Generator().manual_seed(7)
+x = torch.randn(5, 24, 17, 19, generator=gen, requires_grad=True)
+w = torch.randn(20, 24, 3, 3, generator=gen, requires_grad=True)
+b = torch.randn(20, generator=gen, requires_grad=True)
+parts = []
+for mask, stride in ((torch.rand(20, 24, generator=gen) > 0.7, 1), (torch.rand(20, generator=gen) > 0.5, 2)):
+    y = masked_conv2d(x, w, mask, b, stride, 1, backend="cpu")
+    gx, gw, gb = torch.autograd.grad(y, (x, w, b), torch.randn(y.shape, generator=gen))
+    parts += [t.reshape(-1) for t in (y, gx, gw, gb)]
+torch.save(torch.cat(parts), sys.argv[1])
+"""
+
+
+def test_cpu_bitwise_identical_across_openmp_thread_counts(tmp_path) -> None:
+    results = []
+    for threads in ("1", "2"):
+        path = tmp_path / f"conv_{threads}.pt"
+        env = dict(os.environ, OMP_NUM_THREADS=threads)
+        subprocess.run([sys.executable, "-c", _THREAD_SCRIPT, str(path)], check=True, env=env, timeout=300)
+        results.append(torch.load(path))
+    assert torch.equal(results[0], results[1])
+
+
+def test_bad_input_errors() -> None:
+    x, w = torch.randn(2, 3, 8, 8), torch.randn(4, 3, 3, 3)
+    keep = torch.ones(4, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"mask: expected a filter mask \(4,\) or a kernel mask \(4, 3\)"):
+        masked_conv2d(x, w, torch.ones(3, dtype=torch.bool))
+    with pytest.raises(TypeError, match=r"mask: expected dtype torch.bool"):
+        masked_conv2d(x, w, torch.ones(4))
+    with pytest.raises(ValueError, match=r"mask: expected a tensor on cpu"):
+        masked_conv2d(x, w, torch.ones(4, dtype=torch.bool, device="meta"))
+    with pytest.raises(ValueError, match=r"weight: expected 3 input channels like x \(groups = 1 only\)"):
+        masked_conv2d(x, torch.randn(4, 1, 3, 3), keep)
+    with pytest.raises(ValueError, match=r"x: expected a 4-D tensor \(N, C, H, W\), got shape \(3, 8, 8\)"):
+        masked_conv2d(x[0], w, keep)
+    with pytest.raises(TypeError, match=r"x: the cpu backend computes in float32, got torch.float64"):
+        masked_conv2d(x.double(), w.double(), keep, backend="cpu")
+    assert masked_conv2d(x.double(), w.double(), keep).dtype == torch.float64  # auto -> torch
+    with pytest.raises(TypeError, match=r"weight: expected torch.float32 on cpu like x"):
+        masked_conv2d(x, w.double(), keep)
+    with pytest.raises(ValueError, match=r"bias: expected \(4,\) torch.float32"):
+        masked_conv2d(x, w, keep, torch.randn(5))
+    with pytest.raises(ValueError, match=r"stride: expected values >= 1"):
+        masked_conv2d(x, w, keep, stride=0)
+    with pytest.raises(ValueError, match=r"padding: expected values >= 0"):
+        masked_conv2d(x, w, keep, padding=-1)
+    with pytest.raises(ValueError, match=r"x: output size \(-4, -4\) must be positive"):
+        masked_conv2d(x, torch.randn(4, 3, 5, 5), keep, dilation=3)
+    with pytest.raises(BackendError, match=r"no masked_conv2d kernel in the cuda backend yet"):
+        masked_conv2d(x, w, keep, backend="cuda")
+
+
+def _library_path() -> str:
+    import fastprune
+
+    lib_dir = os.path.join(os.path.dirname(fastprune.__file__), "lib")
+    return os.path.join(lib_dir, next(f for f in os.listdir(lib_dir) if f.startswith("libfastprune")))
+
+
+class _Exec(ctypes.Structure):
+    _fields_ = [("device", ctypes.c_int), ("stream", ctypes.c_void_p)]
+
+
+class _Shape(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_int64) for name in "n c h w o kh kw sh sw ph pw dh dw".split()]
+
+
+def test_c_abi_rejects_bad_arguments() -> None:
+    lib = ctypes.CDLL(_library_path())
+    lib.fp_last_error.restype = ctypes.c_char_p
+    forward = lib.fp_masked_conv2d_forward
+    forward.restype = ctypes.c_int
+    x, y, kernels = (ctypes.c_float * 64)(), (ctypes.c_float * 64)(), (ctypes.c_float * 9)()
+    row_ptr, col = (ctypes.c_int32 * 3)(0, 1, 1), (ctypes.c_int32 * 1)(0)
+
+    def call(shape, rows=row_ptr, cols=col, xp=x, out=y, device=0):
+        status = forward(
+            ctypes.byref(shape) if shape else None, xp, rows, cols, kernels, None, _Exec(device, None), out
+        )
+        return status, lib.fp_last_error().decode()
+
+    good = _Shape(1, 1, 4, 4, 2, 3, 3, 1, 1, 0, 0, 1, 1)
+    assert call(good) == (0, "")
+    assert call(None) == (1, "shape: expected a fp_conv2d_shape pointer, got NULL")
+    assert call(good, xp=None) == (1, "x: expected N * C * H * W floats, got NULL")
+    assert call(good, out=None)[1].startswith("y: expected an output buffer")
+    assert call(good, rows=None)[1].startswith("row_ptr: expected out_channels + 1 int32 offsets, got NULL")
+    assert call(_Shape(-1, 1, 4, 4, 2, 3, 3, 1, 1, 0, 0, 1, 1))[1] == "shape->batch: expected >= 0, got -1"
+    assert call(_Shape(1, 1, 4, 4, 2, 3, 3, 0, 1, 0, 0, 1, 1))[1].startswith("shape->stride_h: expected 1 <=")
+    assert call(_Shape(1, 1, 4, 4, 2, 3, 3, 1, 1, -1, 0, 1, 1))[1].startswith("shape->pad_h: expected 0 <=")
+    assert call(_Shape(1, 1, 4, 4, 2, 3, 3, 1, 1, 0, 0, 1, 0))[1].startswith("shape->dilation_w: expected 1")
+    assert "must be positive" in call(_Shape(1, 1, 4, 4, 2, 3, 3, 1, 1, 0, 0, 2, 1))[1]
+    status, message = call(good, cols=(ctypes.c_int32 * 1)(5))
+    assert status == 1 and message == "col[0]: expected an input channel in [0, 1), got 5"
+    assert call(good, rows=(ctypes.c_int32 * 3)(0, 1, 0))[1].startswith("row_ptr[2]: expected row_ptr[1] = 1")
+    status, message = call(good, device=1)
+    assert status == 3 and message.startswith("exec.device:")
+
+
+def test_masked_conv2d_module_and_convert() -> None:
+    gen = torch.Generator().manual_seed(8)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 6, 3, stride=2, bias=False))
+    x = torch.randn(2, 3, 9, 9, generator=gen)
+    filter_mask, kernel_mask = torch.rand(8, generator=gen) > 0.5, torch.rand(6, 8, generator=gen) > 0.5
+    weights = (model[0].weight, model[2].weight)
+    reference = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 6, 3, stride=2, bias=False)
+    )
+    reference.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        reference[0].weight.mul_(filter_mask[:, None, None, None])
+        reference[0].bias.mul_(1)  # a pruned filter still outputs its bias
+        reference[2].weight.mul_(kernel_mask[:, :, None, None])
+    assert convert(model, {"0": filter_mask, "2": kernel_mask}) is model
+    assert isinstance(model[0], MaskedConv2d) and isinstance(model[2], MaskedConv2d)
+    assert model[0].weight is weights[0] and model[2].weight is weights[1]  # parameters shared
+    assert torch.equal(model[2].mask, kernel_mask) and "mask" in model.state_dict().keys().__str__()
+    torch.testing.assert_close(model(x), reference(x), rtol=1e-5, atol=1e-5)
+    model(x).sum().backward()
+    assert torch.all(model[2].weight.grad[~kernel_mask] == 0)
+
+
+def test_convert_errors_leave_model_untouched() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=2))
+    keep = torch.ones(8, dtype=torch.bool)
+    with pytest.raises(TypeError, match=r"masks\['1'\]: expected an nn.Conv2d, got ReLU"):
+        convert(model, {"0": keep, "1": keep})
+    with pytest.raises(ValueError, match=r"masks\['2'\]: MaskedConv2d supports groups = 1 only, got 2"):
+        convert(model, {"2": keep})
+    with pytest.raises(ValueError, match=r"masks\['9'\]: the model has no submodule '9'"):
+        convert(model, {"9": keep})
+    with pytest.raises(ValueError, match=r"masks\['0'\]: mask: expected a filter mask \(8,\)"):
+        convert(model, {"0": torch.ones(7, dtype=torch.bool)})
+    with pytest.raises(TypeError, match=r"masks\['0'\]: mask: expected dtype torch.bool"):
+        convert(model, {"0": torch.ones(8)})
+    assert type(model[0]) is nn.Conv2d
+    with pytest.raises(ValueError, match="groups = 1 only"):
+        MaskedConv2d.from_conv(nn.Conv2d(4, 4, 3, groups=2))
