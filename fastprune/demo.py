@@ -93,7 +93,8 @@ def run_demo(
 ) -> Path:  # fmt: skip
     """Trains the baseline for `epochs`, then prunes (soft, `prune_epochs` steps) and fine-tunes from it;
     writes out/report.md (+ plots). Returns the report path."""
-    from fastprune import count_flops, paper_flops_reduction
+    from fastprune import compact, count_flops, paper_flops_reduction
+    from fastprune.benchmarks.compaction import interleaved_medians
     from fastprune.criteria import get as get_criterion
     from fastprune.training import TrainConfig, train
 
@@ -113,9 +114,13 @@ def run_demo(
             init_from=str(out / "baseline" / "model.pt"), out_dir=str(out / "pruned"), **common,
         )
     )  # fmt: skip
-    print("[3/3] FLOPs, parameters and scoring time")
+    print("[3/3] FLOPs, parameters, compaction and scoring time")
     dense = count_flops(baseline.model, (3, 32, 32))
     sparse = count_flops(pruned.model, (3, 32, 32))
+    small = compact(pruned.model.eval())
+    x = torch.randn(64, 3, 32, 32)
+    with torch.no_grad():
+        latency = interleaved_medians([lambda: pruned.model(x), lambda: small(x)], repeats=10)
     weights = [conv.weight.detach() for _, conv in pruned.pruner.convs]
     criterion = get_criterion("fpgm")
     ours = _median_seconds(lambda: criterion(weights))
@@ -144,6 +149,14 @@ def run_demo(
         f"| MACs (conv + FC) | {macs[0]:.2f} M | {macs[1]:.2f} M (−{macs[2]:.1%}) |",
         f"| parameters | {params[0]:.1f} k | {params[1]:.1f} k (−{params[2]:.1%}) |",
         "",
+        f"Compacted (`fastprune.compact`: the pruned channels physically removed, same outputs): "
+        f"{sum(p.numel() for p in small.parameters()) / 1e3:.1f} k parameters; batch 64 forward "
+        f"{1e3 * latency[0]:.1f} ms masked vs {1e3 * latency[1]:.1f} ms compact "
+        f"({latency[0] / latency[1]:.2f}× faster; the MACs ratio allows {dense.macs / sparse.macs:.2f}×).",
+        "",
+        "The dip in the plot at the pruning step is the evaluation right after the filters are zeroed: "
+        "BatchNorm's running statistics still describe the unpruned filters; fine-tuning recalibrates them.",
+        "",
         "Pruned accuracy is that of the final network: the pruned filters and their BatchNorm are zeroed, "
         "so the channels are gone (what `count_flops` counts and compaction removes). The papers' analytic "
         f"convention (continuous keep ratio, conv MACs only) gives {paper:.1%} FLOPs↓ for ResNet-20 at "
@@ -162,7 +175,7 @@ def run_demo(
     lines += ["", *[f"![{p}]({p})" for p in plots]] if plots else ["", "(matplotlib missing: no plots)"]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[7:12]))
+    print("\n".join(lines[7:14]))
     print(f"scoring: fastprune {1e3 * ours:.3f} ms, plain PyTorch {1e3 * plain:.3f} ms ({plain / ours:.1f}×)")
     print(f"report written to {report.resolve()}")
     return report
