@@ -14,11 +14,8 @@ loop (torch.cdist, as the authors' code does), measured side by side on the trai
 
 from __future__ import annotations
 
-import platform
-import statistics
 import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -28,28 +25,6 @@ RATE = 0.4
 def _plain_pytorch_fpgm(weights: list[torch.Tensor]) -> list[torch.Tensor]:
     """The baseline scorer: one torch.cdist per layer, as FPGM's released code does per step."""
     return [torch.cdist(w.flatten(1), w.flatten(1)).sum(dim=1) for w in weights]
-
-
-def _median_seconds(fn: Callable[[], object], repeats: int = 30) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 def _plots(out: Path, baseline, pruned, kept: dict[str, int], total: dict[str, int]) -> list[str]:
@@ -94,7 +69,7 @@ def run_demo(
     """Trains the baseline for `epochs`, then prunes (soft, `prune_epochs` steps) and fine-tunes from it;
     writes out/report.md (+ plots). Returns the report path."""
     from fastprune import compact, count_flops, paper_flops_reduction
-    from fastprune.benchmarks.compaction import interleaved_medians
+    from fastprune.benchmarks.common import interleaved_medians, machine_name
     from fastprune.criteria import get as get_criterion
     from fastprune.training import TrainConfig, train
 
@@ -123,8 +98,7 @@ def run_demo(
         latency = interleaved_medians([lambda: pruned.model(x), lambda: small(x)], repeats=10)
     weights = [conv.weight.detach() for _, conv in pruned.pruner.convs]
     criterion = get_criterion("fpgm")
-    ours = _median_seconds(lambda: criterion(weights))
-    plain = _median_seconds(lambda: _plain_pytorch_fpgm(weights))
+    ours, plain = interleaved_medians([lambda: criterion(weights), lambda: _plain_pytorch_fpgm(weights)], 30)
     kept = pruned.pruner.kept_filters()
     total = {name: conv.out_channels for name, conv in pruned.pruner.convs}
     plots = _plots(out, baseline, pruned, kept, total)
@@ -135,7 +109,7 @@ def run_demo(
     lines = [
         "# fastprune demo: soft FPGM filter pruning of a ResNet-20 on digits",
         "",
-        f"Machine: {_machine()}. Total time {time.perf_counter() - started:.0f} s.",
+        f"Machine: {machine_name()}. Total time {time.perf_counter() - started:.0f} s.",
         "",
         f"Data: embedded `digits` (1,438 train / 359 test, 32×32), seed {seed}. Baseline: {epochs} epochs, "
         "SGD (Nesterov 0.9, lr 0.1, wd 5e-4, ×0.2 at 30/60/80%). Pruned: from the baseline's weights, "

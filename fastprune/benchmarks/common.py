@@ -60,3 +60,17 @@ def append_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
             writer.writeheader()
         writer.writerows(rows)
     print(f"\nappended {len(rows)} rows to {path}")
+
+
+def interleaved_medians(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median seconds of each function, timed round-robin `repeats` times after one warm-up each, so
+    that load changes during the run hit every contender alike."""
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, record in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            record.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]

@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import datetime
 import math
-import statistics
-import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 from torch import nn
 
-from fastprune.benchmarks.common import append_csv, commit, machine_name
+from fastprune.benchmarks.common import append_csv, commit, interleaved_medians, machine_name
 
 FIELDS = [
     "date", "commit", "machine", "network", "rate", "batch", "threads", "layout", "masked_ms", "compact_ms",
@@ -71,19 +69,6 @@ def random_bn_stats(model: nn.Module, seed: int = 0) -> nn.Module:
             m.running_mean.copy_(0.2 * torch.randn(m.num_features, generator=generator))
             m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=generator))
     return model
-
-
-def interleaved_medians(fns: list[Callable[[], object]], repeats: int) -> list[float]:
-    """Median seconds of each function, run round-robin ``repeats`` times after one warm-up each."""
-    for fn in fns:
-        fn()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, out in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
 
 
 def _load_avg() -> float:

@@ -9,15 +9,13 @@ speed-up = dense / masked. Writes bench/results/masked_conv.csv (or OUT/masked_c
 from __future__ import annotations
 
 import datetime
-import statistics
-import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from fastprune.benchmarks.common import append_csv, commit, machine_name
+from fastprune.benchmarks.common import append_csv, commit, interleaved_medians, machine_name
 from fastprune.ops import masked_conv2d
 
 FIELDS = [
@@ -52,19 +50,6 @@ MASKS = [
     ("kernel", 0.9),
     ("kernel", 0.95),
 ]
-
-
-def _interleaved(fns: list[Callable[[], object]], reps: int) -> list[float]:
-    """Median seconds of each fn, timed round-robin after one warm-up each."""
-    for fn in fns:
-        fn()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(reps):
-        for fn, record in zip(fns, times):
-            t0 = time.perf_counter()
-            fn()
-            record.append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
 
 
 def _passes(x, w, mask, pad, grad_y) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
@@ -102,7 +87,7 @@ def run(out_dir: Path | None = None, reps: int = 7) -> list[dict]:
 
             passes = _passes(x, w, mask, k // 2, grad_y)
             for label, pair in passes.items():
-                dense_s, masked_s = _interleaved(list(pair), reps)
+                dense_s, masked_s = interleaved_medians(list(pair), reps)
                 row = dict(
                     date=date,
                     commit=rev,

@@ -84,7 +84,7 @@ def masked_model_from_checkpoint(state: dict[str, Any]) -> nn.Module:
 def _latency_ms(models: list[nn.Module], x: torch.Tensor, repeats: int) -> list[float]:
     import torch
 
-    from fastprune.benchmarks.compaction import interleaved_medians
+    from fastprune.benchmarks.common import interleaved_medians
 
     with torch.no_grad():
         return [1e3 * t for t in interleaved_medians([lambda m=m: m(x) for m in models], repeats)]
