@@ -9,6 +9,7 @@ from fastprune.pruning.channels import (
 from fastprune.pruning.compact import CompactionReport, compact, load_compact, save_compact
 from fastprune.pruning.filter_pruner import SoftFilterPruner, StepRecord
 from fastprune.pruning.flops import FlopsReport, FlopsRow, count_flops, paper_flops_reduction, paper_macs
+from fastprune.pruning.keep_masks import KeepMasks
 from fastprune.pruning.kernel_pruner import (
     KernelPruner,
     LayerReport,
@@ -18,6 +19,7 @@ from fastprune.pruning.kernel_pruner import (
 )
 
 __all__ = [
+    "KeepMasks",
     "SoftFilterPruner",
     "StepRecord",
     "KernelPruner",

@@ -37,6 +37,7 @@ from torch import nn
 
 from fastprune.criteria import Criterion, CriterionLike
 from fastprune.criteria import get as get_criterion
+from fastprune.pruning.keep_masks import KeepMasks
 from fastprune.pruning.layers import LayerSelection, following_batchnorm, select_convs
 from fastprune.pruning.switching import ATTRIBUTES, resolve_attribute
 
@@ -121,9 +122,9 @@ class SoftFilterPruner:
         }
         self.history: list[StepRecord] = []
         self.steps = 0
-        self._hooks: list[Any] = []
-        if mode == "hard":
-            self._install_hard_hooks()
+        # Hard mode holds the pruned filters at zero through training; the masks are shared by reference,
+        # so every step's new masks take effect at once.
+        self._keeper = KeepMasks(model, self.masks, optimizer, batchnorm=False) if mode == "hard" else None
 
     # ---- selection ---------------------------------------------------------------------------------
 
@@ -221,8 +222,8 @@ class SoftFilterPruner:
     def apply_masks(self) -> None:
         """Zero the pruned filters' weights and bias (and, in hard mode, their optimizer state)."""
         self._zero_pruned(self.masks)
-        if self.mode == "hard":
-            self._zero_optimizer_state()
+        if self._keeper is not None:
+            self._keeper.apply()
 
     @torch.no_grad()
     def _zero_pruned(self, masks: Mapping[str, torch.Tensor]) -> None:
@@ -232,34 +233,11 @@ class SoftFilterPruner:
             if conv.bias is not None:
                 conv.bias.mul_(keep)
 
-    @torch.no_grad()
-    def _zero_optimizer_state(self) -> None:
-        for name, conv in self.convs:
-            keep = self.masks[name]
-            for param in (conv.weight, conv.bias):
-                if param is None:
-                    continue
-                for value in self.optimizer.state.get(param, {}).values():
-                    if isinstance(value, torch.Tensor) and value.shape == param.shape:
-                        value.mul_(keep.to(value.dtype).view(-1, *([1] * (param.dim() - 1))))
-
-    def _install_hard_hooks(self) -> None:
-        for name, conv in self.convs:
-            keep = self.masks[name]  # updated in place by set_masks, so the hooks see the current mask
-            for param in (conv.weight, conv.bias):
-                if param is not None:
-                    shape = (-1, *([1] * (param.dim() - 1)))
-                    self._hooks.append(
-                        param.register_hook(lambda g, k=keep, s=shape: g * k.to(g.dtype).view(s))
-                    )
-        # Re-zero after every optimizer step: weight decay or a custom update must not revive a filter.
-        self._hooks.append(self.optimizer.register_step_post_hook(lambda *_: self._zero_pruned(self.masks)))
-
     def remove_hooks(self) -> None:
-        """Detach the hard-mode gradient and optimizer hooks (masks and weights stay as they are)."""
-        for hook in self._hooks:
-            hook.remove()
-        self._hooks.clear()
+        """Stop hard mode's masking of gradients and optimizer state (masks and weights stay as they are)."""
+        if self._keeper is not None:
+            self._keeper.remove()
+            self._keeper = None
 
     @torch.no_grad()
     def finalize(self) -> None:

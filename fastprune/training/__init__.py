@@ -3,13 +3,11 @@
 from fastprune.training.checkpoint import load_checkpoint, save_atomic
 from fastprune.training.config import METHODS, TrainConfig
 from fastprune.training.loop import TrainResult, evaluate, train
-from fastprune.training.masks import KeepMasks
 from fastprune.training.metrics import EpochMetrics
 
 __all__ = [
     "METHODS",
     "EpochMetrics",
-    "KeepMasks",
     "TrainConfig",
     "TrainResult",
     "evaluate",

@@ -27,10 +27,10 @@ import torch
 from torch import nn
 
 from fastprune.pruning import KernelPruner, SoftFilterPruner, l1_kernel_penalty
+from fastprune.pruning.keep_masks import KeepMasks
 from fastprune.training import distributed as dist_utils
 from fastprune.training.checkpoint import load_checkpoint, save_atomic
 from fastprune.training.config import TrainConfig
-from fastprune.training.masks import KeepMasks
 from fastprune.training.metrics import EpochMetrics, write_metrics
 
 
