@@ -1,6 +1,7 @@
 // C ABI entry points of the masked convolution: argument checks (shape, compressed kernel lists, pointers),
-// then the CPU kernels of csrc/cpu/masked_conv2d.cpp. There is no CUDA kernel yet: FP_DEVICE_CUDA answers
-// FP_ERR_UNAVAILABLE with that reason.
+// then the CPU kernels of csrc/cpu/masked_conv2d.cpp or, for FP_DEVICE_CUDA in a CUDA build, those of
+// csrc/cuda/masked_conv2d.cu. On either device row_ptr and col are host arrays (checked here); x, y,
+// grad_y, grad_x, kernels, bias and grad_kernels live on exec.device.
 #include <limits.h>
 
 #include <string>
@@ -8,6 +9,9 @@
 #include "capi_internal.h"
 #include "cpu/masked_conv2d.h"
 #include "fastprune/fastprune.h"
+#if FP_WITH_CUDA
+#include "cuda/cuda_ops.h"
+#endif
 
 namespace {
 
@@ -85,11 +89,8 @@ fp_status check_lists(const fp::cpu::ConvGeometry& g, const int32_t* row_ptr, co
 
 fp_status check_common(const fp_conv2d_shape* shape, const int32_t* row_ptr, const int32_t* col, fp_exec exec,
                        fp::cpu::ConvGeometry& g, std::string& error) {
-  fp_status status = fp::capi::check_exec(exec, error);
+  fp_status status = fp::capi::check_exec(exec, error);  // rejects FP_DEVICE_CUDA in a build without CUDA
   if (status != FP_OK) return status;
-  if (exec.device == FP_DEVICE_CUDA)
-    return reject(error, FP_ERR_UNAVAILABLE,
-                  "exec.device: masked_conv2d has no CUDA kernel yet; run it on the CPU (FP_DEVICE_CPU)");
   status = check_shape(shape, g, error);
   if (status != FP_OK) return status;
   return check_lists(g, row_ptr, col, error);
@@ -117,6 +118,10 @@ fp_status fp_masked_conv2d_forward(const fp_conv2d_shape* shape, const float* x,
     if (status == FP_OK)
       status = check_pointer(y, g.N, "y", "an output buffer of N * O * Ho * Wo floats", error);
     if (status != FP_OK) return status;
+#if FP_WITH_CUDA
+    if (exec.device == FP_DEVICE_CUDA)
+      return fp::cuda::masked_conv2d_forward(g, x, row_ptr, col, kernels, bias, exec.stream, y, error);
+#endif
     fp::cpu::masked_conv2d_forward(g, x, row_ptr, col, kernels, bias, y);
     return FP_OK;
   });
@@ -134,6 +139,11 @@ fp_status fp_masked_conv2d_backward_input(const fp_conv2d_shape* shape, const fl
     if (status == FP_OK)
       status = check_pointer(grad_x, g.N, "grad_x", "an output buffer of N * C * H * W floats", error);
     if (status != FP_OK) return status;
+#if FP_WITH_CUDA
+    if (exec.device == FP_DEVICE_CUDA)
+      return fp::cuda::masked_conv2d_backward_input(g, grad_y, row_ptr, col, kernels, exec.stream, grad_x,
+                                                    error);
+#endif
     fp::cpu::masked_conv2d_backward_input(g, grad_y, row_ptr, col, kernels, grad_x);
     return FP_OK;
   });
@@ -151,6 +161,11 @@ fp_status fp_masked_conv2d_backward_weight(const fp_conv2d_shape* shape, const f
       status = check_pointer(grad_kernels, row_ptr[g.O], "grad_kernels",
                              "an output buffer of nnz * kh * kw floats", error);
     if (status != FP_OK) return status;
+#if FP_WITH_CUDA
+    if (exec.device == FP_DEVICE_CUDA)
+      return fp::cuda::masked_conv2d_backward_weight(g, x, grad_y, row_ptr, col, exec.stream, grad_kernels,
+                                                     error);
+#endif
     fp::cpu::masked_conv2d_backward_weight(g, x, grad_y, row_ptr, col, grad_kernels);
     return FP_OK;
   });

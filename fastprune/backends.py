@@ -60,8 +60,8 @@ def _device_reason(wanted: str, device_type: str) -> str | None:
 
 SCORING_OPS = frozenset({"pairwise_distances", "gm_scores"})
 SPECTRAL_OPS = frozenset({"small_eigvals", "small_svdvals", "small_det", "kernel_scores"})
-# Masked convolution: CPU C++ kernels and the torch reference; CUDA and Triton kernels are not written yet
-# (their Backend.refusal says "no masked_conv2d kernel in the cuda backend yet").
+# Masked convolution: CPU C++ and CUDA kernels through the C ABI, Triton kernels (CUDA tensors, or CPU
+# tensors under TRITON_INTERPRET=1) and the torch reference.
 CONV_OPS = frozenset({"masked_conv2d"})
 
 
@@ -91,11 +91,11 @@ _REGISTRY = {
     ),
     "cuda": Backend(
         "cuda",
-        SCORING_OPS | SPECTRAL_OPS,
+        SCORING_OPS | SPECTRAL_OPS | CONV_OPS,
         lambda dev: _device_reason("cuda", dev) or _native.cuda_unavailable_reason(),
     ),
     # Triton's small-matrix kernels are closed forms, written for the 1x1 to 3x3 kernels of a ResNet.
-    "triton": Backend("triton", SCORING_OPS | SPECTRAL_OPS, _triton_reason, max_matrix_n=3),
+    "triton": Backend("triton", SCORING_OPS | SPECTRAL_OPS | CONV_OPS, _triton_reason, max_matrix_n=3),
     "torch": Backend("torch", SCORING_OPS | SPECTRAL_OPS | CONV_OPS, lambda dev: None),
 }
 

@@ -3,7 +3,8 @@
 Tolerances (float32 op against the float64 reference computed from the same float32 inputs): absolute
 2e-5 * sqrt(kept taps per output) on outputs and gradients (values and weights are O(1)); masked weight
 gradients exactly 0. gradcheck runs the torch backend in float64 (the cpu backend is float32-only: its
-gradients are checked against the float64 reference instead)."""
+gradients are checked against the float64 reference instead). The same tolerances hold for the triton
+backend (small cases: interpreted on CPU tensors without a GPU) and the cuda backend (GPU only)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import requires_cuda
 from torch import nn
 
 from fastprune.backends import BackendError
@@ -22,6 +24,9 @@ from fastprune.nn import MaskedConv2d, convert
 from fastprune.ops import masked_conv2d
 
 BACKENDS = ["cpu", "torch"]
+# Triton runs on CUDA tensors when a GPU is present, else interpreted on CPU tensors (conftest.py sets
+# TRITON_INTERPRET=1), which is slow: it gets small cases of its own.
+TRITON_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # (N, C, H, W, O, k, stride, padding, dilation): kernels 1/3/5/7, strides 1/2, padding 0/1/2, dilation 1/2,
 # odd sizes.
 CASES = [
@@ -57,28 +62,59 @@ def _reference(x, w, mask, b, stride, padding, dilation, grad_y):
     return y.detach(), x64.grad, w64.grad * m, b64.grad
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("case", CASES)
-def test_matches_float64_reference(backend: str, case: tuple) -> None:
+def _check_against_reference(backend: str, case: tuple, device: str = "cpu") -> None:
     n, c, h, w_, o, k, stride, padding, dilation = case
     gen = torch.Generator().manual_seed(sum(case))
     x, w, b = torch.randn(n, c, h, w_, generator=gen), torch.randn(o, c, k, k, generator=gen), torch.randn(o)
     for kind, mask in _masks(o, c, gen).items():
-        xg, wg, bg = (t.clone().requires_grad_() for t in (x, w, b))
-        y = masked_conv2d(xg, wg, mask, bg, stride, padding, dilation, backend=backend)
+        xg, wg, bg = (t.clone().to(device).requires_grad_() for t in (x, w, b))
+        y = masked_conv2d(xg, wg, mask.to(device), bg, stride, padding, dilation, backend=backend)
         grad_y = torch.randn(y.shape, generator=gen)
-        y.backward(grad_y)
+        y.backward(grad_y.to(device))
         ref = _reference(x, w, mask, b, stride, padding, dilation, grad_y)
         atol = 2e-5 * (c * k * k) ** 0.5
         for got, expected, what in zip(
             (y, xg.grad, wg.grad, bg.grad), ref, ("y", "grad x", "grad w", "grad b")
         ):
             assert got.dtype == torch.float32 and got.shape == expected.shape, what
-            torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=atol, msg=f"{kind} {what}")
+            torch.testing.assert_close(
+                got.detach().cpu().double(), expected, rtol=1e-5, atol=atol, msg=f"{kind} {what}"
+            )
         m = mask[:, None].expand(o, c) if mask.dim() == 1 else mask
-        assert torch.all(wg.grad[~m] == 0), "masked weights must get exactly zero gradient"
+        assert torch.all(wg.grad.cpu()[~m] == 0), "masked weights must get exactly zero gradient"
         if kind == "empty":
-            assert torch.equal(y.detach(), b.view(1, o, 1, 1).expand_as(y))
+            assert torch.equal(y.detach().cpu(), b.view(1, o, 1, 1).expand_as(y))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", CASES)
+def test_matches_float64_reference(backend: str, case: tuple) -> None:
+    _check_against_reference(backend, case)
+
+
+# Small, for the interpreter: stride 2 with padding, dilation 2 with padding 2 (non-square kernel reach),
+# 1x1, odd sizes; each with filter, kernel, empty and full masks.
+TRITON_CASES = [
+    (1, 3, 7, 6, 4, 3, 2, 1, 1),
+    (2, 2, 7, 8, 3, 3, 1, 2, 2),
+    (1, 3, 5, 4, 2, 1, 2, 0, 1),
+]
+
+
+@pytest.mark.parametrize("case", TRITON_CASES)
+def test_triton_matches_float64_reference(case: tuple) -> None:
+    _check_against_reference("triton", case, TRITON_DEVICE)
+
+
+@requires_cuda
+@pytest.mark.parametrize("case", CASES)
+def test_cuda_matches_float64_reference(case: tuple) -> None:
+    _check_against_reference("cuda", case, "cuda")
+
+
+@requires_cuda
+def test_cuda_opcheck() -> None:
+    test_opcheck("cuda")
 
 
 def test_empty_mask_without_bias_is_zero() -> None:
@@ -109,17 +145,18 @@ def test_gradcheck_torch_backend_float64() -> None:
         assert torch.autograd.gradcheck(conv, (x, w, b))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", [*BACKENDS, "triton"])
 def test_opcheck(backend: str) -> None:
     gen = torch.Generator().manual_seed(6)
-    x = torch.randn(2, 3, 7, 6, generator=gen, requires_grad=True)
-    w = torch.randn(5, 3, 3, 3, generator=gen, requires_grad=True)
-    b = torch.randn(5, generator=gen, requires_grad=True)
-    mask = torch.rand(5, 3, generator=gen) > 0.4
+    dev = {"triton": TRITON_DEVICE, "cuda": "cuda"}.get(backend, "cpu")
+    x = torch.randn(2, 3, 7, 6, generator=gen).to(dev).requires_grad_()
+    w = torch.randn(5, 3, 3, 3, generator=gen).to(dev).requires_grad_()
+    b = torch.randn(5, generator=gen).to(dev).requires_grad_()
+    mask = (torch.rand(5, 3, generator=gen) > 0.4).to(dev)
     for bias in (b, None):
         args = (x, w, mask, bias, [2, 1], [1, 0], [1, 2], backend)
         torch.library.opcheck(torch.ops.fastprune.masked_conv2d.default, args)
-    grad_y = torch.randn(2, 5, 4, 2, generator=gen)
+    grad_y = torch.randn(2, 5, 4, 2, generator=gen).to(dev)
     args = (grad_y, x.detach(), w.detach(), mask, [2, 1], [1, 0], [1, 2], [True, True], backend)
     torch.library.opcheck(torch.ops.fastprune.masked_conv2d_backward.default, args)
 
@@ -165,6 +202,9 @@ def test_bad_input_errors() -> None:
         masked_conv2d(x[0], w, keep)
     with pytest.raises(TypeError, match=r"x: the cpu backend computes in float32, got torch.float64"):
         masked_conv2d(x.double(), w.double(), keep, backend="cpu")
+    with pytest.raises(TypeError, match=r"x: the triton backend computes in float32, got torch.float64"):
+        dev = TRITON_DEVICE
+        masked_conv2d(x.double().to(dev), w.double().to(dev), keep.to(dev), backend="triton")
     assert masked_conv2d(x.double(), w.double(), keep).dtype == torch.float64  # auto -> torch
     with pytest.raises(TypeError, match=r"weight: expected torch.float32 on cpu like x"):
         masked_conv2d(x, w.double(), keep)
@@ -176,7 +216,7 @@ def test_bad_input_errors() -> None:
         masked_conv2d(x, w, keep, padding=-1)
     with pytest.raises(ValueError, match=r"x: output size \(-4, -4\) must be positive"):
         masked_conv2d(x, torch.randn(4, 3, 5, 5), keep, dilation=3)
-    with pytest.raises(BackendError, match=r"no masked_conv2d kernel in the cuda backend yet"):
+    with pytest.raises(BackendError, match=r"cannot run masked_conv2d on cpu tensors: needs cuda tensors"):
         masked_conv2d(x, w, keep, backend="cuda")
 
 
@@ -223,8 +263,11 @@ def test_c_abi_rejects_bad_arguments() -> None:
     status, message = call(good, cols=(ctypes.c_int32 * 1)(5))
     assert status == 1 and message == "col[0]: expected an input channel in [0, 1), got 5"
     assert call(good, rows=(ctypes.c_int32 * 3)(0, 1, 0))[1].startswith("row_ptr[2]: expected row_ptr[1] = 1")
-    status, message = call(good, device=1)
-    assert status == 3 and message.startswith("exec.device:")
+    if (
+        not torch.cuda.is_available()
+    ):  # with a GPU, FP_DEVICE_CUDA would take these host buffers as device ones
+        status, message = call(good, device=1)
+        assert status == 3 and message.startswith("exec.device:")
 
 
 def test_masked_conv2d_module_and_convert() -> None:

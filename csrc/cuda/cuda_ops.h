@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/masked_conv2d.h"
 #include "fastprune/detail/ragged.h"
 #include "fastprune/fastprune.h"
 
@@ -34,6 +35,18 @@ fp_status small_matrix_op(int op, const float* matrices, int64_t count, int n, v
 fp_status kernel_scores(const std::vector<detail::LayerSpan>& layers, const float* data,
                         const std::vector<int>& kernel_sizes, int criterion, void* stream, float* out,
                         std::string& error);
+
+// Masked convolution passes (fp_masked_conv2d_*): tensors are device pointers, row_ptr and col the
+// validated host lists (uploaded here). Queued on the stream, not synchronised.
+fp_status masked_conv2d_forward(const cpu::ConvGeometry& g, const float* x, const int32_t* row_ptr,
+                                const int32_t* col, const float* kernels, const float* bias, void* stream,
+                                float* y, std::string& error);
+fp_status masked_conv2d_backward_input(const cpu::ConvGeometry& g, const float* grad_y,
+                                       const int32_t* row_ptr, const int32_t* col, const float* kernels,
+                                       void* stream, float* grad_x, std::string& error);
+fp_status masked_conv2d_backward_weight(const cpu::ConvGeometry& g, const float* x, const float* grad_y,
+                                        const int32_t* row_ptr, const int32_t* col, void* stream,
+                                        float* grad_kernels, std::string& error);
 
 }  // namespace cuda
 }  // namespace fp

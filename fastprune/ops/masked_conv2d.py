@@ -5,9 +5,12 @@
 with M a bool filter mask (O,) or kernel mask (O, C) (True = kept). Gradients: dL/dx through the kept
 kernels only; dL/dW on kept entries and exactly 0 on masked ones; dL/db = sum of dL/dy over N, H, W.
 
-Backends: "torch" (F.conv2d on W * M and torch.nn.grad; any device, float32 or float64, the oracle) and
+Backends: "torch" (F.conv2d on W * M and torch.nn.grad; any device, float32 or float64, the oracle),
 "cpu" (fastprune's C++ kernels through the C ABI, float32: direct convolution over compressed lists of
-the kept kernels, work proportional to their number; see csrc/cpu/masked_conv2d.cpp).
+the kept kernels, work proportional to their number; see csrc/cpu/masked_conv2d.cpp) and "triton" (the
+same direct convolution over the same lists, float32, on CUDA tensors or interpreted on CPU tensors under
+TRITON_INTERPRET=1; see triton_kernels/masked_conv2d.py) and "cuda" (the same again in CUDA C++ through
+the C ABI, float32, CUDA tensors; see csrc/cuda/masked_conv2d.cu).
 Registered as torch.ops.fastprune.masked_conv2d (+ masked_conv2d_backward) with fake implementations
 and autograd, on the (O, C) mask.
 """
@@ -24,7 +27,8 @@ from fastprune.backends import select_backend
 from fastprune.ops._library import LIBRARY, register
 
 IntPair = Union[int, Sequence[int]]
-_DEVICE_CPU = 0
+_DEVICE_CPU = 0  # fp_device
+_DEVICE_CUDA = 1
 
 
 def _pair(value: IntPair, name: str, low: int) -> list[int]:
@@ -73,7 +77,7 @@ def _kept_lists(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
     """(O, C) bool -> compressed rows: row_ptr (O + 1,) int32, col (nnz,) int32 (ascending per filter)
     and the filter of each kept kernel (nnz,) int64."""
     filters, col = mask.nonzero(as_tuple=True)  # row-major order: filters ascending, channels ascending
-    row_ptr = torch.zeros(mask.shape[0] + 1, dtype=torch.int32)
+    row_ptr = torch.zeros(mask.shape[0] + 1, dtype=torch.int32, device=mask.device)
     row_ptr[1:] = mask.sum(1).cumsum(0)
     return row_ptr, col.to(torch.int32).contiguous(), filters
 
@@ -127,12 +131,19 @@ def _dense_filters_backward(grad_y, x, weight, kept, stride, padding, dilation, 
     return grad_x, grad_w
 
 
-def _cpu_forward(x, weight, mask, bias, stride, padding, dilation):
-    kept = _uniform_filters(mask, weight)
+def _native_lists(mask: torch.Tensor):
+    """_kept_lists with row_ptr and col on the host, as the C ABI reads them on either device, and the
+    channel and filter indices (int64) on the mask's device for gathering kernels."""
+    row_ptr, col, filters = _kept_lists(mask)
+    return row_ptr.cpu(), col.cpu(), col.long(), filters
+
+
+def _cpu_forward(x, weight, mask, bias, stride, padding, dilation, device=_DEVICE_CPU):
+    kept = _uniform_filters(mask, weight) if device == _DEVICE_CPU else None
     if kept is not None:
         return _dense_filters_forward(x, weight, kept, bias, stride, padding, dilation)
-    row_ptr, col, filters = _kept_lists(mask)
-    kernels = weight[filters, col.long()].contiguous()  # (nnz, kh, kw): the kept kernels, packed
+    row_ptr, col, channels, filters = _native_lists(mask)
+    kernels = weight[filters, channels].contiguous()  # (nnz, kh, kw): the kept kernels, packed
     x = x.contiguous()
     bias = None if bias is None else bias.contiguous()
     ho, wo = output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
@@ -145,22 +156,22 @@ def _cpu_forward(x, weight, mask, bias, stride, padding, dilation):
         row_ptr.data_ptr(),
         _address(col),
         _address(kernels),
-        _DEVICE_CPU,
+        device,
         _address(y),
     )
     return y
 
 
-def _cpu_backward(grad_y, x, weight, mask, stride, padding, dilation, need):
-    kept = _uniform_filters(mask, weight)
+def _cpu_backward(grad_y, x, weight, mask, stride, padding, dilation, need, device=_DEVICE_CPU):
+    kept = _uniform_filters(mask, weight) if device == _DEVICE_CPU else None
     if kept is not None:
         return _dense_filters_backward(grad_y, x, weight, kept, stride, padding, dilation, need)
-    row_ptr, col, filters = _kept_lists(mask)
+    row_ptr, col, channels, filters = _native_lists(mask)
     shape = _shape_fields(x, weight, stride, padding, dilation)
     grad_y = grad_y.contiguous()
     grad_x = grad_w = None
     if need[0]:
-        kernels = weight[filters, col.long()].contiguous()
+        kernels = weight[filters, channels].contiguous()
         grad_x = x.new_empty(x.shape)
         native().masked_conv2d(
             "backward_input",
@@ -170,7 +181,7 @@ def _cpu_backward(grad_y, x, weight, mask, stride, padding, dilation, need):
             row_ptr.data_ptr(),
             _address(col),
             _address(kernels),
-            _DEVICE_CPU,
+            device,
             _address(grad_x),
         )
     if need[1]:
@@ -183,8 +194,64 @@ def _cpu_backward(grad_y, x, weight, mask, stride, padding, dilation, need):
             row_ptr.data_ptr(),
             _address(col),
             0,
-            _DEVICE_CPU,
+            device,
             _address(grad_kernels),
+        )
+        grad_w = weight.new_zeros(weight.shape)
+        grad_w[filters, channels] = grad_kernels
+    return grad_x, grad_w
+
+
+# ---- cuda backend: the same C ABI entry points with FP_DEVICE_CUDA (csrc/cuda/masked_conv2d.cu) ----------
+
+
+def _cuda_forward(x, weight, mask, bias, stride, padding, dilation):
+    return _cpu_forward(x, weight, mask, bias, stride, padding, dilation, device=_DEVICE_CUDA)
+
+
+def _cuda_backward(grad_y, x, weight, mask, stride, padding, dilation, need):
+    return _cpu_backward(grad_y, x, weight, mask, stride, padding, dilation, need, device=_DEVICE_CUDA)
+
+
+# ---- triton backend -----------------------------------------------------------------------------------
+
+
+def _triton_forward(x, weight, mask, bias, stride, padding, dilation):
+    from fastprune.triton_kernels import masked_conv2d as kernels_mod
+
+    row_ptr, col, filters = _kept_lists(mask)
+    kernels = weight[filters, col.long()].contiguous()
+    bias = None if bias is None else bias.contiguous()
+    return kernels_mod.forward(
+        x.contiguous(), kernels, row_ptr, col, bias, weight.shape[0], stride, padding, dilation
+    )
+
+
+def _transposed_lists(col: torch.Tensor, filters: torch.Tensor, in_channels: int):
+    """The kept kernels grouped by input channel (CSC): col_ptr (C + 1,) int32, and per entry the index
+    of the kernel in the packed (row-major) list and its filter, int32, filters ascending per channel."""
+    order = torch.sort(col.long(), stable=True).indices
+    col_ptr = torch.zeros(in_channels + 1, dtype=torch.int32, device=col.device)
+    col_ptr[1:] = torch.bincount(col.long(), minlength=in_channels).cumsum(0)
+    return col_ptr, order.to(torch.int32), filters[order].to(torch.int32)
+
+
+def _triton_backward(grad_y, x, weight, mask, stride, padding, dilation, need):
+    from fastprune.triton_kernels import masked_conv2d as kernels_mod
+
+    row_ptr, col, filters = _kept_lists(mask)
+    grad_y = grad_y.contiguous()
+    grad_x = grad_w = None
+    if need[0]:
+        kernels = weight[filters, col.long()].contiguous()
+        col_ptr, csc_kernel, csc_filter = _transposed_lists(col, filters, weight.shape[1])
+        grad_x = kernels_mod.backward_input(
+            grad_y, kernels, col_ptr, csc_kernel, csc_filter, x.shape, stride, padding, dilation
+        )
+    if need[1]:
+        kh, kw = weight.shape[2], weight.shape[3]
+        grad_kernels = kernels_mod.backward_weight(
+            x.contiguous(), grad_y, col, filters.to(torch.int32), kh, kw, stride, padding, dilation
         )
         grad_w = weight.new_zeros(weight.shape)
         grad_w[filters, col.long()] = grad_kernels
@@ -193,8 +260,13 @@ def _cpu_backward(grad_y, x, weight, mask, stride, padding, dilation, need):
 
 # ---- registration -------------------------------------------------------------------------------------
 
-_FORWARD = {"cpu": _cpu_forward, "torch": _torch_forward}
-_BACKWARD = {"cpu": _cpu_backward, "torch": _torch_backward}
+_FORWARD = {"cpu": _cpu_forward, "cuda": _cuda_forward, "triton": _triton_forward, "torch": _torch_forward}
+_BACKWARD = {
+    "cpu": _cpu_backward,
+    "cuda": _cuda_backward,
+    "triton": _triton_backward,
+    "torch": _torch_backward,
+}
 
 
 def _forward(x, weight, mask, bias, stride, padding, dilation, backend):
@@ -309,8 +381,9 @@ def masked_conv2d(
     backend); mask bool (O,) filter mask or (O, C) kernel mask, True = kept. Returns (N, O, Ho, Wo),
     Ho = floor((H + 2 padding - dilation (kh - 1) - 1) / stride) + 1. A pruned filter outputs its bias
     (0 without bias). Differentiable in x, weight and bias; the weight gradient is exactly 0 on masked
-    entries. groups = 1 only, zero padding only. Backends: "cpu" (C++, float32), "torch", or "auto"
-    (cpu for float32 CPU tensors, torch otherwise, e.g. float64 or CUDA).
+    entries. groups = 1 only, zero padding only. Backends: "cpu" (C++, float32), "cuda" and "triton"
+    (float32), "torch", or "auto" (cpu for float32 CPU tensors; cuda, else triton, for float32 CUDA
+    tensors; torch otherwise, e.g. float64).
     """
     _check_tensor(x, "x", 4, "(N, C, H, W)")
     _check_tensor(weight, "weight", 4, "(O, C, kh, kw)")
@@ -350,9 +423,9 @@ def masked_conv2d(
     if x.dtype is torch.float64 and backend == "auto":
         requested = "torch"  # the only backend that computes in float64
     name = select_backend(requested, x.device.type, "masked_conv2d")
-    if name == "cpu" and x.dtype is not torch.float32:
+    if name in ("cpu", "cuda", "triton") and x.dtype is not torch.float32:
         raise TypeError(
-            f"x: the cpu backend computes in float32, got {x.dtype}; convert with .float() or use "
+            f"x: the {name} backend computes in float32, got {x.dtype}; convert with .float() or use "
             "backend='torch'"
         )
     return torch.ops.fastprune.masked_conv2d(x, weight, mask2d, bias, stride_, padding_, dilation_, name)

@@ -122,7 +122,9 @@ FP_API fp_status fp_kernel_scores(const fp_ragged_batch* kernels, fp_kernel_crit
  * row_ptr[O] entries (may be NULL when nnz = 0). Work is proportional to nnz. Tensors are float32,
  * contiguous NCHW: x (N, C, H, W), y and grad_y (N, O, Ho, Wo) with
  * Ho = (H + 2 pad_h - dilation_h (kh - 1) - 1) / stride_h + 1 (Wo likewise, both >= 1).
- * Results are deterministic: identical for every OpenMP thread count. CPU only in this version. */
+ * Results are deterministic: identical for every OpenMP thread count (CPU) and every run (both devices).
+ * With exec->device == FP_DEVICE_CUDA, row_ptr and col stay host arrays (the library uploads them);
+ * x, kernels, bias, grads and outputs are device pointers; the CUDA path is compile-checked only so far. */
 typedef struct fp_conv2d_shape {
   int64_t batch, in_channels, height, width; /* x: (N, C, H, W), N >= 0, C, H, W >= 1 */
   int64_t out_channels, kernel_h, kernel_w;  /* weight: (O, C, kh, kw), all >= 1 */
