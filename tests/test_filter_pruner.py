@@ -439,6 +439,11 @@ def test_state_dict_round_trip():
     other = SoftFilterPruner(make_net(9), "l2", rate=0.4, layers=["conv1", "conv2"])
     with pytest.raises(ValueError, match="state"):
         other.load_state_dict(pruner.state_dict())
+    for bad in (torch.ones(3, dtype=torch.bool), torch.ones(pruner.masks["conv1"].shape)):
+        state = pruner.state_dict()
+        state["masks"]["conv1"] = bad
+        with pytest.raises(ValueError, match=r"state\['masks'\]\['conv1'\]: expected a bool tensor"):
+            fresh.load_state_dict(state)
 
 
 # ---- DDP -----------------------------------------------------------------------------------------------

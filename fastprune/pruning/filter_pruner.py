@@ -281,6 +281,14 @@ class SoftFilterPruner:
                 f"state: its masks cover layers {sorted(masks)}, this pruner selects {sorted(self.masks)}"
             )
         for name, mask in masks.items():
+            if (
+                not isinstance(mask, torch.Tensor)
+                or mask.dtype != torch.bool
+                or mask.shape != self.masks[name].shape
+            ):
+                shape = tuple(self.masks[name].shape)
+                raise ValueError(f"state['masks'][{name!r}]: expected a bool tensor of shape {shape}")
+        for name, mask in masks.items():
             self.masks[name].copy_(mask.to(self.masks[name].device))
         self.steps = int(state["steps"])
         self.criterion = get_criterion(state["criterion"]["name"], **state["criterion"]["options"])
