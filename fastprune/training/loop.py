@@ -238,7 +238,7 @@ def train(
                 )  # fmt: skip
             if progress:
                 print(row.summary(total), flush=True)
-        final_loss, final_acc = evaluate(wrapped, test_loader, device, config.max_batches)
+        _, final_acc = evaluate(wrapped, test_loader, device, config.max_batches)
         kernel_masks = keep_masks.masks if keep_masks is not None and config.method == "kernel" else None
         result = TrainResult(config, model, metrics, final_acc, pruner, kernel_masks, out_dir)
         if rank == 0:
