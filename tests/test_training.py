@@ -151,6 +151,31 @@ def test_kernel_pipeline_prunes_once_and_keeps_masks_while_fine_tuning(tmp_path)
     assert "conv1" in masks  # the CIFAR stem is 3x3, so it is pruned too (only a 7x7 stem is excluded)
 
 
+def test_held_zero_convs_train_as_masked_convs(tmp_path, monkeypatch):
+    """Hard filter pruning (after its first step) and fine-tuning run the pruned convs as MaskedConv2d,
+    and the plain model comes back for evaluation and checkpoints."""
+    converted = []
+    real_convert = training_loop.convert
+
+    def spy(model, masks, backend="auto"):
+        converted.append(sorted(masks))
+        out = real_convert(model, masks, backend=backend)
+        assert any(type(m).__name__ == "MaskedConv2d" for m in model.modules())
+        return out
+
+    monkeypatch.setattr(training_loop, "convert", spy)
+    config = TrainConfig(mode="hard", epochs=3, finetune_epochs=1, out_dir=str(tmp_path), **TINY)
+    result = train(config)
+    assert len(converted) == 3  # epochs 2 and 3 (hard mode after step 1) and the fine-tuning epoch
+    assert "conv1" in converted[0] and len(converted[0]) == 19
+    assert all(type(m).__name__ != "MaskedConv2d" for m in result.model.modules())
+    modules = dict(result.model.named_modules())
+    for name, keep in result.pruner.masks.items():
+        assert torch.all(modules[name].weight[~keep] == 0), name
+    state = load_checkpoint(tmp_path)["model"]
+    assert not any(key.endswith(".mask") for key in state)
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

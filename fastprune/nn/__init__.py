@@ -1,5 +1,5 @@
-"""Modules that run pruned networks on fastprune's kernels: MaskedConv2d and convert()."""
+"""Modules that run pruned networks on fastprune's kernels: MaskedConv2d, convert() and restore()."""
 
-from fastprune.nn.masked_conv import MaskedConv2d, convert
+from fastprune.nn.masked_conv import MaskedConv2d, convert, restore
 
-__all__ = ["MaskedConv2d", "convert"]
+__all__ = ["MaskedConv2d", "convert", "restore"]

@@ -109,3 +109,20 @@ def convert(model: nn.Module, masks: Mapping[str, torch.Tensor], backend: str = 
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, MaskedConv2d.from_conv(conv, mask, backend=backend))
     return model
+
+
+def restore(model: nn.Module) -> nn.Module:
+    """Undoes convert(): replaces, in place, every MaskedConv2d by a plain nn.Conv2d sharing its
+    parameters (the masks are dropped; masked weights keep whatever value they hold); returns `model`."""
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, MaskedConv2d):
+            continue
+        conv = nn.Conv2d(
+            module.in_channels, module.out_channels, module.kernel_size, stride=module.stride,
+            padding=module.padding, dilation=module.dilation, bias=module.bias is not None, device="meta",
+        )  # fmt: skip
+        conv.weight, conv.bias = module.weight, module.bias
+        conv.train(module.training)
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, conv)
+    return model

@@ -31,6 +31,8 @@ HELP = {
     "milestones": "epochs at which the learning rate is multiplied by gamma",
     "device": "cpu or cuda",
     "backend": "fastprune backend of the scoring kernels (auto, cpu, cuda, triton, torch)",
+    "masked_conv": "train held-zero convs (fine-tuning, hard mode) on fastprune.nn.MaskedConv2d, skipping "
+    "the pruned filters/kernels (default: on for cpu)",
     "progress": "show progress bars and per-epoch lines",
     "max_batches": "stop each epoch after this many batches (smoke tests)",
 }

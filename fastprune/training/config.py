@@ -51,6 +51,7 @@ class TrainConfig:
     num_workers: int = 0
     device: str = "cpu"
     backend: str = "auto"
+    masked_conv: Optional[bool] = None  # held-zero convs run as MaskedConv2d (default: on for cpu)
     progress: bool = True
     max_batches: Optional[int] = None  # per epoch, for smoke tests
 
@@ -82,6 +83,8 @@ class TrainConfig:
             c.milestones = sorted({max(1, round(f * c.epochs)) for f in fractions})
         if c.gamma is None:
             c.gamma = 0.1 if kernel else 0.2
+        if c.masked_conv is None:  # the CUDA masked kernels are compile-checked only so far
+            c.masked_conv = c.device == "cpu"
         return c
 
     def to_dict(self) -> dict[str, Any]:

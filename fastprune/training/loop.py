@@ -26,6 +26,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
+from fastprune.nn import convert, restore
 from fastprune.pruning import KernelPruner, SoftFilterPruner, l1_kernel_penalty
 from fastprune.pruning.keep_masks import KeepMasks
 from fastprune.training import distributed as dist_utils
@@ -206,9 +207,24 @@ def train(
             share = _pruned_share(pruner, keep_masks)
             desc = f"{phase} {epoch + 1}/{total}"
             penalty = config.l1_penalty if phase == "train" else 0.0  # fine-tuning keeps the masks instead
-            train_loss, train_acc = _train_epoch(
-                wrapped, train_loader, optimizer, device, penalty, config.max_batches, progress, desc, share
-            )
+            skipped = _held_masks(pruner, keep_masks, device) if config.masked_conv else None
+            if skipped:  # pruned weights are held at zero: let the convs skip them (same results, less work)
+                convert(model, skipped, backend=config.backend)
+            try:
+                train_loss, train_acc = _train_epoch(
+                    wrapped,
+                    train_loader,
+                    optimizer,
+                    device,
+                    penalty,
+                    config.max_batches,
+                    progress,
+                    desc,
+                    share,
+                )
+            finally:
+                if skipped:
+                    restore(model)  # checkpoints and evaluation see the plain model
             scheduler.step()
             row = EpochMetrics(epoch=epoch + 1, phase=phase, lr=optimizer.param_groups[0]["lr"],
                                train_loss=train_loss, train_acc=train_acc)  # fmt: skip
@@ -254,6 +270,28 @@ def train(
         return result
     finally:
         dist_utils.shutdown()
+
+
+# Kernel-level masks pay off in MaskedConv2d from about this pruned share (bench conv, 2026-11-23: forward
+# and backward beat oneDNN from ~80% on ResNet layers); filter-level masks at any share.
+KERNEL_SPARSITY_FOR_MASKED_CONV = 0.8
+
+
+def _held_masks(pruner, keep_masks, device: torch.device) -> Optional[dict[str, torch.Tensor]]:
+    """The masks of the convs worth running as MaskedConv2d this epoch: their pruned weights are held at
+    zero (fine-tuning after the final prune, or hard filter pruning after its first step); None if none."""
+    if keep_masks is not None:
+        masks = keep_masks.masks
+    elif pruner is not None and pruner.mode == "hard" and pruner.steps > 0:
+        masks = dict(pruner.masks)
+    else:
+        return None
+    worth = {
+        name: mask.to(device)
+        for name, mask in masks.items()
+        if mask.dim() == 1 or (~mask).float().mean() >= KERNEL_SPARSITY_FOR_MASKED_CONV
+    }
+    return worth or None
 
 
 def _pruned_share(pruner: Optional[SoftFilterPruner], keep_masks: Optional[KeepMasks]) -> float:
