@@ -164,7 +164,9 @@ def test_held_zero_convs_train_as_masked_convs(tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(training_loop, "convert", spy)
-    config = TrainConfig(mode="hard", epochs=3, finetune_epochs=1, out_dir=str(tmp_path), **TINY)
+    config = TrainConfig(
+        mode="hard", epochs=3, finetune_epochs=1, masked_conv=True, out_dir=str(tmp_path), **TINY
+    )
     result = train(config)
     assert len(converted) == 3  # epochs 2 and 3 (hard mode after step 1) and the fine-tuning epoch
     assert "conv1" in converted[0] and len(converted[0]) == 19

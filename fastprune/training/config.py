@@ -51,7 +51,9 @@ class TrainConfig:
     num_workers: int = 0
     device: str = "cpu"
     backend: str = "auto"
-    masked_conv: Optional[bool] = None  # held-zero convs run as MaskedConv2d (default: on for cpu)
+    # Held-zero convs train as MaskedConv2d. Off by default: on the demo's ResNet-20 (40% of filters,
+    # batch 32) a fine-tuning epoch took 4.2 s with it against 3.4 s without (2026-11-23, 2-core EPYC).
+    masked_conv: bool = False
     progress: bool = True
     max_batches: Optional[int] = None  # per epoch, for smoke tests
 
@@ -83,8 +85,6 @@ class TrainConfig:
             c.milestones = sorted({max(1, round(f * c.epochs)) for f in fractions})
         if c.gamma is None:
             c.gamma = 0.1 if kernel else 0.2
-        if c.masked_conv is None:  # the CUDA masked kernels are compile-checked only so far
-            c.masked_conv = c.device == "cpu"
         return c
 
     def to_dict(self) -> dict[str, Any]:
