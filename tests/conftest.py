@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,3 +107,15 @@ def reference_kernel_scores(weight: np.ndarray, criterion: str) -> np.ndarray:
     eig = np.linalg.eigvals(k)
     values = np.abs(eig.real) if criterion.endswith("_real") else np.abs(eig)
     return values.min(axis=-1) if criterion.startswith("min") else values.max(axis=-1)
+
+
+def outputs_per_thread_count(script: str, tmp_path: Path) -> list[torch.Tensor]:
+    """Runs `script` (which torch.saves one tensor to sys.argv[1]) in fresh processes with
+    OMP_NUM_THREADS = 1 and 2 and returns the two tensors: for bitwise thread-count determinism tests."""
+    results = []
+    for threads in ("1", "2"):
+        path = tmp_path / f"out_{threads}.pt"
+        env = dict(os.environ, OMP_NUM_THREADS=threads)
+        subprocess.run([sys.executable, "-c", script, str(path)], check=True, env=env, timeout=300)
+        results.append(torch.load(path))
+    return results

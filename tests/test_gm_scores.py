@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -14,6 +10,7 @@ from conftest import (
     METRIC_NAMES,
     assert_close_rel,
     near_duplicate_family,
+    outputs_per_thread_count,
     reference_gm_scores,
     requires_cuda,
     rows_of,
@@ -136,13 +133,8 @@ torch.save(torch.cat(parts), sys.argv[1])
 
 
 def test_cpu_bitwise_identical_across_openmp_thread_counts(tmp_path) -> None:
-    results = []
-    for threads in ("1", "2"):
-        path = tmp_path / f"scores_{threads}.pt"
-        env = dict(os.environ, OMP_NUM_THREADS=threads)
-        subprocess.run([sys.executable, "-c", _THREAD_SCRIPT, str(path)], check=True, env=env, timeout=300)
-        results.append(torch.load(path))
-    assert torch.equal(results[0], results[1])
+    one_thread, two_threads = outputs_per_thread_count(_THREAD_SCRIPT, tmp_path)
+    assert torch.equal(one_thread, two_threads)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

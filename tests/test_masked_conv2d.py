@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import ctypes
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import requires_cuda
+from conftest import outputs_per_thread_count, requires_cuda
 from torch import nn
 
 from fastprune.backends import BackendError
@@ -178,13 +176,8 @@ torch.save(torch.cat(parts), sys.argv[1])
 
 
 def test_cpu_bitwise_identical_across_openmp_thread_counts(tmp_path) -> None:
-    results = []
-    for threads in ("1", "2"):
-        path = tmp_path / f"conv_{threads}.pt"
-        env = dict(os.environ, OMP_NUM_THREADS=threads)
-        subprocess.run([sys.executable, "-c", _THREAD_SCRIPT, str(path)], check=True, env=env, timeout=300)
-        results.append(torch.load(path))
-    assert torch.equal(results[0], results[1])
+    one_thread, two_threads = outputs_per_thread_count(_THREAD_SCRIPT, tmp_path)
+    assert torch.equal(one_thread, two_threads)
 
 
 def test_bad_input_errors() -> None:
