@@ -114,20 +114,9 @@ void masked_conv2d_forward(const ConvGeometry& g, const float* x, const int32_t*
         stage_input_channel(g, s, x + (n * g.C + c) * g.H * g.W, xs.data() + c * s.channel);
       for (int64_t v0 = 0; v0 < s.nvec; v0 += 4) {
         const int64_t c0 = v0 * kLanes;
-        switch (std::min<int64_t>(4, s.nvec - v0)) {
-          case 1:
-            forward_columns<1>(g, s, xs.data(), filter_taps, bias, c0, y_n);
-            break;
-          case 2:
-            forward_columns<2>(g, s, xs.data(), filter_taps, bias, c0, y_n);
-            break;
-          case 3:
-            forward_columns<3>(g, s, xs.data(), filter_taps, bias, c0, y_n);
-            break;
-          default:
-            forward_columns<4>(g, s, xs.data(), filter_taps, bias, c0, y_n);
-            break;
-        }
+        with_width<4>(s.nvec - v0, [&](auto nv) {
+          forward_columns<decltype(nv)::value>(g, s, xs.data(), filter_taps, bias, c0, y_n);
+        });
       }
     }
   }

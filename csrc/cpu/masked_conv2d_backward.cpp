@@ -51,23 +51,10 @@ void input_taps(const ConvGeometry& g, const Staging& s, const float* gs, const 
                 const int64_t* oy_list, int64_t reach, int64_t kx0, float* gxs_row) {
   for (int64_t v0 = 0; v0 < s.nvec; v0 += 4) {
     const int64_t c0 = v0 * kLanes;
-#define FP_INPUT_TILE(NV) \
-  input_tile<KT, NV>(g, s, gs, filters, pairs, count, kernels, ky_list, oy_list, reach, kx0, c0, gxs_row)
-    switch (std::min<int64_t>(4, s.nvec - v0)) {
-      case 1:
-        FP_INPUT_TILE(1);
-        break;
-      case 2:
-        FP_INPUT_TILE(2);
-        break;
-      case 3:
-        FP_INPUT_TILE(3);
-        break;
-      default:
-        FP_INPUT_TILE(4);
-        break;
-    }
-#undef FP_INPUT_TILE
+    with_width<4>(s.nvec - v0, [&](auto nv) {
+      input_tile<KT, decltype(nv)::value>(g, s, gs, filters, pairs, count, kernels, ky_list, oy_list, reach,
+                                          kx0, c0, gxs_row);
+    });
   }
 }
 
@@ -153,35 +140,8 @@ void weight_pair(const ConvGeometry& g, const Staging& s, const float* gs_o, con
   const int64_t taps = static_cast<int64_t>(offsets.size());
   for (int64_t t0 = 0; t0 < taps; t0 += 9) {
     const int64_t* off = offsets.data() + t0;
-    switch (std::min<int64_t>(9, taps - t0)) {
-      case 1:
-        weight_taps<1>(g, s, gs_o, xs_i, off, out + t0);
-        break;
-      case 2:
-        weight_taps<2>(g, s, gs_o, xs_i, off, out + t0);
-        break;
-      case 3:
-        weight_taps<3>(g, s, gs_o, xs_i, off, out + t0);
-        break;
-      case 4:
-        weight_taps<4>(g, s, gs_o, xs_i, off, out + t0);
-        break;
-      case 5:
-        weight_taps<5>(g, s, gs_o, xs_i, off, out + t0);
-        break;
-      case 6:
-        weight_taps<6>(g, s, gs_o, xs_i, off, out + t0);
-        break;
-      case 7:
-        weight_taps<7>(g, s, gs_o, xs_i, off, out + t0);
-        break;
-      case 8:
-        weight_taps<8>(g, s, gs_o, xs_i, off, out + t0);
-        break;
-      default:
-        weight_taps<9>(g, s, gs_o, xs_i, off, out + t0);
-        break;
-    }
+    with_width<9>(taps - t0,
+                  [&](auto nt) { weight_taps<decltype(nt)::value>(g, s, gs_o, xs_i, off, out + t0); });
   }
 }
 

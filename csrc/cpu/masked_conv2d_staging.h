@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "cpu/masked_conv2d.h"
@@ -20,6 +22,16 @@ inline vec load(const float* p) {
   vec v;
   std::memcpy(&v, p, sizeof v);
   return v;
+}
+
+// Calls f(std::integral_constant<int, K>{}) with K = min(n, Max) (n >= 1): turns a runtime tile width
+// (the last tile of a row is narrower) into the template argument of a register-blocked kernel.
+template <int Max, class F>
+inline void with_width(int64_t n, F&& f) {
+  if constexpr (Max > 1) {
+    if (n < Max) return with_width<Max - 1>(n, std::forward<F>(f));
+  }
+  f(std::integral_constant<int, Max>{});
 }
 
 inline float hsum(vec v) {
