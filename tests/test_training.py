@@ -81,6 +81,7 @@ def test_killed_process_keeps_a_loadable_checkpoint(tmp_path):
         assert time.time() < deadline, "no checkpoint written within 120 s"
         time.sleep(0.05)
     time.sleep(0.7)  # kill at some moment of a later epoch (possibly mid-write)
+    assert process.poll() is None, "the run ended before it could be killed: lengthen it"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     state = load_checkpoint(out)

@@ -221,9 +221,10 @@ class SoftFilterPruner:
     @torch.no_grad()
     def apply_masks(self) -> None:
         """Zero the pruned filters' weights and bias (and, in hard mode, their optimizer state)."""
-        self._zero_pruned(self.masks)
-        if self._keeper is not None:
+        if self._keeper is not None:  # hard mode: weights, bias and optimizer state
             self._keeper.apply()
+        else:
+            self._zero_pruned(self.masks)
 
     @torch.no_grad()
     def _zero_pruned(self, masks: Mapping[str, torch.Tensor]) -> None:
