@@ -5,8 +5,10 @@
 #include <limits.h>
 
 #include <string>
+#include <vector>
 
 #include "capi_internal.h"
+#include "cpu/conv2d_blocked.h"
 #include "cpu/masked_conv2d.h"
 #include "fastprune/fastprune.h"
 #if FP_WITH_CUDA
@@ -167,6 +169,30 @@ fp_status fp_masked_conv2d_backward_weight(const fp_conv2d_shape* shape, const f
                                                      error);
 #endif
     fp::cpu::masked_conv2d_backward_weight(g, x, grad_y, row_ptr, col, grad_kernels);
+    return FP_OK;
+  });
+}
+
+fp_status fp_conv2d_forward(const fp_conv2d_shape* shape, const float* x, const float* weight,
+                            const float* bias, int relu, fp_exec exec, float* y) {
+  return guarded([&](std::string& error) {
+    fp_status status = fp::capi::check_exec(exec, error);
+    if (status != FP_OK) return status;
+    if (exec.device != FP_DEVICE_CPU)
+      return reject(error, FP_ERR_UNAVAILABLE,
+                    "exec.device: fp_conv2d_forward runs on the CPU only (use cuDNN on a GPU)");
+    fp::cpu::ConvGeometry g;
+    status = check_shape(shape, g, error);
+    if (status == FP_OK) status = check_pointer(x, g.N, "x", "N * C * H * W floats", error);
+    if (status == FP_OK) status = check_pointer(weight, 1, "weight", "O * C * kh * kw floats", error);
+    if (status == FP_OK)
+      status = check_pointer(y, g.N, "y", "an output buffer of N * O * Ho * Wo floats", error);
+    if (status != FP_OK) return status;
+    std::vector<int64_t> filters(static_cast<size_t>(g.O)), channels(static_cast<size_t>(g.C));
+    for (int64_t o = 0; o < g.O; ++o) filters[static_cast<size_t>(o)] = o;
+    for (int64_t c = 0; c < g.C; ++c) channels[static_cast<size_t>(c)] = c;
+    const fp::cpu::DenseBlock block{g.O, g.C, filters.data(), channels.data(), weight, bias, relu != 0};
+    fp::cpu::conv2d_blocked_forward(g, x, block, y);
     return FP_OK;
   });
 }

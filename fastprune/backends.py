@@ -63,6 +63,8 @@ SPECTRAL_OPS = frozenset({"small_eigvals", "small_svdvals", "small_det", "kernel
 # Masked convolution: CPU C++ and CUDA kernels through the C ABI, Triton kernels (CUDA tensors, or CPU
 # tensors under TRITON_INTERPRET=1) and the torch reference.
 CONV_OPS = frozenset({"masked_conv2d"})
+# Dense convolution with fused bias + ReLU: a CPU kernel (fastprune's) and torch (cuDNN on a GPU).
+DENSE_CONV_OPS = frozenset({"conv2d"})
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ class Backend:
 _REGISTRY = {
     "cpu": Backend(
         "cpu",
-        SCORING_OPS | SPECTRAL_OPS | CONV_OPS,
+        SCORING_OPS | SPECTRAL_OPS | CONV_OPS | DENSE_CONV_OPS,
         lambda dev: _device_reason("cpu", dev) or _native.unavailable_reason(),
     ),
     "cuda": Backend(
@@ -96,7 +98,7 @@ _REGISTRY = {
     ),
     # Triton's small-matrix kernels are closed forms, written for the 1x1 to 3x3 kernels of a ResNet.
     "triton": Backend("triton", SCORING_OPS | SPECTRAL_OPS | CONV_OPS, _triton_reason, max_matrix_n=3),
-    "torch": Backend("torch", SCORING_OPS | SPECTRAL_OPS | CONV_OPS, lambda dev: None),
+    "torch": Backend("torch", SCORING_OPS | SPECTRAL_OPS | CONV_OPS | DENSE_CONV_OPS, lambda dev: None),
 }
 
 

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu/conv2d_blocked.h"
 #include "cpu/masked_conv2d_staging.h"
 
 namespace fp {
@@ -80,7 +81,23 @@ void forward_columns(const ConvGeometry& g, const Staging& s, const float* xs,
   }
 }
 
-// Channels some kept kernel reads (the others are never staged).
+// The channel list every kept filter shares, or false when two kept filters read different channels.
+bool uniform_channels(const ConvGeometry& g, const int32_t* row_ptr, const int32_t* col,
+                      std::vector<int64_t>& channels) {
+  int64_t first = -1;
+  for (int64_t o = 0; o < g.O; ++o) {
+    const int64_t count = row_ptr[o + 1] - row_ptr[o];
+    if (count == 0) continue;
+    if (first < 0) {
+      first = o;
+      channels.assign(col + row_ptr[o], col + row_ptr[o + 1]);
+    } else if (count != static_cast<int64_t>(channels.size()) ||
+               !std::equal(col + row_ptr[o], col + row_ptr[o + 1], col + row_ptr[first])) {
+      return false;
+    }
+  }
+  return true;
+}
 
 }  // namespace
 
@@ -88,6 +105,25 @@ void forward_columns(const ConvGeometry& g, const Staging& s, const float* xs,
 // a loaded machine where a descheduled thread stalls every barrier.
 void masked_conv2d_forward(const ConvGeometry& g, const float* x, const int32_t* row_ptr, const int32_t* col,
                            const float* kernels, const float* bias, float* y) {
+  std::vector<int64_t> shared;
+  if (uniform_channels(g, row_ptr, col, shared)) {
+    // Filter and channel masks: the kept filters form one dense block (register-blocked over filters);
+    // the pruned ones output their bias.
+    const std::vector<int64_t> filters = kept_filters(g, row_ptr);
+    std::vector<float> kept_bias;
+    if (bias)
+      for (int64_t o : filters) kept_bias.push_back(bias[o]);
+    const DenseBlock block{static_cast<int64_t>(filters.size()), static_cast<int64_t>(shared.size()),
+                           filters.data(), shared.data(), kernels, bias ? kept_bias.data() : nullptr,
+                           false};
+    conv2d_blocked_forward(g, x, block, y);
+    const int64_t plane = g.Ho * g.Wo;
+    for (int64_t o = 0; o < g.O; ++o)
+      if (row_ptr[o + 1] == row_ptr[o])
+        for (int64_t n = 0; n < g.N; ++n)
+          std::fill(y + (n * g.O + o) * plane, y + (n * g.O + o + 1) * plane, bias ? bias[o] : 0.0f);
+    return;
+  }
   const Staging s(g);
   const std::vector<int64_t> channels = used_channels(g, row_ptr, col);
   const int64_t taps = g.kh * g.kw, nnz = row_ptr[g.O];

@@ -157,6 +157,22 @@ PYBIND11_MODULE(_C, m) {
       py::arg("pass_"), py::arg("shape"), py::arg("a"), py::arg("b"), py::arg("row_ptr"), py::arg("col"),
       py::arg("kernels"), py::arg("device"), py::arg("out"));
 
+  // Dense convolution with fused bias + ReLU (fp_conv2d_forward); same shape fields and pointer rules.
+  m.def(
+      "conv2d",
+      [](const std::vector<int64_t>& shape, std::uintptr_t x, std::uintptr_t weight, std::uintptr_t bias,
+         bool relu, std::uintptr_t y) {
+        if (shape.size() != 13) throw py::value_error("shape: expected the 13 fields of fp_conv2d_shape");
+        const fp_conv2d_shape s{shape[0], shape[1], shape[2], shape[3],  shape[4],  shape[5], shape[6],
+                                shape[7], shape[8], shape[9], shape[10], shape[11], shape[12]};
+        const auto f = [](std::uintptr_t p) { return reinterpret_cast<const float*>(p); };
+        call_without_gil([&] {
+          return fp_conv2d_forward(&s, f(x), f(weight), f(bias), relu ? 1 : 0, exec_of(0, 0),
+                                   reinterpret_cast<float*>(y));
+        });
+      },
+      py::arg("shape"), py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("relu"), py::arg("y"));
+
   m.def("cuda_device_check", [] {
     const fp_status status = fp_cuda_device_check();
     return py::make_tuple(status == FP_OK, status == FP_OK ? std::string() : std::string(fp_last_error()));

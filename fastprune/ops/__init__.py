@@ -3,6 +3,7 @@
 torch.compile and passes torch.library.opcheck."""
 
 from fastprune.ops._ragged import METRICS
+from fastprune.ops.conv2d import conv2d
 from fastprune.ops.gm_scores import gm_scores
 from fastprune.ops.kernel_scores import CRITERIA, criterion_power, kernel_scores
 from fastprune.ops.masked_conv2d import masked_conv2d
@@ -14,6 +15,7 @@ from fastprune.ops.small_svdvals import small_svdvals
 __all__ = [
     "CRITERIA",
     "METRICS",
+    "conv2d",
     "criterion_power",
     "gm_scores",
     "kernel_scores",

@@ -98,6 +98,49 @@ class ConvBN(nn.Module):
         return x
 
 
+class FoldedConvBN(nn.Module):
+    """A :class:`ConvBN` for inference: BN folded into the conv, ReLU fused, run by ``fastprune.ops.conv2d``.
+
+    With s = gamma / sqrt(var + eps): ``W' = s W`` (per filter) and ``b' = s (b - mean) + beta``, computed in
+    float64; then ``y = relu(conv2d(adapt(x), W') + b')`` in one kernel call.
+    """
+
+    def __init__(self, unit: ConvBN) -> None:
+        super().__init__()
+        conv, bn = unit.conv, unit.bn
+        if not bn.track_running_stats or bn.running_var is None:
+            raise ValueError("FoldedConvBN: a BatchNorm2d without running statistics cannot be folded")
+        self.adapt = unit.adapt
+        self.empty, self.geometry, self.relu = unit.empty, unit.geometry, unit.relu
+        with torch.no_grad():
+            scale = (bn.running_var.double() + bn.eps).rsqrt()
+            if bn.affine:
+                scale = scale * bn.weight.double()
+            shift = -bn.running_mean.double() * scale
+            if conv.bias is not None:
+                shift = shift + conv.bias.double() * scale
+            if bn.affine:
+                shift = shift + bn.bias.double()
+            weight = conv.weight.double() * scale.view(-1, 1, 1, 1)
+        self.register_buffer("weight", weight.to(conv.weight.dtype))
+        self.register_buffer("bias", shift.to(conv.weight.dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from fastprune.ops.conv2d import conv2d, conv2d_cpu_inference
+
+        if self.empty:
+            k, s, p, d = self.geometry[0:2], self.geometry[2:4], self.geometry[4:6], self.geometry[6:8]
+            h = (x.shape[2] + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+            w = (x.shape[3] + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+            return torch.zeros((x.shape[0], 0, h, w), dtype=x.dtype, device=x.device)
+        x = self.adapt(x)
+        y = conv2d_cpu_inference(x, self.weight, self.bias, self.geometry[2:], self.relu)
+        if y is None:
+            g = self.geometry
+            y = conv2d(x, self.weight, self.bias, g[2:4], g[4:6], g[6:8], relu=self.relu)
+        return y
+
+
 class Subsample(nn.Module):
     """Option-A shortcut without its zero channels: ``x[:, :, ::s, ::s]`` (the padding is an index map
     in :class:`ResidualCombine`)."""
@@ -253,6 +296,20 @@ class CompactResNet(nn.Module):
             self.fc_adapt = ChannelAdapter(None, 0)
             self.fc = nn.Identity()
             self.out_scatter = ChannelScatter(spec["out_scatter"])
+
+    def for_inference(self) -> CompactResNet:
+        """A copy for inference: every conv's BatchNorm folded in and its ReLU fused, the convs run by
+        ``fastprune.ops.conv2d`` (fastprune's CPU kernel for float32 CPU tensors, PyTorch's elsewhere).
+        Outputs equal this model's in eval mode (to float32 rounding); this model is not changed. The copy
+        has no BatchNorm left to train and is not meant for TorchScript or ONNX export (use this model)."""
+        import copy
+
+        fused = copy.deepcopy(self).eval()
+        for parent in list(fused.modules()):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, ConvBN):
+                    setattr(parent, name, FoldedConvBN(child))
+        return fused
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem_scatter(self.maxpool(self.stem(x)))

@@ -147,6 +147,14 @@ FP_API fp_status fp_masked_conv2d_backward_weight(const fp_conv2d_shape* shape, 
                                                   const float* grad_y, const int32_t* row_ptr,
                                                   const int32_t* col, fp_exec exec, float* grad_kernels);
 
+/* Dense convolution with a fused epilogue: y = conv2d(x, weight) + bias, then max(y, 0) when relu != 0.
+ * weight (O, C, kh, kw), bias O floats or NULL; layouts and shape rules as above. The CPU kernel is the
+ * register-blocked one the masked convolution uses for filter masks: it vectorises over output positions,
+ * so odd channel counts (a compacted network's) cost what their FLOPs say. CPU only: FP_DEVICE_CUDA gives
+ * FP_ERR_UNAVAILABLE (use cuDNN there). */
+FP_API fp_status fp_conv2d_forward(const fp_conv2d_shape* shape, const float* x, const float* weight,
+                                   const float* bias, int relu, fp_exec exec, float* y);
+
 /* Message of the last failed call on this thread ("" after a success). */
 FP_API const char* fp_last_error(void);
 FP_API const char* fp_status_name(fp_status status);

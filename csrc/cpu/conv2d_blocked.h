@@ -1,0 +1,32 @@
+// Register-blocked direct convolution for a dense block of filters: the CPU forward kernel behind
+// fp_conv2d_forward and behind fp_masked_conv2d_forward when every kept filter reads the same input
+// channels (filter and channel masks, dense layers).
+#ifndef FASTPRUNE_CPU_CONV2D_BLOCKED_H
+#define FASTPRUNE_CPU_CONV2D_BLOCKED_H
+
+#include <cstdint>
+
+#include "cpu/masked_conv2d.h"
+
+namespace fp {
+namespace cpu {
+
+// A dense sub-convolution: filters[f] (f < n_filters) of the output read channels[j] (j < n_channels) of
+// the input, with weights (n_filters, n_channels, kh, kw) packed in that order:
+//     y[n][filters[f]] = bias[f] + sum_j sum_{ky,kx} weights[f][j][ky][kx] * x_pad[n][channels[j]][...]
+// then max(., 0) when relu. Output planes of filters not listed are not written. bias may be NULL.
+struct DenseBlock {
+  int64_t n_filters, n_channels;
+  const int64_t* filters;
+  const int64_t* channels;
+  const float* weights;
+  const float* bias;
+  bool relu;
+};
+
+void conv2d_blocked_forward(const ConvGeometry& g, const float* x, const DenseBlock& block, float* y);
+
+}  // namespace cpu
+}  // namespace fp
+
+#endif  // FASTPRUNE_CPU_CONV2D_BLOCKED_H

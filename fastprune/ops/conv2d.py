@@ -1,0 +1,190 @@
+"""conv2d: a dense 2-D convolution with a fused bias + ReLU epilogue, for a compacted network's layers.
+
+    y = conv2d(x, W, b, stride, padding, dilation);   y = max(y, 0) when relu
+
+Backends: "cpu" (fastprune's register-blocked direct convolution through the C ABI, float32; the kernel
+the masked convolution runs for filter masks, see csrc/cpu/conv2d_blocked.cpp) and "torch" (F.conv2d and
+relu; any device and dtype). "auto" takes cpu for float32 CPU tensors and torch otherwise (cuDNN on a
+GPU). The cpu kernel vectorises over output positions rather than channels, so the odd channel counts of
+a pruned layer (10, 20, 39) cost what their FLOPs say; oneDNN's channel-blocked kernels round them up.
+
+Registered as torch.ops.fastprune.conv2d with a fake implementation and autograd (the backward is
+PyTorch's convolution backward through the ReLU's mask), so it trains, compiles and passes opcheck.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from fastprune._native import native
+from fastprune.backends import select_backend
+from fastprune.ops._library import LIBRARY, register
+from fastprune.ops.masked_conv2d import (
+    IntPair,
+    _address,
+    _check_tensor,
+    _pair,
+    _shape_fields,
+    output_size,
+)
+
+
+def _torch_forward(x, weight, bias, stride, padding, dilation, relu):
+    y = F.conv2d(x, weight, bias, stride, padding, dilation)
+    return F.relu(y) if relu else y
+
+
+def _cpu_forward(x, weight, bias, stride, padding, dilation, relu):
+    x, weight = x.contiguous(), weight.contiguous()
+    bias = None if bias is None else bias.contiguous()
+    ho, wo = output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
+    y = x.new_empty(x.shape[0], weight.shape[0], ho, wo)
+    native().conv2d(
+        _shape_fields(x, weight, stride, padding, dilation),
+        _address(x),
+        _address(weight),
+        _address(bias),
+        relu,
+        _address(y),
+    )
+    return y
+
+
+_FORWARD = {"cpu": _cpu_forward, "torch": _torch_forward}
+
+
+def conv2d_cpu_inference(
+    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], geometry: list[int], relu: bool
+) -> Optional[torch.Tensor]:
+    """The cpu kernel called directly, for a layer whose arguments were checked when it was built:
+    ``geometry`` = [stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w]; weight and bias contiguous
+    float32. Returns None (the caller then uses :func:`conv2d`) unless x is a float32 CPU tensor outside
+    autograd and tracing, with weight and bias contiguous and x's channels matching the weight's (the
+    C ABI cannot see the weight's shape). Skipping the dispatcher and the Python checks saves ~40 us a call,
+    which is most of a batch-1 layer's time."""
+    if (
+        x.device.type != "cpu"
+        or x.dtype is not torch.float32
+        or weight.device.type != "cpu"
+        or x.shape[1] != weight.shape[1]
+        or not weight.is_contiguous()
+        or (bias is not None and not bias.is_contiguous())
+        or (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+        or torch.compiler.is_compiling()
+        or torch.jit.is_scripting()
+    ):
+        return None
+    x = x.contiguous()
+    sh, sw, ph, pw, dh, dw = geometry
+    o, kh, kw = weight.shape[0], weight.shape[2], weight.shape[3]
+    ho = (x.shape[2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (x.shape[3] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    y = x.new_empty(x.shape[0], o, ho, wo)
+    native().conv2d(
+        [*x.shape, o, kh, kw, sh, sw, ph, pw, dh, dw],
+        _address(x),
+        _address(weight),
+        _address(bias),
+        relu,
+        _address(y),
+    )
+    return y
+
+
+def _forward(x, weight, bias, stride, padding, dilation, relu, backend):
+    return _FORWARD[backend](x, weight, bias, stride, padding, dilation, relu)
+
+
+def _forward_fake(x, weight, bias, stride, padding, dilation, relu, backend):
+    ho, wo = output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
+    return x.new_empty(x.shape[0], weight.shape[0], ho, wo)
+
+
+register(
+    "conv2d",
+    "(Tensor x, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, int[2] dilation, bool relu, "
+    "str backend) -> Tensor",
+    _forward,
+    _forward_fake,
+)
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias, stride, padding, dilation, relu, _ = inputs
+    ctx.save_for_backward(x, weight, output if relu else None)
+    ctx.conv = (stride, padding, dilation, relu, bias is not None)
+
+
+def _autograd_backward(ctx, grad_y):
+    x, weight, y = ctx.saved_tensors
+    stride, padding, dilation, relu, has_bias = ctx.conv
+    if relu:
+        grad_y = torch.where(y > 0, grad_y, torch.zeros((), dtype=grad_y.dtype, device=grad_y.device))
+    need = ctx.needs_input_grad
+    grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
+        grad_y, x, weight, [weight.shape[0]] if has_bias else None, stride, padding, dilation, False,
+        [0, 0], 1, [need[0], need[1], has_bias and need[2]],
+    )  # fmt: skip
+    return grad_x, grad_w, grad_b, None, None, None, None, None
+
+
+torch.library.register_autograd(
+    "fastprune::conv2d", _autograd_backward, setup_context=_setup_context, lib=LIBRARY
+)
+
+
+def conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    *,
+    relu: bool = False,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """F.conv2d(x, weight, bias, stride, padding, dilation), then ReLU when ``relu``.
+
+    x (N, C, H, W), weight (O, C, kh, kw), bias (O,) or None, same dtype and device. Returns
+    (N, O, Ho, Wo), Ho = floor((H + 2 padding - dilation (kh - 1) - 1) / stride) + 1. groups = 1, zero
+    padding. Differentiable. Backends: "cpu" (float32 CPU tensors), "torch", or "auto".
+    """
+    _check_tensor(x, "x", 4, "(N, C, H, W)")
+    _check_tensor(weight, "weight", 4, "(O, C, kh, kw)")
+    if weight.dtype != x.dtype or weight.device != x.device:
+        raise TypeError(
+            f"weight: expected {x.dtype} on {x.device} like x, got {weight.dtype} on {weight.device}"
+        )
+    if weight.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"weight: expected {x.shape[1]} input channels like x (groups = 1 only), got weight of shape "
+            f"{tuple(weight.shape)} for x of shape {tuple(x.shape)}"
+        )
+    if bias is not None:
+        _check_tensor(bias, "bias", 1, "(O,)")
+        if bias.shape[0] != weight.shape[0] or bias.dtype != x.dtype or bias.device != x.device:
+            raise ValueError(
+                f"bias: expected ({weight.shape[0]},) {x.dtype} on {x.device}, got {tuple(bias.shape)} "
+                f"{bias.dtype} on {bias.device}"
+            )
+    stride_, padding_, dilation_ = (
+        _pair(stride, "stride", 1),
+        _pair(padding, "padding", 0),
+        _pair(dilation, "dilation", 1),
+    )
+    ho, wo = output_size(x.shape[2:], weight.shape[2:], stride_, padding_, dilation_)
+    if ho < 1 or wo < 1:
+        raise ValueError(
+            f"x: output size ({ho}, {wo}) must be positive; the dilated kernel {tuple(weight.shape[2:])} "
+            f"(dilation {dilation_}) is larger than the padded input {tuple(x.shape[2:])} "
+            f"(padding {padding_})"
+        )
+    requested = "torch" if backend == "auto" and x.dtype is not torch.float32 else backend
+    name = select_backend(requested, x.device.type, "conv2d")
+    if name == "cpu" and x.dtype is not torch.float32:
+        raise TypeError(f"x: the cpu backend computes in float32, got {x.dtype}; use backend='torch'")
+    return torch.ops.fastprune.conv2d(x, weight, bias, stride_, padding_, dilation_, bool(relu), name)
