@@ -320,3 +320,180 @@ def test_benchmark_pruning_helper():
     small = compact(model)
     _check_equal(model, small)
     assert small.blocks[0].main[0].conv.out_channels == 10
+
+
+# ---- for_inference: BN folded into the convs, ReLU fused, run by fastprune.ops.conv2d ------------------
+
+
+def _pruned(arch, rate, finalize=True, seed=0):
+    """(masked model, its compact form) for random filter masks at ``rate``."""
+    model = _net(arch, seed)
+    masks = _random_filter_masks(model, rate, seed=seed + int(10 * rate))
+    apply_masks(model, masks)
+    if finalize:
+        _finalize_bn(model, masks)
+    return model, compact(model)
+
+
+def _rel_err(got, ref):
+    assert got.shape == ref.shape
+    return float((got.detach() - ref.detach()).abs().max() / ref.detach().abs().max())
+
+
+def _modules_of(model, kind):
+    return [m for m in model.modules() if isinstance(m, kind)]
+
+
+@pytest.mark.parametrize(
+    "arch, rate, finalize, size",
+    [
+        ("resnet20", 0.3, True, 16),
+        ("resnet20", 0.5, False, 15),  # BN constants of removed filters: constant input channels
+        ("resnet56", 0.5, True, 16),
+        ("resnet18", 0.5, True, 8),
+        ("resnet50", 0.3, False, 8),
+    ],
+)
+def test_for_inference_matches_masked_model(arch, rate, finalize, size):
+    from fastprune.pruning.compact_modules import ConvBN, FoldedConvBN
+
+    model, small = _pruned(arch, rate, finalize)
+    before = {k: v.clone() for k, v in small.state_dict().items()}
+    fused = small.for_inference()
+    assert fused is not small and not fused.training
+    assert not _modules_of(fused, nn.BatchNorm2d) and not _modules_of(fused, ConvBN)
+    assert len(_modules_of(fused, FoldedConvBN)) == len(_modules_of(small, ConvBN)) > 0
+    x = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref, got = model(x), fused(x)
+        assert _rel_err(got, ref) <= RTOL
+        assert _rel_err(fused(x[1:2]), ref[1:2]) <= RTOL  # batch 1
+        small_out = small(x)
+    # The compact model is unchanged: same state, still BatchNorm, same outputs as the masked model.
+    after = small.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert _modules_of(small, nn.BatchNorm2d) and _modules_of(small, ConvBN)
+    assert _rel_err(small_out, ref) <= RTOL
+
+
+def test_for_inference_channels_last_falls_back():
+    model, small = _pruned("resnet20", 0.4, seed=2)
+    fused = small.for_inference().to(memory_format=torch.channels_last)
+    units = [m for m in fused.modules() if type(m).__name__ == "FoldedConvBN" and not m.empty]
+    # channels_last weights are not contiguous: conv2d_cpu_inference declines and conv2d runs them.
+    assert any(not m.weight.is_contiguous() for m in units)
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ref = model(x)
+        for inp in (x, x.to(memory_format=torch.channels_last)):
+            assert _rel_err(fused(inp), ref) <= RTOL
+
+
+def test_for_inference_with_grad_enabled_and_no_grad():
+    model, small = _pruned("resnet20", 0.3, seed=4)
+    fused = small.for_inference()
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3, 16, 16, generator=gen)
+    with torch.no_grad():
+        ref = model(x)
+        assert _rel_err(fused(x), ref) <= RTOL
+        x_req = x.clone().requires_grad_()
+        out = fused(x_req)  # no_grad: the fast path runs even for an input that requires grad
+        assert not out.requires_grad and _rel_err(out, ref) <= RTOL
+    out = fused(x)  # grad enabled, the input does not require grad (the FC's parameters do)
+    assert _rel_err(out, ref) <= RTOL
+    # Grad enabled and the input requires grad: the fast path declines, gradients reach the input.
+    grad_out = torch.randn(ref.shape, generator=gen)
+    x_fused, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = fused(x_fused)
+    assert out.requires_grad and _rel_err(out, ref) <= RTOL
+    out.backward(grad_out)
+    model(x_ref).backward(grad_out)
+    assert x_fused.grad is not None and float(x_fused.grad.abs().max()) > 0
+    assert _rel_err(x_fused.grad, x_ref.grad) <= 1e-4
+    assert not any(t.requires_grad for t in fused.state_dict().values())
+
+
+def test_for_inference_float64_and_fully_removed_conv():
+    model = _net("resnet20", seed=5).double()
+    with torch.no_grad():
+        model.layer1[1].conv1.weight.zero_()  # an empty unit: (N, 0, H, W)
+    small = compact(model)
+    assert small.blocks[1].main[0].conv.out_channels == 0
+    fused = small.for_inference()
+    assert fused.blocks[1].main[0].empty
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        ref, got = model(x), fused(x)
+    assert got.dtype == torch.float64
+    assert _rel_err(got, ref) <= 1e-12
+
+
+def _conv_bn_spec(c_in, c_out, *, bias, affine, relu, select=None, n_const=0, track=True):
+    return {
+        "select": select, "n_const": n_const, "relu": relu,
+        "conv": {"in": c_in, "out": c_out, "kernel": [3, 3], "stride": [2, 1], "padding": [1, 0],
+                 "dilation": [1, 2], "bias": bias, "padding_mode": "zeros"},
+        "bn": {"eps": 1e-3, "momentum": 0.1, "affine": affine, "track_running_stats": track},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "bias, affine, relu", [(True, False, True), (False, True, False), (True, True, True)]
+)
+def test_folded_conv_bn_unit_matches_conv_bn(bias, affine, relu):
+    from fastprune.pruning.compact_modules import ConvBN, FoldedConvBN
+
+    spec = _conv_bn_spec(5, 7, bias=bias, affine=affine, relu=relu, select=[0, 2, 3, 5], n_const=1)
+    unit = ConvBN(spec)
+    g = torch.Generator().manual_seed(6)
+    with torch.no_grad():
+        unit.adapt.const.copy_(torch.randn(1, generator=g))
+        unit.conv.weight.copy_(torch.randn(unit.conv.weight.shape, generator=g))
+        if bias:
+            unit.conv.bias.copy_(torch.randn(7, generator=g))
+        if affine:
+            unit.bn.weight.copy_(1 + 0.3 * torch.randn(7, generator=g))
+            unit.bn.bias.copy_(0.3 * torch.randn(7, generator=g))
+        unit.bn.running_mean.copy_(0.5 * torch.randn(7, generator=g))
+        unit.bn.running_var.copy_(0.5 + torch.rand(7, generator=g))
+    unit.eval()
+    folded = FoldedConvBN(unit)
+    x = torch.randn(2, 6, 9, 10, generator=g)
+    with torch.no_grad():
+        ref, got = unit(x.clone()), folded(x)
+    assert _rel_err(got, ref) <= RTOL
+    if relu:
+        assert bool((got == 0).any()) and bool((got >= 0).all())
+    else:
+        assert bool((got < 0).any())
+
+
+def test_for_inference_refuses_batch_norm_without_running_stats():
+    from fastprune.pruning.compact_modules import ConvBN, FoldedConvBN
+
+    _, small = _pruned("resnet20", 0.3, seed=7)
+    unit = small.blocks[0].main[0]
+    unit.bn = nn.BatchNorm2d(unit.bn.num_features, track_running_stats=False)
+    before = {k: v.clone() for k, v in small.state_dict().items()}
+    with pytest.raises(ValueError, match="without running statistics cannot be folded"):
+        small.for_inference()
+    with pytest.raises(ValueError, match="without running statistics cannot be folded"):
+        FoldedConvBN(unit)
+    assert isinstance(small.blocks[0].main[0], ConvBN)  # the compact model is left as it was
+    after = small.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    spec = _conv_bn_spec(4, 3, bias=False, affine=True, relu=True, track=False)
+    with pytest.raises(ValueError, match="without running statistics"):
+        FoldedConvBN(ConvBN(spec))
+
+
+@pytest.mark.parametrize("mode", ["circular", "reflect", "replicate"])
+def test_for_inference_keeps_padding_mode(mode):
+    model = _net("resnet20")
+    model.layer1[0].conv1.padding_mode = mode
+    fused = compact(model).for_inference()
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ref, got = model(x), fused(x)
+    assert float((got - ref).abs().max() / ref.abs().max()) < 1e-5

@@ -15,6 +15,11 @@
 //
 // Every output element is summed by one microkernel call in k order: results do not depend on the thread
 // count.
+//
+// Weight gradient: the same staging, and per (filter, tap) a vector of 16 partial sums over positions,
+//     acc[f][k] += grad_y[n][f][p .. p + 16) * S_n[off_k + p .. + 16)     (images in order, p ascending)
+// kept in memory across images and summed across lanes at the end; threads split (filter, tap) blocks, so
+// each sum has one fixed order whatever the thread count.
 #include "cpu/conv2d_blocked.h"
 
 #include <algorithm>
@@ -92,30 +97,37 @@ struct Layout {
 // The planes of one input channel xc (H x W) into s_j; phases no tap reads are skipped.
 void stage_channel(const ConvGeometry& g, const Layout& L, const std::vector<char>& phase_used,
                    const float* xc, float* s_j) {
-  for (int64_t kx = 0; kx < g.kw; ++kx)
+  for (int64_t kx = 0; kx < g.kw; ++kx) {
+    // Columns ox in [lo, hi) read inside the row (xi = ox sw + x0 in [0, W)); the rest is padding.
+    const int64_t x0 = kx * g.dw - g.pw;
+    const int64_t lo = std::min(g.Wo, x0 >= 0 ? 0 : (-x0 + g.sw - 1) / g.sw);
+    const int64_t hi = std::max(lo, std::min(g.Wo, (g.W - x0 + g.sw - 1) / g.sw));
     for (int64_t ph = 0; ph < g.sh; ++ph) {
       if (!phase_used[static_cast<size_t>(ph)]) continue;
       float* plane = s_j + (kx * g.sh + ph) * L.plane;
-      for (int64_t m = 0; m < L.rows; ++m) {
+      // Rows m read input row y = m sh + ph - pad_h: [m_lo, m_hi) are inside, the others are padding.
+      const int64_t m_lo = std::min(L.rows, std::max<int64_t>(0, (g.ph - ph + g.sh - 1) / g.sh));
+      const int64_t m_hi = std::max(m_lo, std::min(L.rows, (g.H + g.ph - ph + g.sh - 1) / g.sh));
+      std::fill(plane, plane + m_lo * g.Wo, 0.0f);
+      std::fill(plane + m_hi * g.Wo, plane + L.plane, 0.0f);
+      if (g.sw == 1 && g.sh == 1 && lo == 0 && hi == g.Wo && x0 == 0 && g.W == g.Wo) {
+        // Interior rows are whole input rows, back to back: one copy.
+        std::memcpy(plane + m_lo * g.Wo, xc + (m_lo - g.ph) * g.W,
+                    static_cast<size_t>((m_hi - m_lo) * g.Wo) * sizeof(float));
+        continue;
+      }
+      for (int64_t m = m_lo; m < m_hi; ++m) {  // plain loops: a call per 8-float row costs more than it
         float* out = plane + m * g.Wo;
-        const int64_t y = m * g.sh + ph - g.ph;
-        if (y < 0 || y >= g.H) {
-          std::fill(out, out + g.Wo, 0.0f);
-          continue;
-        }
-        // Columns ox in [lo, hi) read inside the row (xi = ox sw + x0 in [0, W)); the rest is padding.
-        const float* src = xc + y * g.W;
-        const int64_t x0 = kx * g.dw - g.pw;
-        const int64_t lo = std::min(g.Wo, x0 >= 0 ? 0 : (-x0 + g.sw - 1) / g.sw);
-        const int64_t hi = std::max(lo, std::min(g.Wo, (g.W - x0 + g.sw - 1) / g.sw));
-        std::fill(out, out + lo, 0.0f);
+        const float* src = xc + (m * g.sh + ph - g.ph) * g.W + x0;
+        for (int64_t ox = 0; ox < lo; ++ox) out[ox] = 0.0f;
         if (g.sw == 1)
-          std::memcpy(out + lo, src + lo + x0, static_cast<size_t>(hi - lo) * sizeof(float));
+          for (int64_t ox = lo; ox < hi; ++ox) out[ox] = src[ox];
         else
-          for (int64_t ox = lo; ox < hi; ++ox) out[ox] = src[ox * g.sw + x0];
-        std::fill(out + hi, out + g.Wo, 0.0f);
+          for (int64_t ox = lo; ox < hi; ++ox) out[ox] = src[ox * g.sw];
+        for (int64_t ox = hi; ox < g.Wo; ++ox) out[ox] = 0.0f;
       }
     }
+  }
 }
 
 // FB filters x NV vectors of output positions starting at p0, accumulated over all K taps; w holds the FB
@@ -195,6 +207,49 @@ struct Plan {
   }
 };
 
+constexpr int kGradFilters = 6;  // weight gradient register block: 6 filters x 4 taps
+constexpr int kGradTaps = 4;
+// Positions per pass of the weight gradient: a strip of grad_y (all filters) stays in L1 while every tap
+// block runs over it, and each strip of a staged row is read once for all filter blocks.
+constexpr int64_t kStrip = 256;
+
+// acc[f * KB + k] (vectors in memory) += sum over the image's positions of grad_y plane f times the staged
+// row at offsets[k]; positions past P read zeros from grad_y.
+template <int FB, int KB>
+void weight_microkernel(const float* const* gy, int64_t gy_stride, const float* s, int64_t s_stride,
+                        int64_t images, const int64_t* offsets, int64_t p0, int64_t p1, vec* acc) {
+  vec a[FB][KB];
+  for (int f = 0; f < FB; ++f)
+    for (int k = 0; k < KB; ++k) a[f][k] = acc[f * KB + k];
+  // Row pointers in locals: read through the arrays, GCC reloads them from memory at every step.
+  const float* g[FB];
+  const float* xr[KB];
+  // One step: KB staged rows and then, filter by filter, one grad_y vector: 24 accumulators + 6 rows + 1
+  // fit the 32 registers (all FB grad_y vectors at once would not, and GCC would fold loads into FMAs).
+  const auto step = [&](int64_t p, int64_t lanes) {
+    vec xv[KB];
+    for (int k = 0; k < KB; ++k) xv[k] = load(xr[k] + p);
+    for (int f = 0; f < FB; ++f) {
+      vec gv = vec{};
+      if (lanes == kLanes)
+        gv = load(g[f] + p);
+      else  // the tail: grad_y lanes past P are zero, so the staged values there do not count
+        std::memcpy(&gv, g[f] + p, static_cast<size_t>(lanes) * sizeof(float));
+      asm("" : "+v"(gv));  // keeps gv in a register: GCC would fold its load into each of the KB FMAs
+      for (int k = 0; k < KB; ++k) a[f][k] += gv * xv[k];
+    }
+  };
+  const int64_t full = p0 + (p1 - p0) / kLanes * kLanes;
+  for (int64_t i = 0; i < images; ++i) {  // a few images in a row: small maps amortise the acc traffic
+    for (int f = 0; f < FB; ++f) g[f] = gy[f] + i * gy_stride;
+    for (int k = 0; k < KB; ++k) xr[k] = s + i * s_stride + offsets[k];
+    for (int64_t p = p0; p < full; p += kLanes) step(p, kLanes);
+    if (full < p1) step(full, p1 - full);
+  }
+  for (int f = 0; f < FB; ++f)
+    for (int k = 0; k < KB; ++k) acc[f * KB + k] = a[f][k];
+}
+
 }  // namespace
 
 void conv2d_blocked_forward(const ConvGeometry& g, const float* x, const DenseBlock& block, float* y) {
@@ -238,6 +293,76 @@ void conv2d_blocked_forward(const ConvGeometry& g, const float* x, const DenseBl
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t i = 0; i < items; ++i)
       plan.compute(s.data(), i / plan.n_blocks, i % plan.n_blocks, y + n * image_out);
+  }
+}
+
+void conv2d_blocked_backward_weight(const ConvGeometry& g, const float* x, const float* grad_y,
+                                    const DenseBlock& block, float* grad_weights) {
+  const Plan plan(g, block);
+  const int64_t K = plan.K, P = plan.L.P;
+  std::fill(grad_weights, grad_weights + block.n_filters * K, 0.0f);
+  if (block.n_filters == 0 || K == 0 || g.N == 0) return;
+  const int64_t image_in = g.C * g.H * g.W, image_out = g.O * P;
+  const int64_t f_blocks = (block.n_filters + kGradFilters - 1) / kGradFilters;
+  const int64_t k_blocks = (K + kGradTaps - 1) / kGradTaps;
+  // Vector partial sums, item (filter block, tap block) after item: kGradFilters x kGradTaps vectors each.
+  std::vector<vec> acc(static_cast<size_t>(f_blocks * k_blocks * kGradFilters * kGradTaps), vec{});
+  // Images are staged a chunk at a time (about 8 MB of staging), then every item runs over the chunk.
+  const int64_t per_image = (static_cast<int64_t>(plan.staging_floats()) + kLanes - 1) / kLanes * kLanes;
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(g.N, (int64_t{1} << 21) / per_image));
+  AlignedFloats staged(static_cast<size_t>(chunk * per_image));
+  // Images a microkernel call runs through: as many as keep their staging within ~512 KB (L2).
+  const int64_t group = std::max<int64_t>(1, (int64_t{1} << 17) / per_image);
+  const int64_t items = f_blocks * k_blocks;
+  // Each thread owns a fixed range of items and runs it image after image (the image's staging, ~L2-sized,
+  // is then read by all the thread's items while it is in cache); one barrier per chunk, none per image.
+#pragma omp parallel
+  {
+    int64_t lo = 0, hi = items;
+#ifdef _OPENMP
+    const int64_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    lo = items * tid / nth;
+    hi = items * (tid + 1) / nth;
+#endif
+    for (int64_t n0 = 0; n0 < g.N; n0 += chunk) {
+      const int64_t count = std::min(chunk, g.N - n0);
+#pragma omp for schedule(static) collapse(2)
+      for (int64_t i = 0; i < count; ++i)
+        for (int64_t j = 0; j < block.n_channels; ++j)
+          plan.stage(x + (n0 + i) * image_in, j, staged.data() + i * per_image);
+      for (int64_t i = 0; i < count; i += group)
+        for (int64_t p0 = 0; p0 < P; p0 += kStrip)
+          for (int64_t item = lo; item < hi; ++item) {
+            const int64_t f0 = item % f_blocks * kGradFilters, k0 = item / f_blocks * kGradTaps;
+            const int64_t fb = std::min<int64_t>(block.n_filters - f0, kGradFilters);
+            const int64_t kb = std::min<int64_t>(K - k0, kGradTaps);
+            const float* gy[kGradFilters];
+            for (int64_t f = 0; f < fb; ++f)
+              gy[f] = grad_y + (n0 + i) * image_out + block.filters[f0 + f] * P;
+            with_count<kGradFilters>(fb, [&](auto nf) {
+              with_count<kGradTaps>(kb, [&](auto nk) {
+                weight_microkernel<decltype(nf)::value, decltype(nk)::value>(
+                    gy, image_out, staged.data() + i * per_image, per_image, std::min(group, count - i),
+                    plan.offsets.data() + k0, p0, std::min(P, p0 + kStrip),
+                    acc.data() + item * kGradFilters * kGradTaps);
+              });
+            });
+          }
+#pragma omp barrier
+    }
+  }
+  // Lane sums, in lane order. Item (fb, kb) blocks are laid out fb * kb densely: index f * kb + k.
+  for (int64_t item = 0; item < items; ++item) {
+    const int64_t f0 = item % f_blocks * kGradFilters, k0 = item / f_blocks * kGradTaps;
+    const int64_t fb = std::min<int64_t>(block.n_filters - f0, kGradFilters);
+    const int64_t kb = std::min<int64_t>(K - k0, kGradTaps);
+    const vec* a = acc.data() + item * kGradFilters * kGradTaps;
+    for (int64_t f = 0; f < fb; ++f)
+      for (int64_t k = 0; k < kb; ++k) {
+        float sum = 0.0f;
+        for (int l = 0; l < kLanes; ++l) sum += a[f * kb + k][l];
+        grad_weights[(f0 + f) * K + k0 + k] = sum;
+      }
   }
 }
 

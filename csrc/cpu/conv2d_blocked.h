@@ -26,6 +26,13 @@ struct DenseBlock {
 
 void conv2d_blocked_forward(const ConvGeometry& g, const float* x, const DenseBlock& block, float* y);
 
+// The weight gradient of the same block (weights, bias and relu unused):
+//     grad_weights[f][j][ky][kx] = sum_n sum_{oy,ox} grad_y[n][filters[f]][oy][ox] *
+//     x_pad[n][channels[j]][...]
+// (n_filters, n_channels, kh, kw) floats, overwritten.
+void conv2d_blocked_backward_weight(const ConvGeometry& g, const float* x, const float* grad_y,
+                                    const DenseBlock& block, float* grad_weights);
+
 }  // namespace cpu
 }  // namespace fp
 

@@ -81,24 +81,6 @@ void forward_columns(const ConvGeometry& g, const Staging& s, const float* xs,
   }
 }
 
-// The channel list every kept filter shares, or false when two kept filters read different channels.
-bool uniform_channels(const ConvGeometry& g, const int32_t* row_ptr, const int32_t* col,
-                      std::vector<int64_t>& channels) {
-  int64_t first = -1;
-  for (int64_t o = 0; o < g.O; ++o) {
-    const int64_t count = row_ptr[o + 1] - row_ptr[o];
-    if (count == 0) continue;
-    if (first < 0) {
-      first = o;
-      channels.assign(col + row_ptr[o], col + row_ptr[o + 1]);
-    } else if (count != static_cast<int64_t>(channels.size()) ||
-               !std::equal(col + row_ptr[o], col + row_ptr[o + 1], col + row_ptr[first])) {
-      return false;
-    }
-  }
-  return true;
-}
-
 }  // namespace
 
 // Threads take whole images (each with its own staging buffer): no barrier per image, which matters on
@@ -113,8 +95,12 @@ void masked_conv2d_forward(const ConvGeometry& g, const float* x, const int32_t*
     std::vector<float> kept_bias;
     if (bias)
       for (int64_t o : filters) kept_bias.push_back(bias[o]);
-    const DenseBlock block{static_cast<int64_t>(filters.size()), static_cast<int64_t>(shared.size()),
-                           filters.data(), shared.data(), kernels, bias ? kept_bias.data() : nullptr,
+    const DenseBlock block{static_cast<int64_t>(filters.size()),
+                           static_cast<int64_t>(shared.size()),
+                           filters.data(),
+                           shared.data(),
+                           kernels,
+                           bias ? kept_bias.data() : nullptr,
                            false};
     conv2d_blocked_forward(g, x, block, y);
     const int64_t plane = g.Ho * g.Wo;

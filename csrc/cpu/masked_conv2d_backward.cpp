@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu/conv2d_blocked.h"
 #include "cpu/masked_conv2d.h"
 #include "cpu/masked_conv2d_staging.h"
 
@@ -201,6 +202,21 @@ void masked_conv2d_backward_weight(const ConvGeometry& g, const float* x, const 
   const int64_t nnz = row_ptr[g.O], taps = g.kh * g.kw, size = nnz * taps;
   std::fill(grad_kernels, grad_kernels + size, 0.0f);
   if (nnz == 0 || g.N == 0) return;
+  std::vector<int64_t> shared;
+  if (uniform_channels(g, row_ptr, col, shared)) {
+    // Filter and channel masks: one dense block, whose gradient (kept filters x shared channels x taps)
+    // is exactly grad_kernels' packed order.
+    const std::vector<int64_t> filters = kept_filters(g, row_ptr);
+    const DenseBlock block{static_cast<int64_t>(filters.size()),
+                           static_cast<int64_t>(shared.size()),
+                           filters.data(),
+                           shared.data(),
+                           nullptr,
+                           nullptr,
+                           false};
+    conv2d_blocked_backward_weight(g, x, grad_y, block, grad_kernels);
+    return;
+  }
   std::vector<int32_t> owner(static_cast<size_t>(nnz));  // filter of each kept pair
   for (int64_t o = 0; o < g.O; ++o)
     for (int32_t j = row_ptr[o]; j < row_ptr[o + 1]; ++j) owner[j] = static_cast<int32_t>(o);

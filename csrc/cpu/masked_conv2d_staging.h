@@ -101,6 +101,24 @@ inline std::vector<int64_t> kept_filters(const ConvGeometry& g, const int32_t* r
   return list;
 }
 
+// The channel list every kept filter shares, or false when two kept filters read different channels.
+inline bool uniform_channels(const ConvGeometry& g, const int32_t* row_ptr, const int32_t* col,
+                             std::vector<int64_t>& channels) {
+  int64_t first = -1;
+  for (int64_t o = 0; o < g.O; ++o) {
+    const int64_t count = row_ptr[o + 1] - row_ptr[o];
+    if (count == 0) continue;
+    if (first < 0) {
+      first = o;
+      channels.assign(col + row_ptr[o], col + row_ptr[o + 1]);
+    } else if (count != static_cast<int64_t>(channels.size()) ||
+               !std::equal(col + row_ptr[o], col + row_ptr[o + 1], col + row_ptr[first])) {
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace staging
 }  // namespace cpu
 }  // namespace fp

@@ -52,13 +52,29 @@ def median_seconds(fn: Callable[[], object], min_runs: int = 3, budget_s: float 
 
 
 def append_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
-    """Appends rows to a CSV (header written when the file is new) and says where."""
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        if new:
+    """Appends rows to a CSV (header written when the file is new) and says where. When the benchmark
+    gained columns since the file was started, the file is rewritten with the union of both headers (old
+    rows leave the new columns empty), so every column stays under its own name."""
+    old_fields: list[str] = []
+    old_rows: list[dict] = []
+    if path.exists():
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            old_fields = list(reader.fieldnames or [])
+            if old_fields != fields:
+                old_rows = list(reader)
+    if old_fields and old_fields != fields:
+        union = old_fields + [name for name in fields if name not in old_fields]
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=union)
             writer.writeheader()
-        writer.writerows(rows)
+            writer.writerows(old_rows + rows)
+    else:
+        with path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            if not old_fields:
+                writer.writeheader()
+            writer.writerows(rows)
     print(f"\nappended {len(rows)} rows to {path}")
 
 

@@ -8,6 +8,11 @@ Networks (random He-initialised weights, random BN running statistics):
     resnet50  ImageNet, 224x224, 30% of every conv but the projection shortcuts (the papers' layer set),
               batch 8
 
+Three models per case: the masked network, its compact form as saved (standard PyTorch layers) and the
+compact form's inference version (``CompactResNet.for_inference()``: BN folded, ReLU fused, convs on
+fastprune's register-blocked kernel). ``speedup`` compares the first two, ``inference_speedup`` the first
+and the third; the target applies to what fastprune ships for inference, the latter.
+
 Pruning: per conv with N filters the floor(N * rate) lowest-l2 filters (ties by index) are zeroed and the
 following BN's scale and shift too (``SoftFilterPruner.finalize`` semantics). Both models run in eval mode
 under ``torch.no_grad`` with the default torch thread count; the two are timed interleaved (masked,
@@ -28,7 +33,8 @@ from fastprune.benchmarks.common import append_csv, commit, interleaved_medians,
 
 FIELDS = [
     "date", "commit", "machine", "network", "rate", "batch", "threads", "layout", "masked_ms", "compact_ms",
-    "speedup", "target", "macs_ratio", "params_ratio", "repeats", "load_avg", "max_rel_err",
+    "speedup", "target", "macs_ratio", "params_ratio", "repeats", "load_avg", "max_rel_err", "inference_ms",
+    "inference_speedup", "inference_max_rel_err",
 ]  # fmt: skip
 
 CASES = [  # network, rate, input size, batch, repeats, target speed-up
@@ -91,12 +97,13 @@ def run(
     from fastprune.pruning.compact import compact, count_compact_flops
 
     rows = []
-    built: dict[tuple[str, float], tuple[nn.Module, nn.Module]] = {}
+    built: dict[tuple[str, float], tuple[nn.Module, nn.Module, nn.Module]] = {}
     default_threads = torch.get_num_threads()
     print(f"{machine_name()}, commit {commit()}")
     head = (
         f"{'network':<10}{'rate':>5}{'batch':>6}{'threads':>8}  {'layout':<14}{'masked ms':>11}"
-        f"{'compact ms':>11}{'speed-up':>10}{'target':>8}{'MACs ratio':>12}{'load':>6}"
+        f"{'compact ms':>11}{'speed-up':>10}{'infer. ms':>11}{'speed-up':>10}{'target':>8}{'MACs ratio':>12}"
+        f"{'load':>6}"
     )
     print(head + "\n" + "-" * len(head))
     for network, rate, size, batch, reps, target in CASES:
@@ -106,27 +113,30 @@ def run(
             torch.manual_seed(0)
             net = models.create(network, num_classes=1000 if size > 64 else 10)
             masked = prune_l2(random_bn_stats(net), rate).eval()
-            built[(network, rate)] = (masked, compact(masked))
-        masked, small = built[(network, rate)]
+            small = compact(masked)
+            built[(network, rate)] = (masked, small, small.for_inference())
+        masked, small, fused = built[(network, rate)]
         shape = (3, size, size)
         before, after = count_compact_flops(masked, shape), count_compact_flops(small, shape)
         x = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(1))
         for layout, threads in variants or VARIANTS:
             if network == "resnet50" and (layout, threads) != ("nchw", None) and variants is None:
                 continue  # slow on 2 cores: the default variant only
-            pair = (masked, small)
+            trio = (masked, small, fused)
             inp = x
-            if layout == "channels_last":
-                pair = tuple(copy.deepcopy(m).to(memory_format=torch.channels_last) for m in pair)
+            if layout == "channels_last":  # the inference form reads NCHW: it converts its input
+                trio = tuple(copy.deepcopy(m).to(memory_format=torch.channels_last) for m in trio)
                 inp = x.contiguous(memory_format=torch.channels_last)
             torch.set_num_threads(threads or default_threads)
             try:
                 with torch.no_grad():
-                    ref, got = pair[0](inp), pair[1](inp)
-                    err = float((ref - got).abs().max() / ref.abs().max().clamp_min(1e-30))
+                    ref = trio[0](inp)
+                    err, err_fused = (
+                        float((ref - m(inp)).abs().max() / ref.abs().max().clamp_min(1e-30)) for m in trio[1:]
+                    )
                     load = _load_avg()
-                    t_masked, t_small = interleaved_medians(
-                        [lambda m=pair[0], x=inp: m(x), lambda m=pair[1], x=inp: m(x)], repeats or reps
+                    t_masked, t_small, t_fused = interleaved_medians(
+                        [lambda m=m, x=inp: m(x) for m in trio], repeats or reps
                     )
             finally:
                 torch.set_num_threads(default_threads)
@@ -137,7 +147,8 @@ def run(
             )
             print(
                 f"{network:<10}{rate:>5.1f}{batch:>6}{nthreads:>8}  {layout:<14}{1e3 * t_masked:>11.2f}"
-                f"{1e3 * t_small:>11.2f}{speedup:>9.2f}x{target:>7.1f}x{macs_ratio:>11.2f}x{load:>6.1f}"
+                f"{1e3 * t_small:>11.2f}{speedup:>9.2f}x{1e3 * t_fused:>11.2f}{t_masked / t_fused:>9.2f}x"
+                f"{target:>7.1f}x{macs_ratio:>11.2f}x{load:>6.1f}"
             )
             rows.append({
                 "date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": commit(),
@@ -145,7 +156,8 @@ def run(
                 "threads": nthreads, "layout": layout, "masked_ms": 1e3 * t_masked,
                 "compact_ms": 1e3 * t_small, "speedup": speedup, "target": target, "macs_ratio": macs_ratio,
                 "params_ratio": before.params / after.params, "repeats": repeats or reps, "load_avg": load,
-                "max_rel_err": err,
+                "max_rel_err": err, "inference_ms": 1e3 * t_fused, "inference_speedup": t_masked / t_fused,
+                "inference_max_rel_err": err_fused,
             })  # fmt: skip
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,10 @@ CHECKPOINT is a ``model.pt`` written by ``fastprune train`` (keys "arch", "num_c
 "filter_masks", "kernel_masks") or a training ``checkpoint.pt`` ("config", "model", "pruner" with its
 masks, "kernel_masks"). The masks are applied to the weights (pruned filters and kernels zeroed; BN is left
 as it is, its constants are folded by compaction), the network is compacted, a before/after table is
-printed (parameters, MACs per sample, median latency at batch 1 and 64 measured interleaved) and the
-compact network is written to OUT (:func:`fastprune.save_compact`; read it back with ``load_compact``).
+printed (parameters, MACs per sample, median latency at batch 1 and 64 measured interleaved, for the
+compact network as saved and for its inference form ``for_inference()``: BN folded, ReLU fused, convs on
+fastprune's kernel) and the compact network is written to OUT (:func:`fastprune.save_compact`; read it
+back with ``load_compact``).
 """
 
 from __future__ import annotations
@@ -103,32 +105,37 @@ def compact_command(args: argparse.Namespace) -> int:
     if args.input_size is not None:
         shape = (shape[0] if shape else 3, args.input_size, args.input_size)
     before, after = count_compact_flops(masked, shape), count_compact_flops(small, shape)
-    rows: list[tuple[str, str, str, str]] = [
-        (
-            "parameters",
-            f"{before.params:,}",
-            f"{after.params:,}",
-            f"{before.params / max(after.params, 1):.2f}x",
-        ),
-        ("MACs / sample", f"{before.macs:,}", f"{after.macs:,}", f"{before.macs / max(after.macs, 1):.2f}x"),
+    fused = small.for_inference()
+    params = (f"{before.params:,}", f"{after.params:,}", "same")
+    macs = (f"{before.macs:,}", f"{after.macs:,}", "same")
+    rows: list[tuple[str, ...]] = [
+        ("parameters", *params, f"{before.params / max(after.params, 1):.2f}x", ""),
+        ("MACs / sample", *macs, f"{before.macs / max(after.macs, 1):.2f}x", ""),
     ]
     for batch in args.batch_sizes:
         x = torch.randn(batch, *shape)
-        t_masked, t_small = _latency_ms([masked, small], x, max(1, args.repeats))
-        rows.append(
-            (f"latency ms, batch {batch}", f"{t_masked:.2f}", f"{t_small:.2f}", f"{t_masked / t_small:.2f}x")
-        )
+        t_masked, t_small, t_fused = _latency_ms([masked, small, fused], x, max(1, args.repeats))
+        rows.append((
+            f"latency ms, batch {batch}", f"{t_masked:.2f}", f"{t_small:.2f}", f"{t_fused:.2f}",
+            f"{t_masked / t_small:.2f}x", f"{t_masked / t_fused:.2f}x",
+        ))  # fmt: skip
     with torch.no_grad():
         x = torch.randn(2, *shape)
-        ref, got = masked(x), small(x)
-        err = float((ref - got).abs().max() / ref.abs().max().clamp_min(1e-30))
+        ref = masked(x)
+        errors = [float((ref - m(x)).abs().max() / ref.abs().max().clamp_min(1e-30)) for m in (small, fused)]
     if args.report:
         print(report, end="\n\n")
     print(f"{masked.arch}, input {tuple(shape)}, torch threads {torch.get_num_threads()}")
-    print(f"{'':<24}{'masked':>16}{'compact':>16}{'ratio':>10}")
-    for name, a, b, ratio in rows:
-        print(f"{name:<24}{a:>16}{b:>16}{ratio:>10}")
-    print(f"max relative output difference (batch 2): {err:.2e}")
+    print(
+        f"{'':<24}{'masked':>14}{'compact':>14}{'inference':>14}{'compact':>10}{'inference':>11}\n"
+        f"{'':<24}{'':>14}{'':>14}{'form':>14}{'ratio':>10}{'ratio':>11}"
+    )
+    for name, a, b, c, r1, r2 in rows:
+        print(f"{name:<24}{a:>14}{b:>14}{c:>14}{r1:>10}{r2:>11}")
+    print(
+        f"max relative output difference to the masked model (batch 2): compact {errors[0]:.2e}, "
+        f"inference form {errors[1]:.2e}"
+    )
     save_compact(small, args.out)
     print(f"wrote {args.out}")
     return 0

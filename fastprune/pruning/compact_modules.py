@@ -65,6 +65,15 @@ class ChannelAdapter(nn.Module):
         return f"{picked}, +{self.n_const} const"
 
 
+def _empty_output(x: torch.Tensor, geometry: list[int]) -> torch.Tensor:
+    """The (N, 0, H_out, W_out) map of a conv whose filters were all removed; geometry = kernel, stride,
+    padding, dilation (two ints each)."""
+    k, s, p, d = geometry[0:2], geometry[2:4], geometry[4:6], geometry[6:8]
+    h = (x.shape[2] + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+    w = (x.shape[3] + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+    return torch.zeros((x.shape[0], 0, h, w), dtype=x.dtype, device=x.device)
+
+
 class ConvBN(nn.Module):
     """adapter -> Conv2d -> BatchNorm2d [-> ReLU]."""
 
@@ -88,10 +97,7 @@ class ConvBN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.empty:
-            k, s, p, d = self.geometry[0:2], self.geometry[2:4], self.geometry[4:6], self.geometry[6:8]
-            h = (x.shape[2] + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
-            w = (x.shape[3] + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
-            return torch.zeros((x.shape[0], 0, h, w), dtype=x.dtype, device=x.device)
+            return _empty_output(x, self.geometry)
         x = self.bn(self.conv(self.adapt(x)))
         if self.relu:
             x = F.relu(x, inplace=True)
@@ -112,6 +118,14 @@ class FoldedConvBN(nn.Module):
             raise ValueError("FoldedConvBN: a BatchNorm2d without running statistics cannot be folded")
         self.adapt = unit.adapt
         self.empty, self.geometry, self.relu = unit.empty, unit.geometry, unit.relu
+        # The conv's stride, padding, dilation. A non-zero padding mode pads first (as nn.Conv2d does) and
+        # the conv then runs unpadded.
+        self.padding_mode = conv.padding_mode
+        self.conv_args = list(unit.geometry[2:])
+        ph, pw = unit.geometry[4], unit.geometry[5]
+        self.pre_pad = [pw, pw, ph, ph]
+        if conv.padding_mode != "zeros":
+            self.conv_args[2:4] = [0, 0]
         with torch.no_grad():
             scale = (bn.running_var.double() + bn.eps).rsqrt()
             if bn.affine:
@@ -129,15 +143,14 @@ class FoldedConvBN(nn.Module):
         from fastprune.ops.conv2d import conv2d, conv2d_cpu_inference
 
         if self.empty:
-            k, s, p, d = self.geometry[0:2], self.geometry[2:4], self.geometry[4:6], self.geometry[6:8]
-            h = (x.shape[2] + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
-            w = (x.shape[3] + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
-            return torch.zeros((x.shape[0], 0, h, w), dtype=x.dtype, device=x.device)
+            return _empty_output(x, self.geometry)
         x = self.adapt(x)
-        y = conv2d_cpu_inference(x, self.weight, self.bias, self.geometry[2:], self.relu)
+        if self.padding_mode != "zeros":
+            x = F.pad(x, self.pre_pad, mode=self.padding_mode)
+        y = conv2d_cpu_inference(x, self.weight, self.bias, self.conv_args, self.relu)
         if y is None:
-            g = self.geometry
-            y = conv2d(x, self.weight, self.bias, g[2:4], g[4:6], g[6:8], relu=self.relu)
+            a = self.conv_args
+            y = conv2d(x, self.weight, self.bias, a[0:2], a[2:4], a[4:6], relu=self.relu)
         return y
 
 
