@@ -92,17 +92,25 @@ def _address(t: Optional[torch.Tensor]) -> int:
 
 
 # A filter-level mask (each filter keeps all its kernels or none) leaves a dense sub-problem: the kept
-# filters against every input channel. On k x k convs (k > 1) with at least DENSE_MIN_CHANNELS inputs,
-# the platform's dense convolution (oneDNN) runs that sub-problem 2-3x faster than the direct kernel
-# below, so the cpu backend hands it the gathered filters. Narrower and 1x1 layers stay on the direct
-# kernel, which beat oneDNN there (bench conv, 2026-11-23: ResNet-56 stage 1/2, ResNet-50 1x1), as do
-# masks that are sparse inside filters, where no dense library helps.
+# filters against every input channel. The C++ kernels run it register-blocked over filters (see
+# csrc/cpu/conv2d_blocked.cpp), vectorised over output positions; oneDNN vectorises over channels. Measured
+# (bench conv, 2026-11-23, 2-core Zen 5, filter 50%): oneDNN on the gathered filters wins on wide layers
+# with small maps (ResNet-56 stage 3: 64 channels at 8x8; ResNet-50 layer2/3: 128/256 channels at
+# 28x28/14x14), the blocked kernel everywhere else (narrow layers, 56x56 maps, 1x1 convs). So the cpu
+# backend hands oneDNN k x k convs (k > 1) with at least DENSE_MIN_CHANNELS inputs and fewer than
+# DENSE_MAX_POSITIONS output positions; masks sparse inside filters always take the direct kernel.
 DENSE_MIN_CHANNELS = 64
+DENSE_MAX_POSITIONS = 1024
 
 
-def _uniform_filters(mask: torch.Tensor, weight: torch.Tensor) -> Optional[torch.Tensor]:
-    """The kept filter indices when the dense sub-problem is the faster route (see above), else None."""
-    if weight.shape[1] < DENSE_MIN_CHANNELS or weight.shape[2] * weight.shape[3] == 1:
+def _uniform_filters(mask: torch.Tensor, weight: torch.Tensor, out_positions: int) -> Optional[torch.Tensor]:
+    """The kept filter indices when oneDNN on the gathered filters is the faster route (see above), else
+    None."""
+    if (
+        weight.shape[1] < DENSE_MIN_CHANNELS
+        or weight.shape[2] * weight.shape[3] == 1
+        or out_positions >= DENSE_MAX_POSITIONS
+    ):
         return None
     kept = mask.all(dim=1)
     return kept.nonzero().squeeze(1) if bool((kept | ~mask.any(dim=1)).all()) else None
@@ -138,8 +146,14 @@ def _native_lists(mask: torch.Tensor):
     return row_ptr.cpu(), col.cpu(), col.long(), filters
 
 
+def _out_positions(x, weight, stride, padding, dilation) -> int:
+    ho, wo = output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
+    return ho * wo
+
+
 def _cpu_forward(x, weight, mask, bias, stride, padding, dilation, device=_DEVICE_CPU):
-    kept = _uniform_filters(mask, weight) if device == _DEVICE_CPU else None
+    positions = _out_positions(x, weight, stride, padding, dilation)
+    kept = _uniform_filters(mask, weight, positions) if device == _DEVICE_CPU else None
     if kept is not None:
         return _dense_filters_forward(x, weight, kept, bias, stride, padding, dilation)
     row_ptr, col, channels, filters = _native_lists(mask)
@@ -163,7 +177,8 @@ def _cpu_forward(x, weight, mask, bias, stride, padding, dilation, device=_DEVIC
 
 
 def _cpu_backward(grad_y, x, weight, mask, stride, padding, dilation, need, device=_DEVICE_CPU):
-    kept = _uniform_filters(mask, weight) if device == _DEVICE_CPU else None
+    positions = _out_positions(x, weight, stride, padding, dilation)
+    kept = _uniform_filters(mask, weight, positions) if device == _DEVICE_CPU else None
     if kept is not None:
         return _dense_filters_backward(grad_y, x, weight, kept, stride, padding, dilation, need)
     row_ptr, col, channels, filters = _native_lists(mask)

@@ -220,6 +220,9 @@ class ResidualCombine(nn.Module):
             self.register_buffer(f"{key}_keep", _long(part["keep"]))
             self.register_buffer(f"{key}_pos", _long(part["pos"]))
         self.register_buffer("bias", torch.zeros(self.width))
+        # Set by CompactResNet.for_inference: the shortcut tensor (the block's input, internal to the
+        # network) may be overwritten by the add, which saves a copy of the residual stream per block.
+        self.inplace = False
 
     def forward(self, main: torch.Tensor, res: torch.Tensor) -> torch.Tensor:
         if self.main_select:
@@ -228,6 +231,8 @@ class ResidualCombine(nn.Module):
             res = res.index_select(1, self.res_keep)
         if self.main_mode == 0 and self.res_mode == 0:
             y = main + res
+        elif self.res_mode == 0 and self.inplace and not torch.is_grad_enabled():
+            y = res.index_add_(1, self.main_pos, main)
         elif self.res_mode == 0:
             y = res.index_add(1, self.main_pos, main)
         elif self.main_mode == 0:
@@ -236,7 +241,8 @@ class ResidualCombine(nn.Module):
             y = _place(res, self.res_mode, self.res_pad, self.res_pos, self.width)  # a fresh tensor
             y = y.index_add_(1, self.main_pos, main)
         if self.has_bias:
-            y = y + self.bias.to(y.dtype).view(1, -1, 1, 1)
+            bias = self.bias.to(y.dtype).view(1, -1, 1, 1)
+            y = y.add_(bias) if self.inplace else y + bias
         return F.relu(y, inplace=True)
 
     def extra_repr(self) -> str:
@@ -322,6 +328,8 @@ class CompactResNet(nn.Module):
             for name, child in list(parent.named_children()):
                 if isinstance(child, ConvBN):
                     setattr(parent, name, FoldedConvBN(child))
+                elif isinstance(child, ResidualCombine):
+                    child.inplace = True
         return fused
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
