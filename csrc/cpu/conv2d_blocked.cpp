@@ -252,48 +252,99 @@ void weight_microkernel(const float* const* gy, int64_t gy_stride, const float* 
 
 }  // namespace
 
-void conv2d_blocked_forward(const ConvGeometry& g, const float* x, const DenseBlock& block, float* y) {
-  if (block.n_filters == 0 || g.N == 0) return;
-  const Plan plan(g, block);
+namespace {
+
+// The forward pass's image loop around compute(staging, tile, item, y_n), which runs output tile `tile`
+// (64 positions) of work item `item` (a filter block, or one filter of a sparse layer) of one image.
+template <class Compute>
+void forward_images(const ConvGeometry& g, const Plan& plan, const float* x, float* y, int64_t items_per_tile,
+                    int64_t flops_per_image, Compute&& compute) {
   const int64_t image_in = g.C * g.H * g.W, image_out = g.O * plan.L.P;
-  if (block.n_channels == 0) {  // no input: every listed filter outputs its bias
-    for (int64_t n = 0; n < g.N; ++n)
-      for (int64_t f = 0; f < block.n_filters; ++f) {
-        float* out = y + n * image_out + block.filters[f] * plan.L.P;
-        const float v = block.bias ? block.bias[f] : 0.0f;
-        std::fill(out, out + plan.L.P, block.relu ? std::max(v, 0.0f) : v);
-      }
-    return;
-  }
   int threads = 1;
 #ifdef _OPENMP
   threads = omp_get_max_threads();
 #endif
-  const int64_t items = plan.n_tiles * plan.n_blocks;
   if (g.N >= threads) {  // threads take whole images, each staged into the thread's own buffer
 #pragma omp parallel
     {
       AlignedFloats s(plan.staging_floats());
 #pragma omp for schedule(dynamic, 1)
       for (int64_t n = 0; n < g.N; ++n) {
-        for (int64_t j = 0; j < block.n_channels; ++j) plan.stage(x + n * image_in, j, s.data());
+        for (int64_t j = 0; j < plan.block.n_channels; ++j) plan.stage(x + n * image_in, j, s.data());
         for (int64_t t = 0; t < plan.n_tiles; ++t)
-          for (int64_t b = 0; b < plan.n_blocks; ++b) plan.compute(s.data(), t, b, y + n * image_out);
+          for (int64_t i = 0; i < items_per_tile; ++i) compute(s.data(), t, i, y + n * image_out);
       }
     }
     return;
   }
-  // Fewer images than threads (batch 1): one shared staging per image, threads split its tiles x blocks.
+  // Fewer images than threads (batch 1): one shared staging per image, threads split its tiles x items.
   // Small layers stay on one thread: a parallel region costs more than their few microseconds.
   AlignedFloats s(plan.staging_floats());
-  const bool parallel = block.n_filters * plan.L.P * plan.K >= (int64_t{1} << 20);
+  const bool parallel = flops_per_image >= (int64_t{1} << 20);
+  const int64_t items = plan.n_tiles * items_per_tile;
   for (int64_t n = 0; n < g.N; ++n) {
 #pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t j = 0; j < block.n_channels; ++j) plan.stage(x + n * image_in, j, s.data());
+    for (int64_t j = 0; j < plan.block.n_channels; ++j) plan.stage(x + n * image_in, j, s.data());
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t i = 0; i < items; ++i)
-      plan.compute(s.data(), i / plan.n_blocks, i % plan.n_blocks, y + n * image_out);
+      compute(s.data(), i / items_per_tile, i % items_per_tile, y + n * image_out);
   }
+}
+
+}  // namespace
+
+void conv2d_blocked_forward(const ConvGeometry& g, const float* x, const DenseBlock& block, float* y) {
+  if (block.n_filters == 0 || g.N == 0) return;
+  const Plan plan(g, block);
+  if (block.n_channels == 0) {  // no input: every listed filter outputs its bias
+    for (int64_t n = 0; n < g.N; ++n)
+      for (int64_t f = 0; f < block.n_filters; ++f) {
+        float* out = y + (n * g.O + block.filters[f]) * plan.L.P;
+        const float v = block.bias ? block.bias[f] : 0.0f;
+        std::fill(out, out + plan.L.P, block.relu ? std::max(v, 0.0f) : v);
+      }
+    return;
+  }
+  forward_images(g, plan, x, y, plan.n_blocks, block.n_filters * plan.L.P * plan.K,
+                 [&](const float* s, int64_t t, int64_t b, float* y_n) { plan.compute(s, t, b, y_n); });
+}
+
+void conv2d_sparse_forward(const ConvGeometry& g, const float* x, const int32_t* row_ptr, const int32_t* col,
+                           const std::vector<int64_t>& channels, const float* kernels, const float* bias,
+                           float* y) {
+  const int64_t P = g.Ho * g.Wo, taps = g.kh * g.kw;
+  std::vector<int64_t> slot(static_cast<size_t>(g.C), -1), kept;
+  for (size_t j = 0; j < channels.size(); ++j)
+    slot[static_cast<size_t>(channels[j])] = static_cast<int64_t>(j);
+  for (int64_t o = 0; o < g.O; ++o)
+    if (row_ptr[o + 1] > row_ptr[o]) kept.push_back(o);
+  for (int64_t o = 0; o < g.O; ++o)  // a pruned filter outputs its bias
+    if (row_ptr[o + 1] == row_ptr[o])
+      for (int64_t n = 0; n < g.N; ++n)
+        std::fill(y + (n * g.O + o) * P, y + (n * g.O + o + 1) * P, bias ? bias[o] : 0.0f);
+  if (kept.empty() || g.N == 0) return;
+  // The staging of every used channel, as for a dense block; then each kept pair's taps pick their
+  // offsets from the dense table (channel slot, tap).
+  const DenseBlock all{
+      0, static_cast<int64_t>(channels.size()), nullptr, channels.data(), nullptr, nullptr, false};
+  const Plan plan(g, all);
+  const int64_t nnz = row_ptr[g.O];
+  std::vector<int64_t> offsets(static_cast<size_t>(nnz * taps));
+  for (int64_t j = 0; j < nnz; ++j)
+    for (int64_t t = 0; t < taps; ++t)
+      offsets[static_cast<size_t>(j * taps + t)] = plan.offsets[static_cast<size_t>(slot[col[j]] * taps + t)];
+  forward_images(g, plan, x, y, static_cast<int64_t>(kept.size()), nnz * taps * P,
+                 [&](const float* s, int64_t t, int64_t i, float* y_n) {
+                   const int64_t o = kept[static_cast<size_t>(i)], first = row_ptr[o] * taps;
+                   const int64_t p0 = t * kVectors * kLanes;
+                   const int64_t lanes = std::min<int64_t>(P - p0, kVectors * kLanes);
+                   float* out[1] = {y_n + o * P + p0};
+                   with_count<kVectors>((lanes + kLanes - 1) / kLanes, [&](auto nv) {
+                     microkernel<1, decltype(nv)::value>(s + p0, offsets.data() + first, kernels + first,
+                                                         (row_ptr[o + 1] - row_ptr[o]) * taps,
+                                                         bias ? bias + o : nullptr, false, out, lanes);
+                   });
+                 });
 }
 
 void conv2d_blocked_backward_weight(const ConvGeometry& g, const float* x, const float* grad_y,

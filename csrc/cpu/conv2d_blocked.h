@@ -5,6 +5,7 @@
 #define FASTPRUNE_CPU_CONV2D_BLOCKED_H
 
 #include <cstdint>
+#include <vector>
 
 #include "cpu/masked_conv2d.h"
 
@@ -25,6 +26,14 @@ struct DenseBlock {
 };
 
 void conv2d_blocked_forward(const ConvGeometry& g, const float* x, const DenseBlock& block, float* y);
+
+// Kernel-level masks: filter o reads its own channels col[row_ptr[o] .. row_ptr[o + 1]) with the packed
+// kernels of those pairs (the fp_masked_conv2d_* lists); `channels` lists every channel some pair reads.
+// The same staging and microkernel, one filter at a time (no input reuse across filters: their lists
+// differ). Pruned filters output their bias.
+void conv2d_sparse_forward(const ConvGeometry& g, const float* x, const int32_t* row_ptr, const int32_t* col,
+                           const std::vector<int64_t>& channels, const float* kernels, const float* bias,
+                           float* y);
 
 // The weight gradient of the same block (weights, bias and relu unused):
 //     grad_weights[f][j][ky][kx] = sum_n sum_{oy,ox} grad_y[n][filters[f]][oy][ox] *

@@ -1,8 +1,13 @@
-// Masked 2-D convolution on the CPU, backward passes (see masked_conv2d.cpp for the layout):
-//     grad_x  stride 1: the forward pass on grad_y with transposed lists and flipped kernels; otherwise
-//             gxs[i][kx][yp][:] = sum over the transposed list of i and the (ky, oy) reaching row yp, then
-//             folded back to (H, W)
-//     grad_w  per kept pair and tap, dot products of staged grad_y rows and staged input rows
+// Masked 2-D convolution on the CPU, backward passes.
+//
+// Layout (masked_conv2d_staging.h). Per image, each used input channel c is staged as kw horizontally
+// shifted copies xs[c][kx][yp][ox] = x_pad[c][yp][ox * sw + kx * dw] (ox < Wo, lanes up to
+// Wv = roundup(Wo, 8) zero), so every tap of every output row reads one contiguous row:
+//     grad_x  stride 1: the forward pass on grad_y with transposed lists and flipped kernels (so the
+//             kernels of conv2d_blocked.cpp); otherwise gxs[i][kx][yp][:] = sum over the transposed list of
+//             i and the (ky, oy) reaching row yp, then folded back to (H, W)
+//     grad_w  filter and channel masks: the blocked weight gradient of conv2d_blocked.cpp; otherwise, per
+//             kept pair and tap, dot products of staged grad_y rows and staged input rows
 // Fixed summation orders, no atomics: bitwise the same for every thread count.
 
 #include <algorithm>

@@ -1,6 +1,7 @@
 """masked_conv2d (cpu backend) against dense F.conv2d (oneDNN) on ResNet-56 and ResNet-50 layer shapes.
 
-For each layer and mask (filter sparsity 30/50/70 %, kernel sparsity 50/80/90/95 %, random masks), the
+For each layer and mask (filter sparsity 30/50/70 %, kernel sparsity 50/80/90/95 %: random masks with
+exactly that fraction pruned), the
 masked op and the dense conv of the full weight are timed interleaved in one run (rep after rep, so both
 see the same machine load), forward alone and forward + backward (x and weight need gradients). Medians;
 speed-up = dense / masked. Writes bench/results/masked_conv.csv (or OUT/masked_conv.csv).
@@ -52,6 +53,17 @@ MASKS = [
 ]
 
 
+def exact_mask(shape: tuple[int, ...], sparsity: float, gen: torch.Generator) -> torch.Tensor:
+    """A random bool mask of `shape` with exactly round(numel * sparsity) entries False (pruned), as a
+    pruner at that rate leaves; independent draws would leave e.g. 5 of 16 filters pruned at "50%"."""
+    numel = 1
+    for size in shape:
+        numel *= size
+    mask = torch.ones(numel, dtype=torch.bool)
+    mask[torch.randperm(numel, generator=gen)[: round(numel * sparsity)]] = False
+    return mask.view(shape)
+
+
 def _passes(x, w, mask, pad, grad_y) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
     """{pass: (dense, masked)} callables."""
 
@@ -83,7 +95,7 @@ def run(out_dir: Path | None = None, reps: int = 7) -> list[dict]:
         grad_y = torch.randn(batch, o, size, size, generator=gen)
         for kind, sparsity in MASKS:
             shape = (o,) if kind == "filter" else (o, c)
-            mask = torch.rand(shape, generator=gen) >= sparsity
+            mask = exact_mask(shape, sparsity, gen)
 
             passes = _passes(x, w, mask, k // 2, grad_y)
             for label, pair in passes.items():
