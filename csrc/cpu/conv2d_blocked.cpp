@@ -13,6 +13,9 @@
 // The microkernel keeps FB filters x NV vectors of 16 positions in registers (6 x 4 = 24 accumulators):
 // each k costs NV loads and FB broadcasts for FB * NV FMAs.
 //
+// Kernel-level masks (each filter its own channel list) use the same staging and microkernel one filter at
+// a time, through the filter's own list of tap offsets.
+//
 // Every output element is summed by one microkernel call in k order: results do not depend on the thread
 // count.
 //
@@ -26,8 +29,9 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
-#include <utility>
 #include <vector>
+
+#include "cpu/masked_conv2d_staging.h"  // with_width
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -37,9 +41,33 @@ namespace fp {
 namespace cpu {
 namespace {
 
-constexpr int kLanes = 16;   // one AVX-512 register of floats (two AVX2 registers elsewhere)
-constexpr int kFilters = 6;  // filters per register block
-constexpr int kVectors = 4;  // vectors per register block: 64 output positions
+using staging::with_width;
+
+constexpr int kLanes = 16;         // one AVX-512 register of floats (two AVX2 registers elsewhere)
+constexpr int kFilters = 6;        // at most 6 filters per register block
+constexpr int kVectors = 8;        // at most 8 vectors (128 positions, or 8 taps) per block
+constexpr int kAccumulators = 24;  // of the 32 vector registers, leaving room for the operands
+
+// count items in `blocks` register blocks of at most kFilters, as even as possible: block b covers
+// [b * size, min(count, (b + 1) * size)). 8 filters make 4 + 4, not 6 + 2 (a 2-filter block reuses each
+// loaded vector only twice). `width` is how many vectors (or taps) a block can then keep in registers.
+struct Split {
+  int64_t blocks, size, width;
+  Split(int64_t count, int64_t most_vectors)
+      : blocks((count + kFilters - 1) / kFilters),
+        size(blocks > 0 ? (count + blocks - 1) / blocks : 1),
+        width(std::min<int64_t>(most_vectors, kAccumulators / size)) {}
+};
+
+// Calls f(FB, NV) with both as compile-time constants when FB * NV fits the accumulator budget.
+template <class F>
+inline void with_block(int64_t fb, int64_t nv, F&& f) {
+  with_width<kFilters>(fb, [&](auto nf) {
+    with_width<kVectors>(nv, [&](auto nw) {
+      if constexpr (std::decay_t<decltype(nf)>::value * decltype(nw)::value <= kAccumulators) f(nf, nw);
+    });
+  });
+}
 typedef float vec __attribute__((vector_size(kLanes * sizeof(float))));
 
 inline vec load(const float* p) {
@@ -58,14 +86,6 @@ inline void store_lanes(float* p, vec v, int64_t lanes) {
     std::memcpy(p, &v, sizeof v);
   else if (lanes > 0)
     std::memcpy(p, &v, static_cast<size_t>(lanes) * sizeof(float));
-}
-
-template <int Max, class F>
-inline void with_count(int64_t n, F&& f) {
-  if constexpr (Max > 1) {
-    if (n < Max) return with_count<Max - 1>(n, std::forward<F>(f));
-  }
-  f(std::integral_constant<int, Max>{});
 }
 
 // A zeroed float buffer whose data() is 64-byte aligned: with Wo a multiple of 16 every staged row starts
@@ -161,7 +181,10 @@ struct Plan {
   Layout L;
   std::vector<char> phase_used;
   std::vector<int64_t> offsets;  // K tap offsets into the staged planes
-  int64_t K, n_tiles, n_blocks;
+  int64_t K;
+  Split split;   // the filter blocks
+  int64_t tile;  // output positions per tile: split.width vectors
+  int64_t n_tiles;
 
   Plan(const ConvGeometry& geometry, const DenseBlock& b)
       : g(geometry),
@@ -169,8 +192,9 @@ struct Plan {
         L(geometry),
         phase_used(static_cast<size_t>(geometry.sh), 0),
         K(b.n_channels * geometry.kh * geometry.kw),
-        n_tiles((L.P + kVectors * kLanes - 1) / (kVectors * kLanes)),
-        n_blocks((b.n_filters + kFilters - 1) / kFilters) {
+        split(b.n_filters, kVectors),
+        tile(split.width * kLanes),
+        n_tiles((L.P + tile - 1) / tile) {
     for (int64_t ky = 0; ky < g.kh; ++ky) phase_used[static_cast<size_t>(ky * g.dh % g.sh)] = 1;
     offsets.resize(static_cast<size_t>(K));
     for (int64_t j = 0; j < b.n_channels; ++j)
@@ -182,33 +206,30 @@ struct Plan {
 
   // Floats of one image's staging, with a vector of slack: the last tile's loads run past the last plane.
   size_t staging_floats() const {
-    return static_cast<size_t>(block.n_channels * L.channel + kVectors * kLanes);
+    return static_cast<size_t>(block.n_channels * L.channel + kVectors * kLanes);  // kVectors: any tile
   }
 
-  void stage(const float* x_n, int64_t j, float* s) const {
-    stage_channel(g, L, phase_used, x_n + block.channels[j] * g.H * g.W, s + j * L.channel);
+  // Stages block channel j of image x_n at dest (L.channel floats).
+  void stage(const float* x_n, int64_t j, float* dest) const {
+    stage_channel(g, L, phase_used, x_n + block.channels[j] * g.H * g.W, dest);
   }
 
-  // Output tile t (64 positions) of filter block b of image n.
+  // Output tile t of filter block b of image n.
   void compute(const float* s, int64_t t, int64_t b, float* y_n) const {
-    const int64_t p0 = t * kVectors * kLanes, f0 = b * kFilters;
-    const int64_t lanes = std::min<int64_t>(L.P - p0, kVectors * kLanes);
+    const int64_t p0 = t * tile, f0 = b * split.size;
+    const int64_t lanes = std::min<int64_t>(L.P - p0, tile);
     float* y_p0[kFilters];
-    const int64_t fb = std::min<int64_t>(block.n_filters - f0, kFilters);
+    const int64_t fb = std::min<int64_t>(block.n_filters - f0, split.size);
     for (int64_t f = 0; f < fb; ++f) y_p0[f] = y_n + block.filters[f0 + f] * L.P + p0;
     const float* w = block.weights + f0 * K;
     const float* bias = block.bias ? block.bias + f0 : nullptr;
-    with_count<kFilters>(fb, [&](auto nf) {
-      with_count<kVectors>((lanes + kLanes - 1) / kLanes, [&](auto nv) {
-        microkernel<decltype(nf)::value, decltype(nv)::value>(s + p0, offsets.data(), w, K, bias, block.relu,
-                                                              y_p0, lanes);
-      });
+    with_block(fb, (lanes + kLanes - 1) / kLanes, [&](auto nf, auto nv) {
+      microkernel<decltype(nf)::value, decltype(nv)::value>(s + p0, offsets.data(), w, K, bias, block.relu,
+                                                            y_p0, lanes);
     });
   }
 };
 
-constexpr int kGradFilters = 6;  // weight gradient register block: 6 filters x 4 taps
-constexpr int kGradTaps = 4;
 // Positions per pass of the weight gradient: a strip of grad_y (all filters) stays in L1 while every tap
 // block runs over it, and each strip of a staged row is read once for all filter blocks.
 constexpr int64_t kStrip = 256;
@@ -270,7 +291,8 @@ void forward_images(const ConvGeometry& g, const Plan& plan, const float* x, flo
       AlignedFloats s(plan.staging_floats());
 #pragma omp for schedule(dynamic, 1)
       for (int64_t n = 0; n < g.N; ++n) {
-        for (int64_t j = 0; j < plan.block.n_channels; ++j) plan.stage(x + n * image_in, j, s.data());
+        for (int64_t j = 0; j < plan.block.n_channels; ++j)
+          plan.stage(x + n * image_in, j, s.data() + j * plan.L.channel);
         for (int64_t t = 0; t < plan.n_tiles; ++t)
           for (int64_t i = 0; i < items_per_tile; ++i) compute(s.data(), t, i, y + n * image_out);
       }
@@ -284,7 +306,8 @@ void forward_images(const ConvGeometry& g, const Plan& plan, const float* x, flo
   const int64_t items = plan.n_tiles * items_per_tile;
   for (int64_t n = 0; n < g.N; ++n) {
 #pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t j = 0; j < plan.block.n_channels; ++j) plan.stage(x + n * image_in, j, s.data());
+    for (int64_t j = 0; j < plan.block.n_channels; ++j)
+      plan.stage(x + n * image_in, j, s.data() + j * plan.L.channel);
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t i = 0; i < items; ++i)
       compute(s.data(), i / items_per_tile, i % items_per_tile, y + n * image_out);
@@ -305,7 +328,7 @@ void conv2d_blocked_forward(const ConvGeometry& g, const float* x, const DenseBl
       }
     return;
   }
-  forward_images(g, plan, x, y, plan.n_blocks, block.n_filters * plan.L.P * plan.K,
+  forward_images(g, plan, x, y, plan.split.blocks, block.n_filters * plan.L.P * plan.K,
                  [&](const float* s, int64_t t, int64_t b, float* y_n) { plan.compute(s, t, b, y_n); });
 }
 
@@ -336,10 +359,10 @@ void conv2d_sparse_forward(const ConvGeometry& g, const float* x, const int32_t*
   forward_images(g, plan, x, y, static_cast<int64_t>(kept.size()), nnz * taps * P,
                  [&](const float* s, int64_t t, int64_t i, float* y_n) {
                    const int64_t o = kept[static_cast<size_t>(i)], first = row_ptr[o] * taps;
-                   const int64_t p0 = t * kVectors * kLanes;
-                   const int64_t lanes = std::min<int64_t>(P - p0, kVectors * kLanes);
+                   const int64_t p0 = t * plan.tile;
+                   const int64_t lanes = std::min<int64_t>(P - p0, plan.tile);
                    float* out[1] = {y_n + o * P + p0};
-                   with_count<kVectors>((lanes + kLanes - 1) / kLanes, [&](auto nv) {
+                   with_block(1, (lanes + kLanes - 1) / kLanes, [&](auto, auto nv) {
                      microkernel<1, decltype(nv)::value>(s + p0, offsets.data() + first, kernels + first,
                                                          (row_ptr[o + 1] - row_ptr[o]) * taps,
                                                          bias ? bias + o : nullptr, false, out, lanes);
@@ -354,19 +377,17 @@ void conv2d_blocked_backward_weight(const ConvGeometry& g, const float* x, const
   std::fill(grad_weights, grad_weights + block.n_filters * K, 0.0f);
   if (block.n_filters == 0 || K == 0 || g.N == 0) return;
   const int64_t image_in = g.C * g.H * g.W, image_out = g.O * P;
-  const int64_t f_blocks = (block.n_filters + kGradFilters - 1) / kGradFilters;
-  const int64_t k_blocks = (K + kGradTaps - 1) / kGradTaps;
-  // Vector partial sums, item (filter block, tap block) after item: kGradFilters x kGradTaps vectors each.
-  std::vector<vec> acc(static_cast<size_t>(f_blocks * k_blocks * kGradFilters * kGradTaps), vec{});
-  // Images are staged a chunk at a time (about 8 MB of staging), then every item runs over the chunk.
-  const int64_t per_image = (static_cast<int64_t>(plan.staging_floats()) + kLanes - 1) / kLanes * kLanes;
-  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(g.N, (int64_t{1} << 21) / per_image));
-  AlignedFloats staged(static_cast<size_t>(chunk * per_image));
-  // Images a microkernel call runs through: as many as keep their staging within ~512 KB (L2).
-  const int64_t group = std::max<int64_t>(1, (int64_t{1} << 17) / per_image);
+  // Register blocks: split.size filters x split.width taps (balanced filter blocks, as in the forward).
+  const Split split(block.n_filters, kVectors);
+  const int64_t f_blocks = split.blocks, fs = split.size, ks = split.width;
+  const int64_t k_blocks = (K + ks - 1) / ks;
+  // Vector partial sums, item (filter block, tap block) after item: fs x ks vectors each.
+  std::vector<vec> acc(static_cast<size_t>(f_blocks * k_blocks * fs * ks), vec{});
   const int64_t items = f_blocks * k_blocks;
-  // Each thread owns a fixed range of items and runs it image after image (the image's staging, ~L2-sized,
-  // is then read by all the thread's items while it is in cache); one barrier per chunk, none per image.
+  const int64_t taps = g.kh * g.kw;
+  // Each thread owns a fixed range of items (tap blocks outer, so a range of input channels) and stages
+  // only those channels, a few images at a time into its own buffer, right before its items read them
+  // while they are in L2: no barrier, no shared staging.
 #pragma omp parallel
   {
     int64_t lo = 0, hi = items;
@@ -375,39 +396,44 @@ void conv2d_blocked_backward_weight(const ConvGeometry& g, const float* x, const
     lo = items * tid / nth;
     hi = items * (tid + 1) / nth;
 #endif
-    for (int64_t n0 = 0; n0 < g.N; n0 += chunk) {
-      const int64_t count = std::min(chunk, g.N - n0);
-#pragma omp for schedule(static) collapse(2)
-      for (int64_t i = 0; i < count; ++i)
-        for (int64_t j = 0; j < block.n_channels; ++j)
-          plan.stage(x + (n0 + i) * image_in, j, staged.data() + i * per_image);
-      for (int64_t i = 0; i < count; i += group)
+    if (lo < hi) {
+      const int64_t j_lo = lo / f_blocks * ks / taps;
+      const int64_t j_hi = std::min(K, (hi - 1) / f_blocks * ks + ks) / taps + 1;  // exclusive, may pass C
+      const int64_t n_ch = std::min(j_hi, block.n_channels) - j_lo;
+      std::vector<int64_t> offsets(plan.offsets);  // relative to this thread's first staged channel
+      for (int64_t& o : offsets) o -= j_lo * plan.L.channel;
+      const int64_t per_image = (n_ch * plan.L.channel + kVectors * kLanes + kLanes - 1) / kLanes * kLanes;
+      // Images a microkernel call runs through: as many as keep the staging within ~512 KB (L2).
+      const int64_t group = std::max<int64_t>(1, std::min<int64_t>(g.N, (int64_t{1} << 17) / per_image));
+      AlignedFloats staged(static_cast<size_t>(group * per_image));
+      for (int64_t n0 = 0; n0 < g.N; n0 += group) {
+        const int64_t count = std::min(group, g.N - n0);
+        for (int64_t i = 0; i < count; ++i)
+          for (int64_t j = j_lo; j < j_lo + n_ch; ++j)
+            plan.stage(x + (n0 + i) * image_in, j,
+                       staged.data() + i * per_image + (j - j_lo) * plan.L.channel);
         for (int64_t p0 = 0; p0 < P; p0 += kStrip)
           for (int64_t item = lo; item < hi; ++item) {
-            const int64_t f0 = item % f_blocks * kGradFilters, k0 = item / f_blocks * kGradTaps;
-            const int64_t fb = std::min<int64_t>(block.n_filters - f0, kGradFilters);
-            const int64_t kb = std::min<int64_t>(K - k0, kGradTaps);
-            const float* gy[kGradFilters];
-            for (int64_t f = 0; f < fb; ++f)
-              gy[f] = grad_y + (n0 + i) * image_out + block.filters[f0 + f] * P;
-            with_count<kGradFilters>(fb, [&](auto nf) {
-              with_count<kGradTaps>(kb, [&](auto nk) {
-                weight_microkernel<decltype(nf)::value, decltype(nk)::value>(
-                    gy, image_out, staged.data() + i * per_image, per_image, std::min(group, count - i),
-                    plan.offsets.data() + k0, p0, std::min(P, p0 + kStrip),
-                    acc.data() + item * kGradFilters * kGradTaps);
-              });
+            const int64_t f0 = item % f_blocks * fs, k0 = item / f_blocks * ks;
+            const int64_t fb = std::min<int64_t>(block.n_filters - f0, fs);
+            const int64_t kb = std::min<int64_t>(K - k0, ks);
+            const float* gy[kFilters];
+            for (int64_t f = 0; f < fb; ++f) gy[f] = grad_y + n0 * image_out + block.filters[f0 + f] * P;
+            with_block(fb, kb, [&](auto nf, auto nk) {
+              weight_microkernel<decltype(nf)::value, decltype(nk)::value>(
+                  gy, image_out, staged.data(), per_image, count, offsets.data() + k0, p0,
+                  std::min(P, p0 + kStrip), acc.data() + item * fs * ks);
             });
           }
-#pragma omp barrier
+      }
     }
   }
   // Lane sums, in lane order. Item (fb, kb) blocks are laid out fb * kb densely: index f * kb + k.
   for (int64_t item = 0; item < items; ++item) {
-    const int64_t f0 = item % f_blocks * kGradFilters, k0 = item / f_blocks * kGradTaps;
-    const int64_t fb = std::min<int64_t>(block.n_filters - f0, kGradFilters);
-    const int64_t kb = std::min<int64_t>(K - k0, kGradTaps);
-    const vec* a = acc.data() + item * kGradFilters * kGradTaps;
+    const int64_t f0 = item % f_blocks * fs, k0 = item / f_blocks * ks;
+    const int64_t fb = std::min<int64_t>(block.n_filters - f0, fs);
+    const int64_t kb = std::min<int64_t>(K - k0, ks);
+    const vec* a = acc.data() + item * fs * ks;
     for (int64_t f = 0; f < fb; ++f)
       for (int64_t k = 0; k < kb; ++k) {
         float sum = 0.0f;
