@@ -302,3 +302,23 @@ def test_convert_errors_leave_model_untouched() -> None:
     assert type(model[0]) is nn.Conv2d
     with pytest.raises(ValueError, match="groups = 1 only"):
         MaskedConv2d.from_conv(nn.Conv2d(4, 4, 3, groups=2))
+
+
+def test_cpu_list_cache_never_serves_a_changed_mask():
+    """The cpu backend caches compressed lists per mask storage; a mask changed in place, a new mask at
+    the same storage, or a filter mask broadcast to (O, C) must still give the exact masked result."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 6, 7, 7, generator=gen)
+    w = torch.randn(5, 6, 3, 3, generator=gen)
+    mask = torch.rand(5, 6, generator=gen) > 0.5
+    for step in range(4):
+        if step == 1:
+            mask[0] = ~mask[0]  # in place: same storage, shape and strides
+        if step == 2:
+            mask.copy_(torch.rand(5, 6, generator=gen) > 0.5)
+        if step == 3:
+            mask = torch.rand(5, generator=gen) > 0.5  # a filter mask
+        got = masked_conv2d(x, w, mask, None, 1, 1, backend="cpu")
+        full = mask[:, None].expand(5, 6) if mask.dim() == 1 else mask
+        ref = F.conv2d(x.double(), w.double() * full[:, :, None, None], None, 1, 1)
+        assert float((got.double() - ref).abs().max()) <= 1e-4 * float(ref.abs().max())

@@ -17,6 +17,7 @@ and autograd, on the (O, C) mask.
 
 from __future__ import annotations
 
+import collections
 from typing import Optional, Sequence, Union
 
 import torch
@@ -139,11 +140,28 @@ def _dense_filters_backward(grad_y, x, weight, kept, stride, padding, dilation, 
     return grad_x, grad_w
 
 
+# Compressed lists of recent masks: a training loop or a MaskedConv2d calls the op with the same mask every
+# step, and building the lists (nonzero, cumsum, copies) costs ~40 us a call, about 10% of a masked
+# ResNet-56 layer at batch 64. A hit needs the same storage, shape and strides and equal contents (a
+# copy is kept and compared, ~2 us), so a new or modified mask is never served stale lists.
+_LIST_CACHE: collections.OrderedDict = collections.OrderedDict()
+_LIST_CACHE_SIZE = 128
+
+
 def _native_lists(mask: torch.Tensor):
     """_kept_lists with row_ptr and col on the host, as the C ABI reads them on either device, and the
     channel and filter indices (int64) on the mask's device for gathering kernels."""
+    key = (mask.device, mask.data_ptr(), tuple(mask.shape), mask.stride())
+    hit = _LIST_CACHE.get(key)
+    if hit is not None and torch.equal(hit[0], mask):
+        _LIST_CACHE.move_to_end(key)
+        return hit[1]
     row_ptr, col, filters = _kept_lists(mask)
-    return row_ptr.cpu(), col.cpu(), col.long(), filters
+    lists = (row_ptr.cpu(), col.cpu(), col.long(), filters)
+    _LIST_CACHE[key] = (mask.clone(), lists)
+    if len(_LIST_CACHE) > _LIST_CACHE_SIZE:
+        _LIST_CACHE.popitem(last=False)
+    return lists
 
 
 def _out_positions(x, weight, stride, padding, dilation) -> int:
