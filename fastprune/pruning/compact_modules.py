@@ -139,6 +139,13 @@ class FoldedConvBN(nn.Module):
         self.register_buffer("weight", weight.to(conv.weight.dtype))
         self.register_buffer("bias", shift.to(conv.weight.dtype))
 
+    def _apply(self, *args: Any, **kwargs: Any) -> FoldedConvBN:
+        # The kernel reads (O, C, kh, kw)-contiguous weights: a model-wide .to(memory_format=channels_last)
+        # must not reach this buffer (inputs in any layout are fine: they are made contiguous per call).
+        super()._apply(*args, **kwargs)
+        self.weight = self.weight.contiguous()
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from fastprune.ops.conv2d import conv2d, conv2d_cpu_inference
 
