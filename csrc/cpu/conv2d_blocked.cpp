@@ -103,48 +103,67 @@ class AlignedFloats {
 };
 
 struct Layout {
+  bool pitched;     // sw == 1: one copy per row phase, taps shift by kx dw inside the padded row
+  int64_t pitch;    // floats per staged row and per computed output row: Wo + (kw - 1) dw if pitched, else Wo
+  int64_t shifts;   // horizontal copies per row phase: 1 if pitched, else kw
   int64_t rows;     // m rows per plane
-  int64_t plane;    // floats per plane: rows * Wo
-  int64_t channel;  // floats per staged channel: kw * sh planes
+  int64_t plane;    // floats per plane: rows * pitch
+  int64_t channel;  // floats per staged channel: shifts * sh planes
   int64_t P;        // output positions per filter: Ho * Wo
+  int64_t Q;        // positions computed per filter: Ho * pitch (the last pitch - Wo of each row discarded)
+  int64_t slack;    // floats the last tile may read past the last plane
   explicit Layout(const ConvGeometry& g)
-      : rows(g.Ho + (g.kh - 1) * g.dh / g.sh),
-        plane(rows * g.Wo),
-        channel(g.kw * g.sh * rows * g.Wo),
-        P(g.Ho * g.Wo) {}
+      : pitched(g.sw == 1),
+        pitch(pitched ? g.Wo + (g.kw - 1) * g.dw : g.Wo),
+        shifts(pitched ? 1 : g.kw),
+        rows(g.Ho + (g.kh - 1) * g.dh / g.sh),
+        plane(rows * pitch),
+        channel(shifts * g.sh * plane),
+        P(g.Ho * g.Wo),
+        Q(g.Ho * pitch),
+        slack(kVectors * kLanes + (pitched ? (g.kw - 1) * g.dw : 0)) {}
+
+  // Where tap (ky, kx) of staged channel j starts, relative to the output position.
+  int64_t offset(const ConvGeometry& g, int64_t j, int64_t ky, int64_t kx) const {
+    const int64_t phase = ky * g.dh % g.sh, row = ky * g.dh / g.sh;
+    return j * channel + ((pitched ? 0 : kx) * g.sh + phase) * plane + row * pitch +
+           (pitched ? kx * g.dw : 0);
+  }
 };
 
-// The planes of one input channel xc (H x W) into s_j; phases no tap reads are skipped.
+// The planes of one input channel xc (H x W) into s_j; phases no tap reads are skipped. Pitched: row m of
+// phase ph is x_pad[m sh + ph][0 .. W + 2 pw). Otherwise: kx-shifted copies, column ox holding
+// x_pad[m sh + ph][ox sw + kx dw].
 void stage_channel(const ConvGeometry& g, const Layout& L, const std::vector<char>& phase_used,
                    const float* xc, float* s_j) {
-  for (int64_t kx = 0; kx < g.kw; ++kx) {
-    // Columns ox in [lo, hi) read inside the row (xi = ox sw + x0 in [0, W)); the rest is padding.
-    const int64_t x0 = kx * g.dw - g.pw;
-    const int64_t lo = std::min(g.Wo, x0 >= 0 ? 0 : (-x0 + g.sw - 1) / g.sw);
-    const int64_t hi = std::max(lo, std::min(g.Wo, (g.W - x0 + g.sw - 1) / g.sw));
+  for (int64_t shift = 0; shift < L.shifts; ++shift) {
+    // Columns c in [lo, hi) read inside the row (xi = c sw + x0 in [0, W)); the rest is padding.
+    const int64_t x0 = (L.pitched ? 0 : shift * g.dw) - g.pw;
+    const int64_t lo = std::min(L.pitch, x0 >= 0 ? 0 : (-x0 + g.sw - 1) / g.sw);
+    const int64_t hi = std::max(lo, std::min(L.pitch, (g.W - x0 + g.sw - 1) / g.sw));
     for (int64_t ph = 0; ph < g.sh; ++ph) {
       if (!phase_used[static_cast<size_t>(ph)]) continue;
-      float* plane = s_j + (kx * g.sh + ph) * L.plane;
+      float* plane = s_j + (shift * g.sh + ph) * L.plane;
       // Rows m read input row y = m sh + ph - pad_h: [m_lo, m_hi) are inside, the others are padding.
       const int64_t m_lo = std::min(L.rows, std::max<int64_t>(0, (g.ph - ph + g.sh - 1) / g.sh));
       const int64_t m_hi = std::max(m_lo, std::min(L.rows, (g.H + g.ph - ph + g.sh - 1) / g.sh));
-      std::fill(plane, plane + m_lo * g.Wo, 0.0f);
-      std::fill(plane + m_hi * g.Wo, plane + L.plane, 0.0f);
-      if (g.sw == 1 && g.sh == 1 && lo == 0 && hi == g.Wo && x0 == 0 && g.W == g.Wo) {
+      std::fill(plane, plane + m_lo * L.pitch, 0.0f);
+      std::fill(plane + m_hi * L.pitch, plane + L.plane, 0.0f);
+      if (g.sh == 1 && lo == 0 && hi == L.pitch && x0 == 0 && g.W == L.pitch) {
         // Interior rows are whole input rows, back to back: one copy.
-        std::memcpy(plane + m_lo * g.Wo, xc + (m_lo - g.ph) * g.W,
-                    static_cast<size_t>((m_hi - m_lo) * g.Wo) * sizeof(float));
+        std::memcpy(plane + m_lo * L.pitch, xc + (m_lo - g.ph) * g.W,
+                    static_cast<size_t>((m_hi - m_lo) * L.pitch) * sizeof(float));
         continue;
       }
       for (int64_t m = m_lo; m < m_hi; ++m) {  // plain loops: a call per 8-float row costs more than it
-        float* out = plane + m * g.Wo;
+        float* out = plane + m * L.pitch;
         const float* src = xc + (m * g.sh + ph - g.ph) * g.W + x0;
-        for (int64_t ox = 0; ox < lo; ++ox) out[ox] = 0.0f;
+        for (int64_t c = 0; c < lo; ++c) out[c] = 0.0f;
         if (g.sw == 1)
-          for (int64_t ox = lo; ox < hi; ++ox) out[ox] = src[ox];
+          for (int64_t c = lo; c < hi; ++c) out[c] = src[c];
         else
-          for (int64_t ox = lo; ox < hi; ++ox) out[ox] = src[ox * g.sw];
-        for (int64_t ox = hi; ox < g.Wo; ++ox) out[ox] = 0.0f;
+          for (int64_t c = lo; c < hi; ++c) out[c] = src[c * g.sw];
+        for (int64_t c = hi; c < L.pitch; ++c) out[c] = 0.0f;
       }
     }
   }
@@ -194,19 +213,43 @@ struct Plan {
         K(b.n_channels * geometry.kh * geometry.kw),
         split(b.n_filters, kVectors),
         tile(split.width * kLanes),
-        n_tiles((L.P + tile - 1) / tile) {
+        n_tiles((L.Q + tile - 1) / tile) {
     for (int64_t ky = 0; ky < g.kh; ++ky) phase_used[static_cast<size_t>(ky * g.dh % g.sh)] = 1;
     offsets.resize(static_cast<size_t>(K));
     for (int64_t j = 0; j < b.n_channels; ++j)
       for (int64_t ky = 0; ky < g.kh; ++ky)
         for (int64_t kx = 0; kx < g.kw; ++kx)
-          offsets[static_cast<size_t>((j * g.kh + ky) * g.kw + kx)] =
-              j * L.channel + (kx * g.sh + ky * g.dh % g.sh) * L.plane + ky * g.dh / g.sh * g.Wo;
+          offsets[static_cast<size_t>((j * g.kh + ky) * g.kw + kx)] = L.offset(g, j, ky, kx);
   }
 
-  // Floats of one image's staging, with a vector of slack: the last tile's loads run past the last plane.
-  size_t staging_floats() const {
-    return static_cast<size_t>(block.n_channels * L.channel + kVectors * kLanes);  // kVectors: any tile
+  // Floats of one image's staging, with slack: the last tile's loads run past the last plane.
+  size_t staging_floats() const { return static_cast<size_t>(block.n_channels * L.channel + L.slack); }
+
+  // Runs kernel(p0, y_p0, lanes), which computes output tile t of fb filters into y_p0[f] (lanes computed
+  // positions from p0), for the output planes planes[f] (P floats each). Rows with discarded columns go
+  // through a small buffer, whose valid columns are then copied out.
+  template <class Kernel>
+  void with_tile(int64_t t, int64_t fb, float* const* planes, Kernel&& kernel) const {
+    const int64_t p0 = t * tile, lanes = std::min<int64_t>(L.Q - p0, tile);
+    float* y_p0[kFilters];
+    if (L.pitch == g.Wo) {
+      for (int64_t f = 0; f < fb; ++f) y_p0[f] = planes[f] + p0;
+      kernel(p0, y_p0, lanes);
+      return;
+    }
+    alignas(64) float wide[kFilters * kVectors * kLanes];
+    for (int64_t f = 0; f < fb; ++f) y_p0[f] = wide + f * tile;
+    kernel(p0, y_p0, lanes);
+    for (int64_t q = p0; q < p0 + lanes;) {  // row by row: columns [0, Wo) of each computed row are kept
+      const int64_t oy = q / L.pitch, ox = q - oy * L.pitch;
+      const int64_t end = std::min(p0 + lanes, (oy + 1) * L.pitch);
+      if (ox < g.Wo) {
+        const size_t count = static_cast<size_t>(std::min(end, oy * L.pitch + g.Wo) - q);
+        for (int64_t f = 0; f < fb; ++f)
+          std::memcpy(planes[f] + oy * g.Wo + ox, wide + f * tile + (q - p0), count * sizeof(float));
+      }
+      q = end;
+    }
   }
 
   // Stages block channel j of image x_n at dest (L.channel floats).
@@ -216,16 +259,17 @@ struct Plan {
 
   // Output tile t of filter block b of image n.
   void compute(const float* s, int64_t t, int64_t b, float* y_n) const {
-    const int64_t p0 = t * tile, f0 = b * split.size;
-    const int64_t lanes = std::min<int64_t>(L.P - p0, tile);
-    float* y_p0[kFilters];
+    const int64_t f0 = b * split.size;
     const int64_t fb = std::min<int64_t>(block.n_filters - f0, split.size);
-    for (int64_t f = 0; f < fb; ++f) y_p0[f] = y_n + block.filters[f0 + f] * L.P + p0;
+    float* planes[kFilters];
+    for (int64_t f = 0; f < fb; ++f) planes[f] = y_n + block.filters[f0 + f] * L.P;
     const float* w = block.weights + f0 * K;
     const float* bias = block.bias ? block.bias + f0 : nullptr;
-    with_block(fb, (lanes + kLanes - 1) / kLanes, [&](auto nf, auto nv) {
-      microkernel<decltype(nf)::value, decltype(nv)::value>(s + p0, offsets.data(), w, K, bias, block.relu,
-                                                            y_p0, lanes);
+    with_tile(t, fb, planes, [&](int64_t p0, float* const* y_p0, int64_t lanes) {
+      with_block(fb, (lanes + kLanes - 1) / kLanes, [&](auto nf, auto nv) {
+        microkernel<decltype(nf)::value, decltype(nv)::value>(s + p0, offsets.data(), w, K, bias, block.relu,
+                                                              y_p0, lanes);
+      });
     });
   }
 };
@@ -359,13 +403,13 @@ void conv2d_sparse_forward(const ConvGeometry& g, const float* x, const int32_t*
   forward_images(g, plan, x, y, static_cast<int64_t>(kept.size()), nnz * taps * P,
                  [&](const float* s, int64_t t, int64_t i, float* y_n) {
                    const int64_t o = kept[static_cast<size_t>(i)], first = row_ptr[o] * taps;
-                   const int64_t p0 = t * plan.tile;
-                   const int64_t lanes = std::min<int64_t>(P - p0, plan.tile);
-                   float* out[1] = {y_n + o * P + p0};
-                   with_block(1, (lanes + kLanes - 1) / kLanes, [&](auto, auto nv) {
-                     microkernel<1, decltype(nv)::value>(s + p0, offsets.data() + first, kernels + first,
-                                                         (row_ptr[o + 1] - row_ptr[o]) * taps,
-                                                         bias ? bias + o : nullptr, false, out, lanes);
+                   float* plane[1] = {y_n + o * P};
+                   plan.with_tile(t, 1, plane, [&](int64_t p0, float* const* y_p0, int64_t lanes) {
+                     with_block(1, (lanes + kLanes - 1) / kLanes, [&](auto, auto nv) {
+                       microkernel<1, decltype(nv)::value>(s + p0, offsets.data() + first, kernels + first,
+                                                           (row_ptr[o + 1] - row_ptr[o]) * taps,
+                                                           bias ? bias + o : nullptr, false, y_p0, lanes);
+                     });
                    });
                  });
 }
@@ -402,27 +446,48 @@ void conv2d_blocked_backward_weight(const ConvGeometry& g, const float* x, const
       const int64_t n_ch = std::min(j_hi, block.n_channels) - j_lo;
       std::vector<int64_t> offsets(plan.offsets);  // relative to this thread's first staged channel
       for (int64_t& o : offsets) o -= j_lo * plan.L.channel;
-      const int64_t per_image = (n_ch * plan.L.channel + kVectors * kLanes + kLanes - 1) / kLanes * kLanes;
+      const int64_t per_image = (n_ch * plan.L.channel + plan.L.slack + kLanes - 1) / kLanes * kLanes;
+      // Pitched rows compute discarded columns: grad_y is then staged at the same pitch with zeros there,
+      // so they add nothing (Q rounded up to whole vectors per filter).
+      const bool wide = plan.L.pitch != g.Wo;
+      const int64_t Qv = (plan.L.Q + kLanes - 1) / kLanes * kLanes;
+      const int64_t gy_image = wide ? block.n_filters * Qv : image_out;
       // Images a microkernel call runs through: as many as keep the staging within ~512 KB (L2).
-      const int64_t group = std::max<int64_t>(1, std::min<int64_t>(g.N, (int64_t{1} << 17) / per_image));
+      const int64_t group = std::max<int64_t>(
+          1, std::min<int64_t>(g.N, (int64_t{1} << 17) / (per_image + (wide ? gy_image : 0))));
       AlignedFloats staged(static_cast<size_t>(group * per_image));
+      AlignedFloats gy_staged(wide ? static_cast<size_t>(group * gy_image) : 0);
       for (int64_t n0 = 0; n0 < g.N; n0 += group) {
         const int64_t count = std::min(group, g.N - n0);
-        for (int64_t i = 0; i < count; ++i)
+        for (int64_t i = 0; i < count; ++i) {
           for (int64_t j = j_lo; j < j_lo + n_ch; ++j)
             plan.stage(x + (n0 + i) * image_in, j,
                        staged.data() + i * per_image + (j - j_lo) * plan.L.channel);
-        for (int64_t p0 = 0; p0 < P; p0 += kStrip)
+          if (wide)
+            for (int64_t f = 0; f < block.n_filters; ++f) {
+              const float* src = grad_y + (n0 + i) * image_out + block.filters[f] * P;
+              float* dst = gy_staged.data() + i * gy_image + f * Qv;
+              for (int64_t oy = 0; oy < g.Ho; ++oy) {
+                std::memcpy(dst + oy * plan.L.pitch, src + oy * g.Wo,
+                            static_cast<size_t>(g.Wo) * sizeof(float));
+                std::fill(dst + oy * plan.L.pitch + g.Wo, dst + (oy + 1) * plan.L.pitch, 0.0f);
+              }
+            }
+        }
+        const int64_t Q = plan.L.Q;
+        for (int64_t p0 = 0; p0 < Q; p0 += kStrip)
           for (int64_t item = lo; item < hi; ++item) {
             const int64_t f0 = item % f_blocks * fs, k0 = item / f_blocks * ks;
             const int64_t fb = std::min<int64_t>(block.n_filters - f0, fs);
             const int64_t kb = std::min<int64_t>(K - k0, ks);
             const float* gy[kFilters];
-            for (int64_t f = 0; f < fb; ++f) gy[f] = grad_y + n0 * image_out + block.filters[f0 + f] * P;
+            for (int64_t f = 0; f < fb; ++f)
+              gy[f] = wide ? gy_staged.data() + (f0 + f) * Qv
+                           : grad_y + n0 * image_out + block.filters[f0 + f] * P;
             with_block(fb, kb, [&](auto nf, auto nk) {
               weight_microkernel<decltype(nf)::value, decltype(nk)::value>(
-                  gy, image_out, staged.data(), per_image, count, offsets.data() + k0, p0,
-                  std::min(P, p0 + kStrip), acc.data() + item * fs * ks);
+                  gy, gy_image, staged.data(), per_image, count, offsets.data() + k0, p0,
+                  std::min(Q, p0 + kStrip), acc.data() + item * fs * ks);
             });
           }
       }
