@@ -21,15 +21,8 @@ import torch.nn.functional as F
 
 from fastprune._native import native
 from fastprune.backends import select_backend
+from fastprune.ops._conv_args import IntPair, address, check_conv_args, output_size, shape_fields
 from fastprune.ops._library import LIBRARY, register
-from fastprune.ops.masked_conv2d import (
-    IntPair,
-    _address,
-    _check_tensor,
-    _pair,
-    _shape_fields,
-    output_size,
-)
 
 
 def _torch_forward(x, weight, bias, stride, padding, dilation, relu):
@@ -43,12 +36,12 @@ def _cpu_forward(x, weight, bias, stride, padding, dilation, relu):
     ho, wo = output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
     y = x.new_empty(x.shape[0], weight.shape[0], ho, wo)
     native().conv2d(
-        _shape_fields(x, weight, stride, padding, dilation),
-        _address(x),
-        _address(weight),
-        _address(bias),
+        shape_fields(x, weight, stride, padding, dilation),
+        address(x),
+        address(weight),
+        address(bias),
         relu,
-        _address(y),
+        address(y),
     )
     return y
 
@@ -85,11 +78,11 @@ def conv2d_cpu_inference(
     y = x.new_empty(x.shape[0], o, ho, wo)
     native().conv2d(
         [*x.shape, o, kh, kw, sh, sw, ph, pw, dh, dw],
-        _address(x),
-        _address(weight),
-        _address(bias),
+        address(x),
+        address(weight),
+        address(bias),
         relu,
-        _address(y),
+        address(y),
     )
     return y
 
@@ -153,36 +146,7 @@ def conv2d(
     (N, O, Ho, Wo), Ho = floor((H + 2 padding - dilation (kh - 1) - 1) / stride) + 1. groups = 1, zero
     padding. Differentiable. Backends: "cpu" (float32 CPU tensors), "torch", or "auto".
     """
-    _check_tensor(x, "x", 4, "(N, C, H, W)")
-    _check_tensor(weight, "weight", 4, "(O, C, kh, kw)")
-    if weight.dtype != x.dtype or weight.device != x.device:
-        raise TypeError(
-            f"weight: expected {x.dtype} on {x.device} like x, got {weight.dtype} on {weight.device}"
-        )
-    if weight.shape[1] != x.shape[1]:
-        raise ValueError(
-            f"weight: expected {x.shape[1]} input channels like x (groups = 1 only), got weight of shape "
-            f"{tuple(weight.shape)} for x of shape {tuple(x.shape)}"
-        )
-    if bias is not None:
-        _check_tensor(bias, "bias", 1, "(O,)")
-        if bias.shape[0] != weight.shape[0] or bias.dtype != x.dtype or bias.device != x.device:
-            raise ValueError(
-                f"bias: expected ({weight.shape[0]},) {x.dtype} on {x.device}, got {tuple(bias.shape)} "
-                f"{bias.dtype} on {bias.device}"
-            )
-    stride_, padding_, dilation_ = (
-        _pair(stride, "stride", 1),
-        _pair(padding, "padding", 0),
-        _pair(dilation, "dilation", 1),
-    )
-    ho, wo = output_size(x.shape[2:], weight.shape[2:], stride_, padding_, dilation_)
-    if ho < 1 or wo < 1:
-        raise ValueError(
-            f"x: output size ({ho}, {wo}) must be positive; the dilated kernel {tuple(weight.shape[2:])} "
-            f"(dilation {dilation_}) is larger than the padded input {tuple(x.shape[2:])} "
-            f"(padding {padding_})"
-        )
+    stride_, padding_, dilation_ = check_conv_args(x, weight, bias, stride, padding, dilation)
     requested = "torch" if backend == "auto" and x.dtype is not torch.float32 else backend
     name = select_backend(requested, x.device.type, "conv2d")
     if name == "cpu" and x.dtype is not torch.float32:

@@ -18,34 +18,18 @@ and autograd, on the (O, C) mask.
 from __future__ import annotations
 
 import collections
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from fastprune._native import native
 from fastprune.backends import select_backend
+from fastprune.ops._conv_args import IntPair, address, check_conv_args, output_size, shape_fields
 from fastprune.ops._library import LIBRARY, register
 
-IntPair = Union[int, Sequence[int]]
 _DEVICE_CPU = 0  # fp_device
 _DEVICE_CUDA = 1
-
-
-def _pair(value: IntPair, name: str, low: int) -> list[int]:
-    pair = [value, value] if isinstance(value, int) else list(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
-        raise ValueError(f"{name}: expected an int or a pair of ints, got {value!r}")
-    if min(pair) < low:
-        raise ValueError(f"{name}: expected values >= {low}, got {value!r}")
-    return pair
-
-
-def output_size(
-    size: Sequence[int], kernel: Sequence[int], stride: list[int], padding: list[int], dilation: list[int]
-) -> list[int]:
-    """(Ho, Wo) with Ho = floor((H + 2 p - d (k - 1) - 1) / s) + 1, as nn.Conv2d."""
-    return [(size[a] + 2 * padding[a] - dilation[a] * (kernel[a] - 1) - 1) // stride[a] + 1 for a in range(2)]
 
 
 # ---- torch backend: the reference --------------------------------------------------------------------
@@ -81,15 +65,6 @@ def _kept_lists(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
     row_ptr = torch.zeros(mask.shape[0] + 1, dtype=torch.int32, device=mask.device)
     row_ptr[1:] = mask.sum(1).cumsum(0)
     return row_ptr, col.to(torch.int32).contiguous(), filters
-
-
-def _shape_fields(x: torch.Tensor, weight: torch.Tensor, stride, padding, dilation) -> list[int]:
-    """The 13 fields of fp_conv2d_shape."""
-    return [*x.shape, weight.shape[0], weight.shape[2], weight.shape[3], *stride, *padding, *dilation]
-
-
-def _address(t: Optional[torch.Tensor]) -> int:
-    return 0 if t is None or t.numel() == 0 else t.data_ptr()
 
 
 # A filter-level mask (each filter keeps all its kernels or none) leaves a dense sub-problem: the kept
@@ -182,14 +157,14 @@ def _cpu_forward(x, weight, mask, bias, stride, padding, dilation, device=_DEVIC
     y = x.new_empty(x.shape[0], weight.shape[0], ho, wo)
     native().masked_conv2d(
         "forward",
-        _shape_fields(x, weight, stride, padding, dilation),
-        _address(x),
-        _address(bias),
+        shape_fields(x, weight, stride, padding, dilation),
+        address(x),
+        address(bias),
         row_ptr.data_ptr(),
-        _address(col),
-        _address(kernels),
+        address(col),
+        address(kernels),
         device,
-        _address(y),
+        address(y),
     )
     return y
 
@@ -200,7 +175,7 @@ def _cpu_backward(grad_y, x, weight, mask, stride, padding, dilation, need, devi
     if kept is not None:
         return _dense_filters_backward(grad_y, x, weight, kept, stride, padding, dilation, need)
     row_ptr, col, channels, filters = _native_lists(mask)
-    shape = _shape_fields(x, weight, stride, padding, dilation)
+    shape = shape_fields(x, weight, stride, padding, dilation)
     grad_y = grad_y.contiguous()
     grad_x = grad_w = None
     if need[0]:
@@ -209,26 +184,26 @@ def _cpu_backward(grad_y, x, weight, mask, stride, padding, dilation, need, devi
         native().masked_conv2d(
             "backward_input",
             shape,
-            _address(grad_y),
+            address(grad_y),
             0,
             row_ptr.data_ptr(),
-            _address(col),
-            _address(kernels),
+            address(col),
+            address(kernels),
             device,
-            _address(grad_x),
+            address(grad_x),
         )
     if need[1]:
         grad_kernels = weight.new_empty(col.shape[0], weight.shape[2], weight.shape[3])
         native().masked_conv2d(
             "backward_weight",
             shape,
-            _address(x.contiguous()),
-            _address(grad_y),
+            address(x.contiguous()),
+            address(grad_y),
             row_ptr.data_ptr(),
-            _address(col),
+            address(col),
             0,
             device,
-            _address(grad_kernels),
+            address(grad_kernels),
         )
         grad_w = weight.new_zeros(weight.shape)
         grad_w[filters, channels] = grad_kernels
@@ -372,14 +347,6 @@ torch.library.register_autograd(
 # ---- public op -----------------------------------------------------------------------------------------
 
 
-def _check_tensor(t: object, name: str, dims: int, what: str) -> torch.Tensor:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name}: expected a tensor, got {type(t).__name__}")
-    if t.dim() != dims:
-        raise ValueError(f"{name}: expected a {dims}-D tensor {what}, got shape {tuple(t.shape)}")
-    return t
-
-
 def check_mask(mask: object, weight_shape: Sequence[int], device: torch.device) -> torch.Tensor:
     """Checks a filter mask (O,) or kernel mask (O, C) for a weight (O, C, kh, kw); returns it as (O, C)."""
     if not isinstance(mask, torch.Tensor):
@@ -418,40 +385,11 @@ def masked_conv2d(
     (float32), "torch", or "auto" (cpu for float32 CPU tensors; cuda, else triton, for float32 CUDA
     tensors; torch otherwise, e.g. float64).
     """
-    _check_tensor(x, "x", 4, "(N, C, H, W)")
-    _check_tensor(weight, "weight", 4, "(O, C, kh, kw)")
+    stride_, padding_, dilation_ = check_conv_args(x, weight, bias, stride, padding, dilation)
     for t, name in ((x, "x"), (weight, "weight")):
         if t.dtype not in (torch.float32, torch.float64):
             raise TypeError(f"{name}: expected float32 (or float64 on the torch backend), got {t.dtype}")
-    if weight.dtype != x.dtype or weight.device != x.device:
-        raise TypeError(
-            f"weight: expected {x.dtype} on {x.device} like x, got {weight.dtype} on {weight.device}"
-        )
-    if weight.shape[1] != x.shape[1]:
-        raise ValueError(
-            f"weight: expected {x.shape[1]} input channels like x (groups = 1 only), got weight of shape "
-            f"{tuple(weight.shape)} for x of shape {tuple(x.shape)}"
-        )
-    if bias is not None:
-        _check_tensor(bias, "bias", 1, "(O,)")
-        if bias.shape[0] != weight.shape[0] or bias.dtype != x.dtype or bias.device != x.device:
-            raise ValueError(
-                f"bias: expected ({weight.shape[0]},) {x.dtype} on {x.device}, got {tuple(bias.shape)} "
-                f"{bias.dtype} on {bias.device}"
-            )
     mask2d = check_mask(mask, weight.shape, weight.device)
-    stride_, padding_, dilation_ = (
-        _pair(stride, "stride", 1),
-        _pair(padding, "padding", 0),
-        _pair(dilation, "dilation", 1),
-    )
-    ho, wo = output_size(x.shape[2:], weight.shape[2:], stride_, padding_, dilation_)
-    if ho < 1 or wo < 1:
-        raise ValueError(
-            f"x: output size ({ho}, {wo}) must be positive; the dilated kernel {tuple(weight.shape[2:])} "
-            f"(dilation {dilation_}) is larger than the padded input {tuple(x.shape[2:])} "
-            f"(padding {padding_})"
-        )
     requested = backend
     if x.dtype is torch.float64 and backend == "auto":
         requested = "torch"  # the only backend that computes in float64
