@@ -112,10 +112,10 @@ struct Layout {
   int64_t P;        // output positions per filter: Ho * Wo
   int64_t Q;        // positions computed per filter: Ho * pitch (the last pitch - Wo of each row discarded)
   int64_t slack;    // floats the last tile may read past the last plane
-  // wide_rows_only: pitch only when rows are long (Wo >= 32) or nothing is discarded (pitch == Wo); a
-  // sparse layer's per-filter tiles copy their rows out one filter at a time, which short rows make dear.
-  Layout(const ConvGeometry& g, bool wide_rows_only)
-      : pitched(g.sw == 1 && (!wide_rows_only || g.Wo >= 32 || g.kw == 1)),
+  // discard_ok = false: pitch only where no column is discarded (1-wide kernels). A sparse layer copies its
+  // computed rows out one filter at a time, which costs more than the staging the pitch saves.
+  Layout(const ConvGeometry& g, bool discard_ok)
+      : pitched(g.sw == 1 && (discard_ok || g.kw == 1)),
         pitch(pitched ? g.Wo + (g.kw - 1) * g.dw : g.Wo),
         shifts(pitched ? 1 : g.kw),
         rows(g.Ho + (g.kh - 1) * g.dh / g.sh),
@@ -207,10 +207,10 @@ struct Plan {
   int64_t tile;  // output positions per tile: split.width vectors
   int64_t n_tiles;
 
-  Plan(const ConvGeometry& geometry, const DenseBlock& b, bool wide_rows_only = false)
+  Plan(const ConvGeometry& geometry, const DenseBlock& b, bool discard_ok = true)
       : g(geometry),
         block(b),
-        L(geometry, wide_rows_only),
+        L(geometry, discard_ok),
         phase_used(static_cast<size_t>(geometry.sh), 0),
         K(b.n_channels * geometry.kh * geometry.kw),
         split(b.n_filters, kVectors),
@@ -396,7 +396,7 @@ void conv2d_sparse_forward(const ConvGeometry& g, const float* x, const int32_t*
   // offsets from the dense table (channel slot, tap).
   const DenseBlock all{
       0, static_cast<int64_t>(channels.size()), nullptr, channels.data(), nullptr, nullptr, false};
-  const Plan plan(g, all, /*wide_rows_only=*/true);
+  const Plan plan(g, all, /*discard_ok=*/false);
   const int64_t nnz = row_ptr[g.O];
   std::vector<int64_t> offsets(static_cast<size_t>(nnz * taps));
   for (int64_t j = 0; j < nnz; ++j)
