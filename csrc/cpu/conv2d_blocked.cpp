@@ -2,25 +2,29 @@
 // channel counts (a pruned layer's 10, 20 or 39 filters) cost what their FLOPs say. Libraries that put
 // channels in the vector lanes (oneDNN's blocked formats) round every count up to a multiple of 8 or 16.
 //
-// Staging. Per image, each input channel j is copied as kw * sh planes
-//     S[j][kx][ph][m][ox] = x_pad[m * sh + ph][ox * sw + kx * dw]      (m < Ho + (kh - 1) dh / sh, ox < Wo)
-// (kx shifts and row phases, zero where x_pad is padding). Tap (ky, kx) of output row oy reads
-//     x_pad[oy * sh + ky * dh][ox * sw + kx * dw] = S[j][kx][ky dh % sh][oy + ky dh / sh][ox],
-// i.e. plane (j, kx, ky dh % sh) at the flat position oy * Wo + ox + (ky dh / sh) * Wo. Every tap is thus a
-// constant offset from the flat output position p = oy * Wo + ox, for any stride, padding and dilation,
-// and the convolution becomes a GEMM whose K = C kh kw rows are offsets into the staged planes:
-//     y[f][p] = bias[f] + sum_k w[f][k] * S[off_k + p].
-// The microkernel keeps FB filters x NV vectors of 16 positions in registers (6 x 4 = 24 accumulators):
-// each k costs NV loads and FB broadcasts for FB * NV FMAs.
+// Staging. Per image, each input channel j is copied into planes so that every tap (ky, kx) is a constant
+// offset from the flat output position. Stride 1 across ("pitched"): one plane per row phase ph,
+//     S[j][ph][m][c] = x_pad[m * sh + ph][c]      (c < pitch = W + 2 pw: whole padded rows)
+// and outputs are computed at q = oy * pitch + ox: tap (ky, kx) reads S[j][ky dh % sh][oy + ky dh / sh][ox +
+// kx dw], i.e. offset (ky dh / sh) * pitch + kx dw from q; the pitch - Wo columns past Wo of each row are
+// computed and discarded. Otherwise ("shifted"): kw copies per phase with the kx shift and stride applied,
+//     S[j][kx][ph][m][ox] = x_pad[m * sh + ph][ox * sw + kx * dw]      (ox < Wo = pitch)
+// and tap (ky, kx) reads plane (j, kx, ky dh % sh) at q + (ky dh / sh) * Wo. Either way the convolution is
+// a GEMM whose K = C kh kw rows are offsets into the staged planes:
+//     y[f][q] = bias[f] + sum_k w[f][k] * S[off_k + q].
+// The microkernel keeps FB filters x NV vectors of 16 positions in registers (at most 24 accumulators;
+// filters are split into even blocks of at most 6, NV = min(8, 24 / FB)): each k costs NV loads and FB
+// broadcasts for FB * NV FMAs.
 //
-// Kernel-level masks (each filter its own channel list) use the same staging and microkernel one filter at
-// a time, through the filter's own list of tap offsets.
+// Kernel-level masks (each filter its own channel list) use the same staging (shifted, so no computed
+// column is discarded) and microkernel one filter at a time, through the filter's own list of tap offsets.
 //
 // Every output element is summed by one microkernel call in k order: results do not depend on the thread
 // count.
 //
-// Weight gradient: the same staging, and per (filter, tap) a vector of 16 partial sums over positions,
-//     acc[f][k] += grad_y[n][f][p .. p + 16) * S_n[off_k + p .. + 16)     (images in order, p ascending)
+// Weight gradient: the same staging (grad_y staged at the pitch, zero in discarded columns), and per
+// (filter, tap) a vector of 16 partial sums over positions,
+//     acc[f][k] += grad_y[n][f][q .. q + 16) * S_n[off_k + q .. + 16)     (images in order, q ascending)
 // kept in memory across images and summed across lanes at the end; threads split (filter, tap) blocks, so
 // each sum has one fixed order whatever the thread count.
 #include "cpu/conv2d_blocked.h"
