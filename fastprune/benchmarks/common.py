@@ -78,9 +78,9 @@ def append_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
     print(f"\nappended {len(rows)} rows to {path}")
 
 
-def interleaved_medians(fns: list[Callable[[], object]], repeats: int) -> list[float]:
-    """Median seconds of each function, timed round-robin `repeats` times after one warm-up each, so
-    that load changes during the run hit every contender alike."""
+def interleaved_times(fns: list[Callable[[], object]], repeats: int) -> list[list[float]]:
+    """Seconds of each function, timed round-robin `repeats` times after one warm-up each, so that load
+    changes during the run hit every contender alike: times[i][r] is function i in round r."""
     for fn in fns:
         fn()
     times: list[list[float]] = [[] for _ in fns]
@@ -89,4 +89,15 @@ def interleaved_medians(fns: list[Callable[[], object]], repeats: int) -> list[f
             start = time.perf_counter()
             fn()
             record.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+    return times
+
+
+def interleaved_medians(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median seconds of each function over :func:`interleaved_times`."""
+    return [statistics.median(t) for t in interleaved_times(fns, repeats)]
+
+
+def median_ratio(numerator: list[float], denominator: list[float]) -> float:
+    """Median over rounds of numerator[r] / denominator[r]: each ratio compares two runs taken back to back,
+    so a burst of load from elsewhere that slows one round shifts one ratio, not a whole median."""
+    return statistics.median(a / b for a, b in zip(numerator, denominator))

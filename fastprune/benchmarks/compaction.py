@@ -14,22 +14,24 @@ fastprune's register-blocked kernel). ``speedup`` compares the first two, ``infe
 and the third; the target applies to what fastprune ships for inference, the latter.
 
 Pruning: per conv with N filters the floor(N * rate) lowest-l2 filters (ties by index) are zeroed and the
-following BN's scale and shift too (``SoftFilterPruner.finalize`` semantics). Both models run in eval mode
-under ``torch.no_grad`` with the default torch thread count; the two are timed interleaved (masked,
-compact, masked, ...) in one run and the medians compared, so load from other processes hits both alike.
+following BN's scale and shift too (``SoftFilterPruner.finalize`` semantics). The models run in eval mode
+under ``torch.no_grad`` with the default torch thread count, timed interleaved (masked, compact,
+inference form, masked, ...) in one run; times are medians and each speed-up is the median over rounds
+of the two models' ratio, so a burst of load from other processes hits both alike.
 """
 
 from __future__ import annotations
 
 import datetime
 import math
+import statistics
 from pathlib import Path
 from typing import Optional
 
 import torch
 from torch import nn
 
-from fastprune.benchmarks.common import append_csv, commit, interleaved_medians, machine_name
+from fastprune.benchmarks.common import append_csv, commit, interleaved_times, machine_name, median_ratio
 
 FIELDS = [
     "date", "commit", "machine", "network", "rate", "batch", "threads", "layout", "masked_ms", "compact_ms",
@@ -135,19 +137,15 @@ def run(
                         float((ref - m(inp)).abs().max() / ref.abs().max().clamp_min(1e-30)) for m in trio[1:]
                     )
                     load = _load_avg()
-                    t_masked, t_small, t_fused = interleaved_medians(
-                        [lambda m=m, x=inp: m(x) for m in trio], repeats or reps
-                    )
+                    times = interleaved_times([lambda m=m, x=inp: m(x) for m in trio], repeats or reps)
             finally:
                 torch.set_num_threads(default_threads)
-            speedup, nthreads, macs_ratio = (
-                t_masked / t_small,
-                threads or default_threads,
-                before.macs / after.macs,
-            )
+            t_masked, t_small, t_fused = (statistics.median(t) for t in times)
+            speedup, fused_speedup = median_ratio(times[0], times[1]), median_ratio(times[0], times[2])
+            nthreads, macs_ratio = threads or default_threads, before.macs / after.macs
             print(
                 f"{network:<10}{rate:>5.1f}{batch:>6}{nthreads:>8}  {layout:<14}{1e3 * t_masked:>11.2f}"
-                f"{1e3 * t_small:>11.2f}{speedup:>9.2f}x{1e3 * t_fused:>11.2f}{t_masked / t_fused:>9.2f}x"
+                f"{1e3 * t_small:>11.2f}{speedup:>9.2f}x{1e3 * t_fused:>11.2f}{fused_speedup:>9.2f}x"
                 f"{target:>7.1f}x{macs_ratio:>11.2f}x{load:>6.1f}"
             )
             rows.append({
@@ -156,7 +154,7 @@ def run(
                 "threads": nthreads, "layout": layout, "masked_ms": 1e3 * t_masked,
                 "compact_ms": 1e3 * t_small, "speedup": speedup, "target": target, "macs_ratio": macs_ratio,
                 "params_ratio": before.params / after.params, "repeats": repeats or reps, "load_avg": load,
-                "max_rel_err": err, "inference_ms": 1e3 * t_fused, "inference_speedup": t_masked / t_fused,
+                "max_rel_err": err, "inference_ms": 1e3 * t_fused, "inference_speedup": fused_speedup,
                 "inference_max_rel_err": err_fused,
             })  # fmt: skip
     if out_dir is not None:

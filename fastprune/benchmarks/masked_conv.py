@@ -1,22 +1,24 @@
 """masked_conv2d (cpu backend) against dense F.conv2d (oneDNN) on ResNet-56 and ResNet-50 layer shapes.
 
 For each layer and mask (filter sparsity 30/50/70 %, kernel sparsity 50/80/90/95 %: random masks with
-exactly that fraction pruned), the
-masked op and the dense conv of the full weight are timed interleaved in one run (rep after rep, so both
-see the same machine load), forward alone and forward + backward (x and weight need gradients). Medians;
-speed-up = dense / masked. Writes bench/results/masked_conv.csv (or OUT/masked_conv.csv).
+exactly that fraction pruned), the masked op and the dense conv of the full weight are timed interleaved
+in one run (rep after rep, so both see the same machine load), forward alone and forward + backward (x
+and weight need gradients). Times are
+medians; speed-up is the median over rounds of dense / masked (each ratio from two runs back to back).
+Writes bench/results/masked_conv.csv (or OUT/masked_conv.csv).
 """
 
 from __future__ import annotations
 
 import datetime
+import statistics
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from fastprune.benchmarks.common import append_csv, commit, interleaved_medians, machine_name
+from fastprune.benchmarks.common import append_csv, commit, interleaved_times, machine_name, median_ratio
 from fastprune.ops import masked_conv2d
 
 FIELDS = [
@@ -84,7 +86,7 @@ def _passes(x, w, mask, pad, grad_y) -> dict[str, tuple[Callable[[], object], Ca
     return {"forward": (dense_fwd, masked_fwd), "forward+backward": (dense_train, masked_train)}
 
 
-def run(out_dir: Path | None = None, reps: int = 7) -> list[dict]:
+def run(out_dir: Path | None = None, reps: int = 11) -> list[dict]:
     machine, rev, date = machine_name(), commit(), datetime.datetime.now().isoformat(timespec="seconds")
     print(f"machine: {machine}; commit {rev}")
     gen = torch.Generator().manual_seed(0)
@@ -99,7 +101,9 @@ def run(out_dir: Path | None = None, reps: int = 7) -> list[dict]:
 
             passes = _passes(x, w, mask, k // 2, grad_y)
             for label, pair in passes.items():
-                dense_s, masked_s = interleaved_medians(list(pair), reps)
+                dense_t, masked_t = interleaved_times(list(pair), reps)
+                dense_s, masked_s = statistics.median(dense_t), statistics.median(masked_t)
+                speedup = median_ratio(dense_t, masked_t)
                 row = dict(
                     date=date,
                     commit=rev,
@@ -110,13 +114,13 @@ def run(out_dir: Path | None = None, reps: int = 7) -> list[dict]:
                     sparsity=sparsity,
                     dense_ms=round(dense_s * 1e3, 3),
                     masked_ms=round(masked_s * 1e3, 3),
-                    speedup=round(dense_s / masked_s, 3),
+                    speedup=round(speedup, 3),
                 )
                 row["pass"] = label
                 rows.append(row)
                 print(
                     f"{name:<30} {kind:<6} {sparsity:4.0%} {label:<17} dense {dense_s * 1e3:8.2f} ms  "
-                    f"masked {masked_s * 1e3:8.2f} ms  x{dense_s / masked_s:5.2f}",
+                    f"masked {masked_s * 1e3:8.2f} ms  x{speedup:5.2f}",
                     flush=True,
                 )
     out = out_dir or Path("bench/results")
