@@ -414,3 +414,11 @@ def test_masked_filter_mask_large_layer(batch: int) -> None:
     y = masked_conv2d(x, wide, keep, bias, 1, 1, backend="cpu")
     _assert_matches(y, _reference(x, wide * keep[:, None, None, None], bias, 1, 1, 1))
     assert torch.equal(y[:, ~keep], bias[~keep].view(1, -1, 1, 1).expand(batch, -1, 32, 32))
+
+
+def test_cpu_inference_declines_mixed_dtypes():
+    x = torch.randn(1, 3, 5, 5)
+    w64 = torch.randn(4, 3, 3, 3, dtype=torch.float64)
+    assert conv2d_cpu_inference(x, w64, None, [1, 1, 1, 1, 1, 1], False) is None
+    w = torch.randn(4, 3, 3, 3)
+    assert conv2d_cpu_inference(x, w, torch.zeros(4, dtype=torch.float64), [1, 1, 1, 1, 1, 1], False) is None

@@ -54,14 +54,16 @@ def conv2d_cpu_inference(
 ) -> Optional[torch.Tensor]:
     """The cpu kernel called directly, for a layer whose arguments were checked when it was built:
     ``geometry`` = [stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w]; weight and bias contiguous
-    float32. Returns None (the caller then uses :func:`conv2d`) unless x is a float32 CPU tensor outside
-    autograd and tracing, with weight and bias contiguous and x's channels matching the weight's (the
-    C ABI cannot see the weight's shape). Skipping the dispatcher and the Python checks saves ~40 us a call,
-    which is most of a batch-1 layer's time."""
+    float32. Returns None (the caller then uses :func:`conv2d`) unless x, weight and bias are float32 CPU
+    tensors outside autograd and tracing, weight and bias contiguous, x's channels matching the weight's
+    (the C ABI cannot see the weight's shape). Skipping the dispatcher and the Python checks saves ~40 us
+    a call, which is most of a batch-1 layer's time."""
     if (
         x.device.type != "cpu"
         or x.dtype is not torch.float32
         or weight.device.type != "cpu"
+        or weight.dtype is not torch.float32
+        or (bias is not None and (bias.dtype is not torch.float32 or bias.device.type != "cpu"))
         or x.shape[1] != weight.shape[1]
         or not weight.is_contiguous()
         or (bias is not None and not bias.is_contiguous())
@@ -70,21 +72,7 @@ def conv2d_cpu_inference(
         or torch.jit.is_scripting()
     ):
         return None
-    x = x.contiguous()
-    sh, sw, ph, pw, dh, dw = geometry
-    o, kh, kw = weight.shape[0], weight.shape[2], weight.shape[3]
-    ho = (x.shape[2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    wo = (x.shape[3] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    y = x.new_empty(x.shape[0], o, ho, wo)
-    native().conv2d(
-        [*x.shape, o, kh, kw, sh, sw, ph, pw, dh, dw],
-        address(x),
-        address(weight),
-        address(bias),
-        relu,
-        address(y),
-    )
-    return y
+    return _cpu_forward(x, weight, bias, geometry[0:2], geometry[2:4], geometry[4:6], relu)
 
 
 def _forward(x, weight, bias, stride, padding, dilation, relu, backend):
