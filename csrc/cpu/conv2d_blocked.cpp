@@ -352,7 +352,7 @@ void forward_images(const ConvGeometry& g, const Plan& plan, const float* x, flo
   // Fewer images than threads (batch 1): one shared staging per image, threads split its tiles x items.
   // Small layers stay on one thread: a parallel region costs more than their few microseconds.
   AlignedFloats s(plan.staging_floats());
-  const bool parallel = flops_per_image >= (int64_t{1} << 20);
+  const bool parallel = flops_per_image >= (int64_t{1} << 18);
   const int64_t items = plan.n_tiles * items_per_tile;
   for (int64_t n = 0; n < g.N; ++n) {
 #pragma omp parallel for schedule(static) if (parallel)
