@@ -284,8 +284,8 @@ struct Plan {
 // block runs over it, and each strip of a staged row is read once for all filter blocks.
 constexpr int64_t kStrip = 256;
 
-// acc[f * KB + k] (vectors in memory) += sum over the image's positions of grad_y plane f times the staged
-// row at offsets[k]; positions past P read zeros from grad_y.
+// acc[f * KB + k] (vectors in memory) += sum over positions [p0, p1) of `images` images of grad_y plane f
+// times the staged row at offsets[k]; lanes past p1 read zeros from grad_y.
 template <int FB, int KB>
 void weight_microkernel(const float* const* gy, int64_t gy_stride, const float* s, int64_t s_stride,
                         int64_t images, const int64_t* offsets, int64_t p0, int64_t p1, vec* acc) {
@@ -295,8 +295,9 @@ void weight_microkernel(const float* const* gy, int64_t gy_stride, const float* 
   // Row pointers in locals: read through the arrays, GCC reloads them from memory at every step.
   const float* g[FB];
   const float* xr[KB];
-  // One step: KB staged rows and then, filter by filter, one grad_y vector: 24 accumulators + 6 rows + 1
-  // fit the 32 registers (all FB grad_y vectors at once would not, and GCC would fold loads into FMAs).
+  // One step: KB staged rows and then, filter by filter, one grad_y vector: FB * KB <= 24 accumulators, KB
+  // rows and 1 fit the 32 registers (all FB grad_y vectors at once may not, and GCC then folds loads
+  // into the FMAs).
   const auto step = [&](int64_t p, int64_t lanes) {
     vec xv[KB];
     for (int k = 0; k < KB; ++k) xv[k] = load(xr[k] + p);
