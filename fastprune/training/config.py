@@ -52,7 +52,8 @@ class TrainConfig:
     device: str = "cpu"
     backend: str = "auto"
     # Held-zero convs train as MaskedConv2d. Off by default: on the demo's ResNet-20 (40% of filters,
-    # batch 32) a fine-tuning epoch took 4.2 s with it against 3.4 s without (2026-11-23, 2-core EPYC).
+    # batch 32) a fine-tuning epoch takes 3.05 s with it against 3.15 s without (2026-11-23, 2-core EPYC,
+    # blocked kernels), a gain too small to change the default numerics.
     masked_conv: bool = False
     progress: bool = True
     max_batches: Optional[int] = None  # per epoch, for smoke tests
