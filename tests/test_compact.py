@@ -497,3 +497,18 @@ def test_for_inference_keeps_padding_mode(mode):
     with torch.no_grad():
         ref, got = model(x), fused(x)
     assert float((got - ref).abs().max() / ref.abs().max()) < 1e-5
+
+
+def test_benchmark_timing_helpers():
+    import platform
+
+    from fastprune.benchmarks.common import interleaved_times, median_ratio, steady_allocator
+
+    calls = []
+    times = interleaved_times([lambda: calls.append("a"), lambda: calls.append("b")], 3)
+    assert calls == ["a", "b"] * 4  # one warm-up each, then round-robin
+    assert [len(t) for t in times] == [3, 3]
+    # Median of per-round ratios, not the ratio of medians: 2/1, 9/3, 4/2 -> 2, 3, 2 -> 2.
+    assert median_ratio([2.0, 9.0, 4.0], [1.0, 3.0, 2.0]) == 2.0
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert steady_allocator() is True

@@ -78,6 +78,28 @@ def append_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
     print(f"\nappended {len(rows)} rows to {path}")
 
 
+def steady_allocator() -> bool:
+    """Pins glibc malloc's mmap and trim thresholds (mallopt) for the rest of the process, so that tensors
+    of up to 32 MB are reused from the heap instead of being mapped afresh, page faults and all, on every
+    call. With the default, adaptive thresholds the same oneDNN convolution measured 1.5 ms or 3 ms here
+    depending on what had been allocated before it (ResNet-56 stage-2 layer, batch 64): both contenders of
+    a benchmark get this steady state. Returns False where it cannot be set (not glibc)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    ok = mallopt(m_mmap_threshold, 32 * 1024 * 1024) == 1
+    return bool(mallopt(m_trim_threshold, 1 << 30) == 1 and ok)
+
+
 def interleaved_times(fns: list[Callable[[], object]], repeats: int) -> list[list[float]]:
     """Seconds of each function, timed round-robin `repeats` times after one warm-up each, so that load
     changes during the run hit every contender alike: times[i][r] is function i in round r."""

@@ -17,7 +17,8 @@ Pruning: per conv with N filters the floor(N * rate) lowest-l2 filters (ties by 
 following BN's scale and shift too (``SoftFilterPruner.finalize`` semantics). The models run in eval mode
 under ``torch.no_grad`` with the default torch thread count, timed interleaved (masked, compact,
 inference form, masked, ...) in one run; times are medians and each speed-up is the median over rounds
-of the two models' ratio, so a burst of load from other processes hits both alike.
+of the two models' ratio, so a burst of load from other processes hits both alike. The allocator is held
+steady first (`common.steady_allocator`: no fresh page faults per call for either side).
 """
 
 from __future__ import annotations
@@ -31,7 +32,14 @@ from typing import Optional
 import torch
 from torch import nn
 
-from fastprune.benchmarks.common import append_csv, commit, interleaved_times, machine_name, median_ratio
+from fastprune.benchmarks.common import (
+    append_csv,
+    commit,
+    interleaved_times,
+    machine_name,
+    median_ratio,
+    steady_allocator,
+)
 
 FIELDS = [
     "date", "commit", "machine", "network", "rate", "batch", "threads", "layout", "masked_ms", "compact_ms",
@@ -101,7 +109,8 @@ def run(
     rows = []
     built: dict[tuple[str, float], tuple[nn.Module, nn.Module, nn.Module]] = {}
     default_threads = torch.get_num_threads()
-    print(f"{machine_name()}, commit {commit()}")
+    steady = steady_allocator()
+    print(f"{machine_name()}, commit {commit()}, steady allocator: {steady}")
     head = (
         f"{'network':<10}{'rate':>5}{'batch':>6}{'threads':>8}  {'layout':<14}{'masked ms':>11}"
         f"{'compact ms':>11}{'speed-up':>10}{'infer. ms':>11}{'speed-up':>10}{'target':>8}{'MACs ratio':>12}"

@@ -4,7 +4,8 @@ For each layer and mask (filter sparsity 30/50/70 %, kernel sparsity 50/80/90/95
 exactly that fraction pruned), the masked op and the dense conv of the full weight are timed interleaved
 in one run (rep after rep, so both see the same machine load), forward alone and forward + backward (x
 and weight need gradients). Times are
-medians; speed-up is the median over rounds of dense / masked (each ratio from two runs back to back).
+medians; speed-up is the median over rounds of dense / masked (each ratio from two runs back to back). The
+allocator is held steady first (`common.steady_allocator`: no fresh page faults per call for either side).
 Writes bench/results/masked_conv.csv (or OUT/masked_conv.csv).
 """
 
@@ -18,7 +19,14 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from fastprune.benchmarks.common import append_csv, commit, interleaved_times, machine_name, median_ratio
+from fastprune.benchmarks.common import (
+    append_csv,
+    commit,
+    interleaved_times,
+    machine_name,
+    median_ratio,
+    steady_allocator,
+)
 from fastprune.ops import masked_conv2d
 
 FIELDS = [
@@ -88,7 +96,8 @@ def _passes(x, w, mask, pad, grad_y) -> dict[str, tuple[Callable[[], object], Ca
 
 def run(out_dir: Path | None = None, reps: int = 11) -> list[dict]:
     machine, rev, date = machine_name(), commit(), datetime.datetime.now().isoformat(timespec="seconds")
-    print(f"machine: {machine}; commit {rev}")
+    steady = steady_allocator()
+    print(f"machine: {machine}; commit {rev}; steady allocator: {steady}")
     gen = torch.Generator().manual_seed(0)
     rows = []
     for name, batch, c, o, size, k in LAYERS:
