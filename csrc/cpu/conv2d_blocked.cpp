@@ -250,9 +250,12 @@ struct Plan {
       const int64_t oy = q / L.pitch, ox = q - oy * L.pitch;
       const int64_t end = std::min(p0 + lanes, (oy + 1) * L.pitch);
       if (ox < g.Wo) {
-        const size_t count = static_cast<size_t>(std::min(end, oy * L.pitch + g.Wo) - q);
-        for (int64_t f = 0; f < fb; ++f)
-          std::memcpy(planes[f] + oy * g.Wo + ox, wide + f * tile + (q - p0), count * sizeof(float));
+        const int64_t count = std::min(end, oy * L.pitch + g.Wo) - q;
+        for (int64_t f = 0; f < fb; ++f) {  // an inline loop: these runs are too short for a memcpy call
+          float* dst = planes[f] + oy * g.Wo + ox;
+          const float* src = wide + f * tile + (q - p0);
+          for (int64_t i = 0; i < count; ++i) dst[i] = src[i];
+        }
       }
       q = end;
     }
