@@ -104,6 +104,46 @@ fp_status check_pointer(const void* p, int64_t count, const char* name, const ch
   return FP_OK;
 }
 
+// Shared by fp_conv2d_forward and fp_conv2d_accumulate: checks, then the blocked kernel over all filters
+// and channels, writing (or adding into) the y channels out_channels (identity when NULL).
+fp_status conv2d_dense(const fp_conv2d_shape* shape, const float* x, const float* weight, const float* bias,
+                       const int64_t* out_channels, int64_t y_channels, bool accumulate, int relu,
+                       fp_exec exec, float* y, const char* entry, std::string& error) {
+  fp_status status = fp::capi::check_exec(exec, error);
+  if (status != FP_OK) return status;
+  if (exec.device != FP_DEVICE_CPU)
+    return reject(error, FP_ERR_UNAVAILABLE,
+                  std::string("exec.device: ") + entry + " runs on the CPU only (use cuDNN on a GPU)");
+  fp::cpu::ConvGeometry g;
+  status = check_shape(shape, g, error);
+  if (status == FP_OK) status = check_pointer(x, g.N, "x", "N * C * H * W floats", error);
+  if (status == FP_OK) status = check_pointer(weight, 1, "weight", "O * C * kh * kw floats", error);
+  if (status == FP_OK)
+    status = check_pointer(y, g.N, "y", "an output buffer of N * O * Ho * Wo floats", error);
+  if (status != FP_OK) return status;
+  std::vector<int64_t> filters(static_cast<size_t>(g.O)), channels(static_cast<size_t>(g.C));
+  for (int64_t o = 0; o < g.O; ++o) filters[static_cast<size_t>(o)] = o;
+  for (int64_t c = 0; c < g.C; ++c) channels[static_cast<size_t>(c)] = c;
+  if (out_channels) {
+    if (y_channels < 1 || y_channels > INT_MAX)
+      return invalid(error, "y_channels: expected 1 <= value <= 2^31-1, got " + str(y_channels));
+    std::vector<char> seen(static_cast<size_t>(y_channels), 0);
+    for (int64_t o = 0; o < g.O; ++o) {
+      const int64_t c = out_channels[o];
+      if (c < 0 || c >= y_channels || seen[static_cast<size_t>(c)])
+        return invalid(error, "out_channels[" + str(o) + "]: expected a channel in [0, " + str(y_channels) +
+                                  ") not listed before, got " + str(c));
+      seen[static_cast<size_t>(c)] = 1;
+      filters[static_cast<size_t>(o)] = c;
+    }
+  }
+  fp::cpu::DenseBlock block{g.O, g.C, filters.data(), channels.data(), weight, bias, relu != 0};
+  block.accumulate = accumulate;
+  g.O = out_channels ? y_channels : g.O;  // planes per image of y
+  fp::cpu::conv2d_blocked_forward(g, x, block, y);
+  return FP_OK;
+}
+
 }  // namespace
 
 extern "C" {
@@ -176,24 +216,17 @@ fp_status fp_masked_conv2d_backward_weight(const fp_conv2d_shape* shape, const f
 fp_status fp_conv2d_forward(const fp_conv2d_shape* shape, const float* x, const float* weight,
                             const float* bias, int relu, fp_exec exec, float* y) {
   return guarded([&](std::string& error) {
-    fp_status status = fp::capi::check_exec(exec, error);
-    if (status != FP_OK) return status;
-    if (exec.device != FP_DEVICE_CPU)
-      return reject(error, FP_ERR_UNAVAILABLE,
-                    "exec.device: fp_conv2d_forward runs on the CPU only (use cuDNN on a GPU)");
-    fp::cpu::ConvGeometry g;
-    status = check_shape(shape, g, error);
-    if (status == FP_OK) status = check_pointer(x, g.N, "x", "N * C * H * W floats", error);
-    if (status == FP_OK) status = check_pointer(weight, 1, "weight", "O * C * kh * kw floats", error);
-    if (status == FP_OK)
-      status = check_pointer(y, g.N, "y", "an output buffer of N * O * Ho * Wo floats", error);
-    if (status != FP_OK) return status;
-    std::vector<int64_t> filters(static_cast<size_t>(g.O)), channels(static_cast<size_t>(g.C));
-    for (int64_t o = 0; o < g.O; ++o) filters[static_cast<size_t>(o)] = o;
-    for (int64_t c = 0; c < g.C; ++c) channels[static_cast<size_t>(c)] = c;
-    const fp::cpu::DenseBlock block{g.O, g.C, filters.data(), channels.data(), weight, bias, relu != 0};
-    fp::cpu::conv2d_blocked_forward(g, x, block, y);
-    return FP_OK;
+    return conv2d_dense(shape, x, weight, bias, nullptr, 0, false, relu, exec, y, "fp_conv2d_forward", error);
+  });
+}
+
+fp_status fp_conv2d_accumulate(const fp_conv2d_shape* shape, const float* x, const float* weight,
+                               const float* bias, const int64_t* out_channels, int64_t y_channels, int relu,
+                               fp_exec exec, float* y) {
+  return guarded([&](std::string& error) {
+    if (!out_channels) return invalid(error, "out_channels: expected out_channels int64 indices, got NULL");
+    return conv2d_dense(shape, x, weight, bias, out_channels, y_channels, true, relu, exec, y,
+                        "fp_conv2d_accumulate", error);
   });
 }
 

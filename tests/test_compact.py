@@ -355,7 +355,8 @@ def _modules_of(model, kind):
     ],
 )
 def test_for_inference_matches_masked_model(arch, rate, finalize, size):
-    from fastprune.pruning.compact_modules import ConvBN, FoldedConvBN
+    from fastprune.pruning.compact_inference import FoldedConvBN
+    from fastprune.pruning.compact_modules import ConvBN
 
     model, small = _pruned(arch, rate, finalize)
     before = {k: v.clone() for k, v in small.state_dict().items()}
@@ -414,19 +415,20 @@ def test_for_inference_with_grad_enabled_and_no_grad():
     assert not any(t.requires_grad for t in fused.state_dict().values())
 
 
-def test_for_inference_float64_and_fully_removed_conv():
-    model = _net("resnet20", seed=5).double()
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_for_inference_dtypes_and_fully_removed_conv(dtype, tol):
+    model = _net("resnet20", seed=5).to(dtype)
     with torch.no_grad():
         model.layer1[1].conv1.weight.zero_()  # an empty unit: (N, 0, H, W)
     small = compact(model)
     assert small.blocks[1].main[0].conv.out_channels == 0
     fused = small.for_inference()
     assert fused.blocks[1].main[0].empty
-    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    x = torch.randn(2, 3, 16, 16, dtype=dtype)
     with torch.no_grad():
         ref, got = model(x), fused(x)
-    assert got.dtype == torch.float64
-    assert _rel_err(got, ref) <= 1e-12
+    assert got.dtype == dtype
+    assert _rel_err(got, ref) <= tol
 
 
 def _conv_bn_spec(c_in, c_out, *, bias, affine, relu, select=None, n_const=0, track=True):
@@ -442,7 +444,8 @@ def _conv_bn_spec(c_in, c_out, *, bias, affine, relu, select=None, n_const=0, tr
     "bias, affine, relu", [(True, False, True), (False, True, False), (True, True, True)]
 )
 def test_folded_conv_bn_unit_matches_conv_bn(bias, affine, relu):
-    from fastprune.pruning.compact_modules import ConvBN, FoldedConvBN
+    from fastprune.pruning.compact_inference import FoldedConvBN
+    from fastprune.pruning.compact_modules import ConvBN
 
     spec = _conv_bn_spec(5, 7, bias=bias, affine=affine, relu=relu, select=[0, 2, 3, 5], n_const=1)
     unit = ConvBN(spec)
@@ -470,7 +473,8 @@ def test_folded_conv_bn_unit_matches_conv_bn(bias, affine, relu):
 
 
 def test_for_inference_refuses_batch_norm_without_running_stats():
-    from fastprune.pruning.compact_modules import ConvBN, FoldedConvBN
+    from fastprune.pruning.compact_inference import FoldedConvBN
+    from fastprune.pruning.compact_modules import ConvBN
 
     _, small = _pruned("resnet20", 0.3, seed=7)
     unit = small.blocks[0].main[0]
@@ -512,3 +516,20 @@ def test_benchmark_timing_helpers():
     assert median_ratio([2.0, 9.0, 4.0], [1.0, 3.0, 2.0]) == 2.0
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
         assert steady_allocator() is True
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_for_inference_fuses_residual_adds(batch):
+    """The benchmark's network (l2-pruned ResNet-56, BN zeroed): most residual adds run inside the convs
+    (fp_conv2d_accumulate), some blocks with constant channels off the main path included."""
+    from fastprune.benchmarks.compaction import prune_l2, random_bn_stats
+    from fastprune.pruning.compact_inference import FusedResidualBlock
+
+    torch.manual_seed(0)
+    masked = prune_l2(random_bn_stats(models.create("resnet56")), 0.4).eval()
+    fused = compact(masked).for_inference()
+    blocks = _modules_of(fused, FusedResidualBlock)
+    assert len(blocks) >= 10 and any(b.others.numel() for b in blocks)
+    x = torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert _rel_err(fused(x), masked(x)) <= RTOL

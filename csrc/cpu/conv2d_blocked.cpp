@@ -179,10 +179,18 @@ void stage_channel(const ConvGeometry& g, const Layout& L, const std::vector<cha
 // filters' K weights each (the caller's (filters, channels, kh, kw) order: no repacking).
 template <int FB, int NV>
 void microkernel(const float* s_p0, const int64_t* offsets, const float* w, int64_t K, const float* bias,
-                 bool relu, float* const* y_p0, int64_t lanes) {
+                 bool relu, bool accumulate, float* const* y_p0, int64_t lanes) {
   vec acc[FB][NV];
   for (int f = 0; f < FB; ++f)
-    for (int v = 0; v < NV; ++v) acc[f][v] = broadcast(bias ? bias[f] : 0.0f);
+    for (int v = 0; v < NV; ++v) {
+      acc[f][v] = broadcast(bias ? bias[f] : 0.0f);
+      if (accumulate) {  // the residual already in y (lanes past the tile's end read as 0)
+        vec old = vec{};
+        const int64_t n = std::min<int64_t>(kLanes, lanes - v * kLanes);
+        if (n > 0) std::memcpy(&old, y_p0[f] + v * kLanes, static_cast<size_t>(n) * sizeof(float));
+        acc[f][v] += old;
+      }
+    }
   for (int64_t k = 0; k < K; ++k) {
     const float* p = s_p0 + offsets[k];
     vec in[NV];
@@ -245,20 +253,28 @@ struct Plan {
     }
     alignas(64) float wide[kFilters * kVectors * kLanes];
     for (int64_t f = 0; f < fb; ++f) y_p0[f] = wide + f * tile;
-    kernel(p0, y_p0, lanes);
-    for (int64_t q = p0; q < p0 + lanes;) {  // row by row: columns [0, Wo) of each computed row are kept
-      const int64_t oy = q / L.pitch, ox = q - oy * L.pitch;
-      const int64_t end = std::min(p0 + lanes, (oy + 1) * L.pitch);
-      if (ox < g.Wo) {
-        const int64_t count = std::min(end, oy * L.pitch + g.Wo) - q;
-        for (int64_t f = 0; f < fb; ++f) {  // an inline loop: these runs are too short for a memcpy call
-          float* dst = planes[f] + oy * g.Wo + ox;
-          const float* src = wide + f * tile + (q - p0);
-          for (int64_t i = 0; i < count; ++i) dst[i] = src[i];
-        }
+    // Row by row, the columns [0, Wo) of each computed row: in (accumulate: the residual) and out.
+    const auto rows = [&](auto&& copy) {
+      for (int64_t q = p0; q < p0 + lanes;) {
+        const int64_t oy = q / L.pitch, ox = q - oy * L.pitch;
+        const int64_t end = std::min(p0 + lanes, (oy + 1) * L.pitch);
+        if (ox < g.Wo)
+          for (int64_t f = 0; f < fb; ++f)
+            copy(planes[f] + oy * g.Wo + ox, wide + f * tile + (q - p0),
+                 std::min(end, oy * L.pitch + g.Wo) - q);
+        q = end;
       }
-      q = end;
+    };
+    if (block.accumulate) {
+      std::fill(wide, wide + fb * tile, 0.0f);  // discarded columns: zeros rather than stack garbage
+      rows([](const float* y, float* w, int64_t count) {  // inline loops: runs too short for memcpy calls
+        for (int64_t i = 0; i < count; ++i) w[i] = y[i];
+      });
     }
+    kernel(p0, y_p0, lanes);
+    rows([](float* y, const float* w, int64_t count) {
+      for (int64_t i = 0; i < count; ++i) y[i] = w[i];
+    });
   }
 
   // Stages block channel j of image x_n at dest (L.channel floats).
@@ -277,7 +293,7 @@ struct Plan {
     with_tile(t, fb, planes, [&](int64_t p0, float* const* y_p0, int64_t lanes) {
       with_block(fb, (lanes + kLanes - 1) / kLanes, [&](auto nf, auto nv) {
         microkernel<decltype(nf)::value, decltype(nv)::value>(s + p0, offsets.data(), w, K, bias, block.relu,
-                                                              y_p0, lanes);
+                                                              block.accumulate, y_p0, lanes);
       });
     });
   }
@@ -418,7 +434,8 @@ void conv2d_sparse_forward(const ConvGeometry& g, const float* x, const int32_t*
                      with_block(1, (lanes + kLanes - 1) / kLanes, [&](auto, auto nv) {
                        microkernel<1, decltype(nv)::value>(s + p0, offsets.data() + first, kernels + first,
                                                            (row_ptr[o + 1] - row_ptr[o]) * taps,
-                                                           bias ? bias + o : nullptr, false, y_p0, lanes);
+                                                           bias ? bias + o : nullptr, false, false, y_p0,
+                                                           lanes);
                      });
                    });
                  });

@@ -15,7 +15,9 @@ namespace cpu {
 // A dense sub-convolution: filters[f] (f < n_filters) of the output read channels[j] (j < n_channels) of
 // the input, with weights (n_filters, n_channels, kh, kw) packed in that order:
 //     y[n][filters[f]] = bias[f] + sum_j sum_{ky,kx} weights[f][j][ky][kx] * x_pad[n][channels[j]][...]
-// then max(., 0) when relu. Output planes of filters not listed are not written. bias may be NULL.
+// then max(., 0) when relu. With accumulate, the planes' existing values are added first (a residual add in
+// place: y[n][filters[f]] = relu(y[n][filters[f]] + conv + bias)). Output planes of filters not listed are
+// not touched. bias may be NULL.
 struct DenseBlock {
   int64_t n_filters, n_channels;
   const int64_t* filters;
@@ -23,6 +25,7 @@ struct DenseBlock {
   const float* weights;
   const float* bias;
   bool relu;
+  bool accumulate = false;
 };
 
 void conv2d_blocked_forward(const ConvGeometry& g, const float* x, const DenseBlock& block, float* y);

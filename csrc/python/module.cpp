@@ -172,6 +172,23 @@ PYBIND11_MODULE(_C, m) {
         });
       },
       py::arg("shape"), py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("relu"), py::arg("y"));
+  // fp_conv2d_accumulate: out_channels is the address of O int64 channel indices of y (y_channels wide).
+  m.def(
+      "conv2d_accumulate",
+      [](const std::vector<int64_t>& shape, std::uintptr_t x, std::uintptr_t weight, std::uintptr_t bias,
+         std::uintptr_t out_channels, int64_t y_channels, bool relu, std::uintptr_t y) {
+        if (shape.size() != 13) throw py::value_error("shape: expected the 13 fields of fp_conv2d_shape");
+        const fp_conv2d_shape s{shape[0], shape[1], shape[2], shape[3],  shape[4],  shape[5], shape[6],
+                                shape[7], shape[8], shape[9], shape[10], shape[11], shape[12]};
+        const auto f = [](std::uintptr_t p) { return reinterpret_cast<const float*>(p); };
+        call_without_gil([&] {
+          return fp_conv2d_accumulate(&s, f(x), f(weight), f(bias),
+                                      reinterpret_cast<const int64_t*>(out_channels), y_channels,
+                                      relu ? 1 : 0, exec_of(0, 0), reinterpret_cast<float*>(y));
+        });
+      },
+      py::arg("shape"), py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("out_channels"),
+      py::arg("y_channels"), py::arg("relu"), py::arg("y"));
 
   m.def("cuda_device_check", [] {
     const fp_status status = fp_cuda_device_check();

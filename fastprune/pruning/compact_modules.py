@@ -104,63 +104,6 @@ class ConvBN(nn.Module):
         return x
 
 
-class FoldedConvBN(nn.Module):
-    """A :class:`ConvBN` for inference: BN folded into the conv, ReLU fused, run by ``fastprune.ops.conv2d``.
-
-    With s = gamma / sqrt(var + eps): ``W' = s W`` (per filter) and ``b' = s (b - mean) + beta``, computed in
-    float64; then ``y = relu(conv2d(adapt(x), W') + b')`` in one kernel call.
-    """
-
-    def __init__(self, unit: ConvBN) -> None:
-        super().__init__()
-        conv, bn = unit.conv, unit.bn
-        if not bn.track_running_stats or bn.running_var is None:
-            raise ValueError("FoldedConvBN: a BatchNorm2d without running statistics cannot be folded")
-        self.adapt = unit.adapt
-        self.empty, self.geometry, self.relu = unit.empty, unit.geometry, unit.relu
-        # The conv's stride, padding, dilation. A non-zero padding mode pads first (as nn.Conv2d does) and
-        # the conv then runs unpadded.
-        self.padding_mode = conv.padding_mode
-        self.conv_args = list(unit.geometry[2:])
-        ph, pw = unit.geometry[4], unit.geometry[5]
-        self.pre_pad = [pw, pw, ph, ph]
-        if conv.padding_mode != "zeros":
-            self.conv_args[2:4] = [0, 0]
-        with torch.no_grad():
-            scale = (bn.running_var.double() + bn.eps).rsqrt()
-            if bn.affine:
-                scale = scale * bn.weight.double()
-            shift = -bn.running_mean.double() * scale
-            if conv.bias is not None:
-                shift = shift + conv.bias.double() * scale
-            if bn.affine:
-                shift = shift + bn.bias.double()
-            weight = conv.weight.double() * scale.view(-1, 1, 1, 1)
-        self.register_buffer("weight", weight.to(conv.weight.dtype))
-        self.register_buffer("bias", shift.to(conv.weight.dtype))
-
-    def _apply(self, *args: Any, **kwargs: Any) -> FoldedConvBN:
-        # The kernel reads (O, C, kh, kw)-contiguous weights: a model-wide .to(memory_format=channels_last)
-        # must not reach this buffer (inputs in any layout are fine: they are made contiguous per call).
-        super()._apply(*args, **kwargs)
-        self.weight = self.weight.contiguous()
-        return self
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from fastprune.ops.conv2d import conv2d, conv2d_cpu_inference
-
-        if self.empty:
-            return _empty_output(x, self.geometry)
-        x = self.adapt(x)
-        if self.padding_mode != "zeros":
-            x = F.pad(x, self.pre_pad, mode=self.padding_mode)
-        y = conv2d_cpu_inference(x, self.weight, self.bias, self.conv_args, self.relu)
-        if y is None:
-            a = self.conv_args
-            y = conv2d(x, self.weight, self.bias, a[0:2], a[2:4], a[4:6], relu=self.relu)
-        return y
-
-
 class Subsample(nn.Module):
     """Option-A shortcut without its zero channels: ``x[:, :, ::s, ::s]`` (the padding is an index map
     in :class:`ResidualCombine`)."""
@@ -227,8 +170,8 @@ class ResidualCombine(nn.Module):
             self.register_buffer(f"{key}_keep", _long(part["keep"]))
             self.register_buffer(f"{key}_pos", _long(part["pos"]))
         self.register_buffer("bias", torch.zeros(self.width))
-        # Set by CompactResNet.for_inference: the shortcut tensor (the block's input, internal to the
-        # network) may be overwritten by the add, which saves a copy of the residual stream per block.
+        # Set by for_inference (compact_inference.py): the shortcut tensor (the block's input, internal to
+        # the network) may be overwritten by the add, which saves a copy of the residual stream per block.
         self.inplace = False
 
     def forward(self, main: torch.Tensor, res: torch.Tensor) -> torch.Tensor:
@@ -324,20 +267,13 @@ class CompactResNet(nn.Module):
             self.out_scatter = ChannelScatter(spec["out_scatter"])
 
     def for_inference(self) -> CompactResNet:
-        """A copy for inference: every conv's BatchNorm folded in and its ReLU fused, the convs run by
-        ``fastprune.ops.conv2d`` (fastprune's CPU kernel for float32 CPU tensors, PyTorch's elsewhere).
-        Outputs equal this model's in eval mode (to float32 rounding); this model is not changed. The copy
-        has no BatchNorm left to train and is not meant for TorchScript or ONNX export (use this model)."""
-        import copy
+        """A copy for inference (:func:`fastprune.pruning.compact_inference.for_inference`): BatchNorm
+        folded into the convs, ReLU and residual adds fused into them, the convs run by fastprune's CPU
+        kernel. Outputs equal this model's in eval mode (to float32 rounding); this model is not changed.
+        Not for training or export (use this model)."""
+        from fastprune.pruning.compact_inference import for_inference
 
-        fused = copy.deepcopy(self).eval()
-        for parent in list(fused.modules()):
-            for name, child in list(parent.named_children()):
-                if isinstance(child, ConvBN):
-                    setattr(parent, name, FoldedConvBN(child))
-                elif isinstance(child, ResidualCombine):
-                    child.inplace = True
-        return fused
+        return for_inference(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem_scatter(self.maxpool(self.stem(x)))

@@ -155,6 +155,14 @@ FP_API fp_status fp_masked_conv2d_backward_weight(const fp_conv2d_shape* shape, 
 FP_API fp_status fp_conv2d_forward(const fp_conv2d_shape* shape, const float* x, const float* weight,
                                    const float* bias, int relu, fp_exec exec, float* y);
 
+/* The same convolution added into a wider map in place, for a residual add fused into the conv: y is
+ * (N, y_channels, Ho, Wo); filter o adds into channel out_channels[o] (host array of O distinct indices in
+ * [0, y_channels)): y[:, out_channels[o]] = act(y[:, out_channels[o]] + conv2d(x, weight)[:, o] + bias[o])
+ * with act = max(., 0) when relu != 0; the other channels of y are not touched. CPU only. */
+FP_API fp_status fp_conv2d_accumulate(const fp_conv2d_shape* shape, const float* x, const float* weight,
+                                      const float* bias, const int64_t* out_channels, int64_t y_channels,
+                                      int relu, fp_exec exec, float* y);
+
 /* Message of the last failed call on this thread ("" after a success). */
 FP_API const char* fp_last_error(void);
 FP_API const char* fp_status_name(fp_status status);
