@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 
 import pytest
 import torch
@@ -422,3 +423,63 @@ def test_cpu_inference_declines_mixed_dtypes():
     assert conv2d_cpu_inference(x, w64, None, [1, 1, 1, 1, 1, 1], False) is None
     w = torch.randn(4, 3, 3, 3)
     assert conv2d_cpu_inference(x, w, torch.zeros(4, dtype=torch.float64), [1, 1, 1, 1, 1, 1], False) is None
+
+
+# ---- fp_conv2d_accumulate (the residual add fused into a conv) ------------------------------------------
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize(
+    "n, c, o, size, y_channels, k, pad",
+    [(2, 5, 3, 7, 8, 3, 1), (1, 16, 10, 32, 16, 3, 1), (3, 4, 6, 9, 6, 1, 0)],
+)
+def test_conv2d_accumulate_matches_reference(relu, n, c, o, size, y_channels, k, pad):
+    from fastprune._native import native
+    from fastprune.ops._conv_args import shape_fields
+
+    gen = torch.Generator().manual_seed(n * 100 + c)
+    x, w, b = (
+        torch.randn(n, c, size, size, generator=gen),
+        torch.randn(o, c, k, k, generator=gen),
+        torch.randn(o, generator=gen),
+    )
+    out = size + 2 * pad - k + 1
+    y = torch.randn(n, y_channels, out, out, generator=gen)
+    pos = torch.randperm(y_channels, generator=gen)[:o].contiguous()
+    ref = y.double().clone()
+    ref[:, pos] += F.conv2d(x.double(), w.double(), b.double(), 1, pad)
+    if relu:
+        ref[:, pos] = ref[:, pos].clamp_min(0)
+    untouched = y[:, [ch for ch in range(y_channels) if ch not in pos.tolist()]].clone()
+    native().conv2d_accumulate(
+        shape_fields(x, w, [1, 1], [pad, pad], [1, 1]),
+        x.data_ptr(),
+        w.data_ptr(),
+        b.data_ptr(),
+        pos.data_ptr(),
+        y_channels,
+        relu,
+        y.data_ptr(),
+    )
+    assert float((y.double() - ref).abs().max()) <= RTOL * float(ref.abs().max())
+    assert torch.equal(y[:, [ch for ch in range(y_channels) if ch not in pos.tolist()]], untouched)
+
+
+def test_conv2d_accumulate_rejects_bad_channels():
+    from fastprune._native import native
+    from fastprune.ops._conv_args import shape_fields
+
+    x, w, y = torch.randn(1, 2, 4, 4), torch.randn(2, 2, 3, 3), torch.zeros(1, 4, 4, 4)
+    fields = shape_fields(x, w, [1, 1], [1, 1], [1, 1])
+    for pos, width, what in [
+        ([0, 0], 4, "out_channels[1]"),
+        ([0, 4], 4, "out_channels[1]"),
+        ([0, 1], 0, "y_channels"),
+    ]:
+        index = torch.tensor(pos, dtype=torch.int64)
+        with pytest.raises(ValueError, match=re.escape(what)):
+            native().conv2d_accumulate(
+                fields, x.data_ptr(), w.data_ptr(), 0, index.data_ptr(), width, False, y.data_ptr()
+            )
+    with pytest.raises(ValueError, match="out_channels"):
+        native().conv2d_accumulate(fields, x.data_ptr(), w.data_ptr(), 0, 0, 4, False, y.data_ptr())
