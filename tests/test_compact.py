@@ -533,3 +533,19 @@ def test_for_inference_fuses_residual_adds(batch):
     x = torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         assert _rel_err(fused(x), masked(x)) <= RTOL
+
+
+def test_for_inference_imagenet_stem_maxpool():
+    """The 7x7 stem + max-pool of the ImageNet layout: the inference form pools in channels_last."""
+    from fastprune.pruning.compact_inference import ChannelsLastMaxPool
+
+    torch.manual_seed(3)
+    model = _random_bn(models.create("resnet18", num_classes=10, small_input=False), 3).eval()
+    masks = _random_filter_masks(model, 0.4, seed=4)
+    apply_masks(model, masks)
+    _finalize_bn(model, masks)
+    fused = compact(model).for_inference()
+    assert isinstance(fused.maxpool, ChannelsLastMaxPool)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        assert _rel_err(fused(x), model(x)) <= RTOL

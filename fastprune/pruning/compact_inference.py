@@ -9,7 +9,9 @@ A copy of the compact network in which
   shortcut, full width) becomes a :class:`FusedResidualBlock`: its last conv adds into the shortcut tensor
   in place and applies the block's ReLU in the same kernel (C ABI ``fp_conv2d_accumulate``), so the
   conv's output is never written on its own and the residual add and ReLU cost no extra pass;
-* the remaining residual adds run in place on the shortcut tensor.
+* the remaining residual adds run in place on the shortcut tensor;
+* the stem's max-pool runs in channels_last (PyTorch's NCHW max-pool kernel measured 4x slower on the
+  ResNet-50 stem map: 20 ms against 4.7 ms with the layout round trip, batch 8, 2-core Zen 5).
 
 Tensors inside the network are overwritten in place, never the caller's input. Outside the kernels' reach
 (float64, CUDA tensors, autograd, tracing) the same modules fall back to PyTorch ops with the same
@@ -193,6 +195,19 @@ class FusedResidualBlock(nn.Module):
         return y
 
 
+class ChannelsLastMaxPool(nn.Module):
+    """``pool(x)`` computed on a channels_last copy of x, returned contiguous (NCHW): same values."""
+
+    def __init__(self, pool: nn.MaxPool2d) -> None:
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4:
+            return self.pool(x)
+        return self.pool(x.contiguous(memory_format=torch.channels_last)).contiguous()
+
+
 def _fusable(block: CompactBlock) -> bool:
     last = block.main[-1] if len(block.main) else None
     return (
@@ -214,6 +229,8 @@ def for_inference(model: CompactResNet) -> CompactResNet:
                 setattr(parent, name, FoldedConvBN(child))
             elif isinstance(child, ResidualCombine):
                 child.inplace = True
+    if isinstance(fused.maxpool, nn.MaxPool2d) and not fused.maxpool.return_indices:
+        fused.maxpool = ChannelsLastMaxPool(fused.maxpool)
     blocks = list(fused.blocks)
     for i, block in enumerate(blocks):
         if _fusable(block):
