@@ -184,6 +184,8 @@ class FusedResidualBlock(nn.Module):
             y.index_copy_(1, self.res_pos, res)
             if self.uncovered.numel():
                 y.index_fill_(1, self.uncovered, 0.0)
+        if h.untyped_storage().data_ptr() == y.untyped_storage().data_ptr():
+            h = h.clone()  # a one-conv main path reading the very tensor it adds into
         a = self.conv_args
         native().conv2d_accumulate(
             shape_fields(h, self.weight, a[0:2], a[2:4], a[4:6]), address(h), address(self.weight),
