@@ -14,20 +14,26 @@ from fastprune.cli import cmake_prefix
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "c_abi"
 
 
-@pytest.mark.skipif(
-    shutil.which("cmake") is None or shutil.which("cc") is None, reason="needs cmake and a C compiler"
-)
-def test_c_program_finds_package_calls_abi_and_checks_results(tmp_path: Path) -> None:
-    build = tmp_path / "build"
+def _build_and_run(source: Path, build: Path, program: str) -> subprocess.CompletedProcess:
+    """Configures `source` against the installed package (find_package(fastprune)), builds it and runs
+    `program`; asserts a zero exit status."""
     subprocess.run(
-        ["cmake", "-S", str(EXAMPLE), "-B", str(build), f"-DCMAKE_PREFIX_PATH={cmake_prefix()}"],
+        ["cmake", "-S", str(source), "-B", str(build), f"-DCMAKE_PREFIX_PATH={cmake_prefix()}"],
         check=True,
         capture_output=True,
         text=True,
     )
     subprocess.run(["cmake", "--build", str(build)], check=True, capture_output=True, text=True)
-    run = subprocess.run([str(build / "fastprune_c_abi_example")], capture_output=True, text=True, timeout=60)
+    run = subprocess.run([str(build / program)], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stdout + run.stderr
+    return run
+
+
+@pytest.mark.skipif(
+    shutil.which("cmake") is None or shutil.which("cc") is None, reason="needs cmake and a C compiler"
+)
+def test_c_program_finds_package_calls_abi_and_checks_results(tmp_path: Path) -> None:
+    run = _build_and_run(EXAMPLE, tmp_path / "build", "fastprune_c_abi_example")
     assert "all checks passed" in run.stdout
     # Error paths answered with a status and a message naming the argument.
     assert "null batch -> FP_ERR_INVALID_ARGUMENT: filters: expected a fp_ragged_batch pointer" in run.stdout
@@ -100,16 +106,7 @@ def test_c_program_calls_conv2d_forward(tmp_path: Path) -> None:
         "add_executable(conv2d_check main.c)\n"
         "target_link_libraries(conv2d_check PRIVATE fastprune::fastprune)\n"
     )
-    build = tmp_path / "build"
-    subprocess.run(
-        ["cmake", "-S", str(source), "-B", str(build), f"-DCMAKE_PREFIX_PATH={cmake_prefix()}"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    subprocess.run(["cmake", "--build", str(build)], check=True, capture_output=True, text=True)
-    run = subprocess.run([str(build / "conv2d_check")], capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stdout + run.stderr
+    run = _build_and_run(source, tmp_path / "build", "conv2d_check")
     assert "conv2d checks passed" in run.stdout
     assert "plain: FP_OK 4 6 4 6 9 6 4 6 4" in run.stdout
     assert "bias relu: FP_OK 0 1 0 1 4 1 0 1 0" in run.stdout
