@@ -1,0 +1,164 @@
+// Weight gradient of a dense block of the register-blocked convolution (see conv2d_blocked_plan.h for the
+// staging): per (filter, tap) a vector of 16 partial sums over output positions,
+//     acc[f][k] += grad_y[n][f][q .. q + 16) * S_n[off_k + q .. + 16)     (images in order, q ascending)
+// (grad_y staged at the pitch, zero in discarded columns), kept in memory across images and summed across
+// lanes at the end. Threads split (filter, tap) blocks, so each sum has one fixed order whatever the
+// thread count.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "cpu/conv2d_blocked.h"
+#include "cpu/conv2d_blocked_plan.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace fp {
+namespace cpu {
+namespace {
+
+using namespace blocked;  // NOLINT: the plan and vector helpers
+
+// Positions per pass of the weight gradient: a strip of grad_y (all filters) stays in L1 while every tap
+// block runs over it, and each strip of a staged row is read once for all filter blocks.
+constexpr int64_t kStrip = 256;
+
+// acc[f * KB + k] (vectors in memory) += sum over positions [p0, p1) of `images` images of grad_y plane f
+// times the staged row at offsets[k]; lanes past p1 read zeros from grad_y.
+template <int FB, int KB>
+void weight_microkernel(const float* const* gy, int64_t gy_stride, const float* s, int64_t s_stride,
+                        int64_t images, const int64_t* offsets, int64_t p0, int64_t p1, vec* acc) {
+  vec a[FB][KB];
+  for (int f = 0; f < FB; ++f)
+    for (int k = 0; k < KB; ++k) a[f][k] = acc[f * KB + k];
+  // Row pointers in locals: read through the arrays, GCC reloads them from memory at every step.
+  const float* g[FB];
+  const float* xr[KB];
+  // One step: KB staged rows and then, filter by filter, one grad_y vector: FB * KB <= 24 accumulators, KB
+  // rows and 1 fit the 32 registers (all FB grad_y vectors at once may not, and GCC then folds loads
+  // into the FMAs).
+  const auto step = [&](int64_t p, int64_t lanes) {
+    vec xv[KB];
+    for (int k = 0; k < KB; ++k) xv[k] = load(xr[k] + p);
+    for (int f = 0; f < FB; ++f) {
+      vec gv = vec{};
+      if (lanes == kLanes)
+        gv = load(g[f] + p);
+      else  // the tail: grad_y lanes past P are zero, so the staged values there do not count
+        std::memcpy(&gv, g[f] + p, static_cast<size_t>(lanes) * sizeof(float));
+      asm("" : "+v"(gv));  // keeps gv in a register: GCC would fold its load into each of the KB FMAs
+      for (int k = 0; k < KB; ++k) a[f][k] += gv * xv[k];
+    }
+  };
+  const int64_t full = p0 + (p1 - p0) / kLanes * kLanes;
+  for (int64_t i = 0; i < images; ++i) {  // a few images in a row: small maps amortise the acc traffic
+    for (int f = 0; f < FB; ++f) g[f] = gy[f] + i * gy_stride;
+    for (int k = 0; k < KB; ++k) xr[k] = s + i * s_stride + offsets[k];
+    for (int64_t p = p0; p < full; p += kLanes) step(p, kLanes);
+    if (full < p1) step(full, p1 - full);
+  }
+  for (int f = 0; f < FB; ++f)
+    for (int k = 0; k < KB; ++k) acc[f * KB + k] = a[f][k];
+}
+
+}  // namespace
+
+void conv2d_blocked_backward_weight(const ConvGeometry& g, const float* x, const float* grad_y,
+                                    const DenseBlock& block, float* grad_weights) {
+  const Plan plan(g, block);
+  const int64_t K = plan.K, P = plan.L.P;
+  std::fill(grad_weights, grad_weights + block.n_filters * K, 0.0f);
+  if (block.n_filters == 0 || K == 0 || g.N == 0) return;
+  const int64_t image_in = g.C * g.H * g.W, image_out = g.O * P;
+  // Register blocks: split.size filters x split.width taps (balanced filter blocks, as in the forward).
+  const Split split(block.n_filters, kVectors);
+  const int64_t f_blocks = split.blocks, fs = split.size, ks = split.width;
+  const int64_t k_blocks = (K + ks - 1) / ks;
+  // Vector partial sums, item (filter block, tap block) after item: fs x ks vectors each.
+  std::vector<vec> acc(static_cast<size_t>(f_blocks * k_blocks * fs * ks), vec{});
+  const int64_t items = f_blocks * k_blocks;
+  const int64_t taps = g.kh * g.kw;
+  // Each thread owns a fixed range of items (tap blocks outer, so a range of input channels) and stages
+  // only those channels, a few images at a time into its own buffer, right before its items read them
+  // while they are in L2: no barrier, no shared staging.
+#pragma omp parallel
+  {
+    int64_t lo = 0, hi = items;
+#ifdef _OPENMP
+    const int64_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    lo = items * tid / nth;
+    hi = items * (tid + 1) / nth;
+#endif
+    if (lo < hi) {
+      const int64_t j_lo = lo / f_blocks * ks / taps;
+      const int64_t j_hi = std::min(K, (hi - 1) / f_blocks * ks + ks) / taps + 1;  // exclusive, may pass C
+      const int64_t n_ch = std::min(j_hi, block.n_channels) - j_lo;
+      std::vector<int64_t> offsets(plan.offsets);  // relative to this thread's first staged channel
+      for (int64_t& o : offsets) o -= j_lo * plan.L.channel;
+      const int64_t per_image = (n_ch * plan.L.channel + plan.L.slack + kLanes - 1) / kLanes * kLanes;
+      // Pitched rows compute discarded columns: grad_y is then staged at the same pitch with zeros there,
+      // so they add nothing (Q rounded up to whole vectors per filter).
+      const bool wide = plan.L.pitch != g.Wo;
+      const int64_t Qv = (plan.L.Q + kLanes - 1) / kLanes * kLanes;
+      const int64_t gy_image = wide ? block.n_filters * Qv : image_out;
+      // Images a microkernel call runs through: as many as keep the staging within ~512 KB (L2).
+      const int64_t group = std::max<int64_t>(
+          1, std::min<int64_t>(g.N, (int64_t{1} << 17) / (per_image + (wide ? gy_image : 0))));
+      AlignedFloats staged(static_cast<size_t>(group * per_image));
+      AlignedFloats gy_staged(wide ? static_cast<size_t>(group * gy_image) : 0);
+      for (int64_t n0 = 0; n0 < g.N; n0 += group) {
+        const int64_t count = std::min(group, g.N - n0);
+        for (int64_t i = 0; i < count; ++i) {
+          for (int64_t j = j_lo; j < j_lo + n_ch; ++j)
+            plan.stage(x + (n0 + i) * image_in, j,
+                       staged.data() + i * per_image + (j - j_lo) * plan.L.channel);
+          if (wide)
+            for (int64_t f = 0; f < block.n_filters; ++f) {
+              const float* src = grad_y + (n0 + i) * image_out + block.filters[f] * P;
+              float* dst = gy_staged.data() + i * gy_image + f * Qv;
+              for (int64_t oy = 0; oy < g.Ho; ++oy) {
+                std::memcpy(dst + oy * plan.L.pitch, src + oy * g.Wo,
+                            static_cast<size_t>(g.Wo) * sizeof(float));
+                std::fill(dst + oy * plan.L.pitch + g.Wo, dst + (oy + 1) * plan.L.pitch, 0.0f);
+              }
+            }
+        }
+        const int64_t Q = plan.L.Q;
+        for (int64_t p0 = 0; p0 < Q; p0 += kStrip)
+          for (int64_t item = lo; item < hi; ++item) {
+            const int64_t f0 = item % f_blocks * fs, k0 = item / f_blocks * ks;
+            const int64_t fb = std::min<int64_t>(block.n_filters - f0, fs);
+            const int64_t kb = std::min<int64_t>(K - k0, ks);
+            const float* gy[kFilters];
+            for (int64_t f = 0; f < fb; ++f)
+              gy[f] = wide ? gy_staged.data() + (f0 + f) * Qv
+                           : grad_y + n0 * image_out + block.filters[f0 + f] * P;
+            with_block(fb, kb, [&](auto nf, auto nk) {
+              weight_microkernel<decltype(nf)::value, decltype(nk)::value>(
+                  gy, gy_image, staged.data(), per_image, count, offsets.data() + k0, p0,
+                  std::min(Q, p0 + kStrip), acc.data() + item * fs * ks);
+            });
+          }
+      }
+    }
+  }
+  // Lane sums, in lane order. Item (fb, kb) blocks are laid out fb * kb densely: index f * kb + k.
+  for (int64_t item = 0; item < items; ++item) {
+    const int64_t f0 = item % f_blocks * fs, k0 = item / f_blocks * ks;
+    const int64_t fb = std::min<int64_t>(block.n_filters - f0, fs);
+    const int64_t kb = std::min<int64_t>(K - k0, ks);
+    const vec* a = acc.data() + item * fs * ks;
+    for (int64_t f = 0; f < fb; ++f)
+      for (int64_t k = 0; k < kb; ++k) {
+        float sum = 0.0f;
+        for (int l = 0; l < kLanes; ++l) sum += a[f * kb + k][l];
+        grad_weights[(f0 + f) * K + k0 + k] = sum;
+      }
+  }
+}
+
+}  // namespace cpu
+}  // namespace fp

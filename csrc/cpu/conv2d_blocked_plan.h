@@ -1,0 +1,298 @@
+// Shared pieces of the register-blocked convolution (conv2d_blocked.cpp: forward passes;
+// conv2d_blocked_backward.cpp: weight gradient): register blocking, staging layout, forward microkernel and
+// the per-layer plan. Internal to the CPU kernels.
+//
+// Staging. Per image, each input channel j is copied into planes so that every tap (ky, kx) is a constant
+// offset from the flat output position. Stride 1 across ("pitched"): one plane per row phase ph,
+//     S[j][ph][m][c] = x_pad[m * sh + ph][c]      (c < pitch = W + 2 pw: whole padded rows)
+// and outputs are computed at q = oy * pitch + ox: tap (ky, kx) reads S[j][ky dh % sh][oy + ky dh / sh][ox +
+// kx dw], i.e. offset (ky dh / sh) * pitch + kx dw from q; the pitch - Wo columns past Wo of each row are
+// computed and discarded. Otherwise ("shifted"): kw copies per phase with the kx shift and stride applied,
+//     S[j][kx][ph][m][ox] = x_pad[m * sh + ph][ox * sw + kx * dw]      (ox < Wo = pitch)
+// and tap (ky, kx) reads plane (j, kx, ky dh % sh) at q + (ky dh / sh) * Wo. Either way the convolution is
+// a GEMM whose K = C kh kw rows are offsets into the staged planes:
+//     y[f][q] = bias[f] + sum_k w[f][k] * S[off_k + q].
+// The microkernel keeps FB filters x NV vectors of 16 positions in registers (at most 24 accumulators;
+// filters are split into even blocks of at most 6, NV = min(8, 24 / FB)): each k costs NV loads and FB
+// broadcasts for FB * NV FMAs.
+//
+// Kernel-level masks (each filter its own channel list) use the same staging (shifted, so no computed
+// column is discarded) and microkernel one filter at a time, through the filter's own list of tap offsets.
+//
+// Every output element is summed by one microkernel call in k order: results do not depend on the thread
+// count. The weight gradient (conv2d_blocked_backward.cpp) uses the same staging.
+#ifndef FASTPRUNE_CPU_CONV2D_BLOCKED_PLAN_H
+#define FASTPRUNE_CPU_CONV2D_BLOCKED_PLAN_H
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "cpu/conv2d_blocked.h"
+#include "cpu/masked_conv2d_staging.h"  // with_width
+
+namespace fp {
+namespace cpu {
+namespace blocked {
+
+using staging::with_width;
+
+constexpr int kLanes = 16;         // one AVX-512 register of floats (two AVX2 registers elsewhere)
+constexpr int kFilters = 6;        // at most 6 filters per register block
+constexpr int kVectors = 8;        // at most 8 vectors (128 positions, or 8 taps) per block
+constexpr int kAccumulators = 24;  // of the 32 vector registers, leaving room for the operands
+
+// count items in `blocks` register blocks of at most kFilters, as even as possible: block b covers
+// [b * size, min(count, (b + 1) * size)). 8 filters make 4 + 4, not 6 + 2 (a 2-filter block reuses each
+// loaded vector only twice). `width` is how many vectors (or taps) a block can then keep in registers.
+struct Split {
+  int64_t blocks, size, width;
+  Split(int64_t count, int64_t most_vectors)
+      : blocks((count + kFilters - 1) / kFilters),
+        size(blocks > 0 ? (count + blocks - 1) / blocks : 1),
+        width(std::min<int64_t>(most_vectors, kAccumulators / size)) {}
+};
+
+// Calls f(FB, NV) with both as compile-time constants when FB * NV fits the accumulator budget.
+template <class F>
+inline void with_block(int64_t fb, int64_t nv, F&& f) {
+  with_width<kFilters>(fb, [&](auto nf) {
+    with_width<kVectors>(nv, [&](auto nw) {
+      if constexpr (std::decay_t<decltype(nf)>::value * decltype(nw)::value <= kAccumulators) f(nf, nw);
+    });
+  });
+}
+typedef float vec __attribute__((vector_size(kLanes * sizeof(float))));
+
+inline vec load(const float* p) {
+  vec v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline vec broadcast(float s) {
+  const vec ones = vec{} + 1.0f;
+  return ones * s;  // one vbroadcastss (s * 1 is exact; "vec{} + s" would add a scalar 0 first)
+}
+
+inline void store_lanes(float* p, vec v, int64_t lanes) {
+  if (lanes >= kLanes)
+    std::memcpy(p, &v, sizeof v);
+  else if (lanes > 0)
+    std::memcpy(p, &v, static_cast<size_t>(lanes) * sizeof(float));
+}
+
+// A zeroed float buffer whose data() is 64-byte aligned: with Wo a multiple of 16 every staged row starts
+// on a cache line, so the microkernel's vector loads do not split lines.
+class AlignedFloats {
+ public:
+  explicit AlignedFloats(size_t count) : storage_(count + kLanes, 0.0f) {}
+  float* data() {
+    const auto address = reinterpret_cast<std::uintptr_t>(storage_.data());
+    return storage_.data() + ((64 - address % 64) % 64) / sizeof(float);
+  }
+
+ private:
+  std::vector<float> storage_;
+};
+
+struct Layout {
+  bool pitched;     // sw == 1: one copy per row phase, taps shift by kx dw inside the padded row
+  int64_t pitch;    // floats per staged row and per computed output row: Wo + (kw - 1) dw if pitched, else Wo
+  int64_t shifts;   // horizontal copies per row phase: 1 if pitched, else kw
+  int64_t rows;     // m rows per plane
+  int64_t plane;    // floats per plane: rows * pitch
+  int64_t channel;  // floats per staged channel: shifts * sh planes
+  int64_t P;        // output positions per filter: Ho * Wo
+  int64_t Q;        // positions computed per filter: Ho * pitch (the last pitch - Wo of each row discarded)
+  int64_t slack;    // floats the last tile may read past the last plane
+  // discard_ok = false: pitch only where no column is discarded (1-wide kernels). A sparse layer copies its
+  // computed rows out one filter at a time, which costs more than the staging the pitch saves.
+  Layout(const ConvGeometry& g, bool discard_ok)
+      : pitched(g.sw == 1 && (discard_ok || g.kw == 1)),
+        pitch(pitched ? g.Wo + (g.kw - 1) * g.dw : g.Wo),
+        shifts(pitched ? 1 : g.kw),
+        rows(g.Ho + (g.kh - 1) * g.dh / g.sh),
+        plane(rows * pitch),
+        channel(shifts * g.sh * plane),
+        P(g.Ho * g.Wo),
+        Q(g.Ho * pitch),
+        slack(kVectors * kLanes + (pitched ? (g.kw - 1) * g.dw : 0)) {}
+
+  // Where tap (ky, kx) of staged channel j starts, relative to the output position.
+  int64_t offset(const ConvGeometry& g, int64_t j, int64_t ky, int64_t kx) const {
+    const int64_t phase = ky * g.dh % g.sh, row = ky * g.dh / g.sh;
+    return j * channel + ((pitched ? 0 : kx) * g.sh + phase) * plane + row * pitch +
+           (pitched ? kx * g.dw : 0);
+  }
+};
+
+// The planes of one input channel xc (H x W) into s_j; phases no tap reads are skipped. Pitched: row m of
+// phase ph is x_pad[m sh + ph][0 .. W + 2 pw). Otherwise: kx-shifted copies, column ox holding
+// x_pad[m sh + ph][ox sw + kx dw].
+inline void stage_channel(const ConvGeometry& g, const Layout& L, const std::vector<char>& phase_used,
+                          const float* xc, float* s_j) {
+  for (int64_t shift = 0; shift < L.shifts; ++shift) {
+    // Columns c in [lo, hi) read inside the row (xi = c sw + x0 in [0, W)); the rest is padding.
+    const int64_t x0 = (L.pitched ? 0 : shift * g.dw) - g.pw;
+    const int64_t lo = std::min(L.pitch, x0 >= 0 ? 0 : (-x0 + g.sw - 1) / g.sw);
+    const int64_t hi = std::max(lo, std::min(L.pitch, (g.W - x0 + g.sw - 1) / g.sw));
+    for (int64_t ph = 0; ph < g.sh; ++ph) {
+      if (!phase_used[static_cast<size_t>(ph)]) continue;
+      float* plane = s_j + (shift * g.sh + ph) * L.plane;
+      // Rows m read input row y = m sh + ph - pad_h: [m_lo, m_hi) are inside, the others are padding.
+      const int64_t m_lo = std::min(L.rows, std::max<int64_t>(0, (g.ph - ph + g.sh - 1) / g.sh));
+      const int64_t m_hi = std::max(m_lo, std::min(L.rows, (g.H + g.ph - ph + g.sh - 1) / g.sh));
+      std::fill(plane, plane + m_lo * L.pitch, 0.0f);
+      std::fill(plane + m_hi * L.pitch, plane + L.plane, 0.0f);
+      if (g.sh == 1 && lo == 0 && hi == L.pitch && x0 == 0 && g.W == L.pitch) {
+        // Interior rows are whole input rows, back to back: one copy.
+        std::memcpy(plane + m_lo * L.pitch, xc + (m_lo - g.ph) * g.W,
+                    static_cast<size_t>((m_hi - m_lo) * L.pitch) * sizeof(float));
+        continue;
+      }
+      for (int64_t m = m_lo; m < m_hi; ++m) {  // plain loops: a call per 8-float row costs more than it
+        float* out = plane + m * L.pitch;
+        const float* src = xc + (m * g.sh + ph - g.ph) * g.W + x0;
+        for (int64_t c = 0; c < lo; ++c) out[c] = 0.0f;
+        if (g.sw == 1)
+          for (int64_t c = lo; c < hi; ++c) out[c] = src[c];
+        else
+          for (int64_t c = lo; c < hi; ++c) out[c] = src[c * g.sw];
+        for (int64_t c = hi; c < L.pitch; ++c) out[c] = 0.0f;
+      }
+    }
+  }
+}
+
+// FB filters x NV vectors of output positions starting at p0, accumulated over all K taps; w holds the FB
+// filters' K weights each (the caller's (filters, channels, kh, kw) order: no repacking).
+template <int FB, int NV>
+inline void microkernel(const float* s_p0, const int64_t* offsets, const float* w, int64_t K,
+                        const float* bias, bool relu, bool accumulate, float* const* y_p0, int64_t lanes) {
+  vec acc[FB][NV];
+  for (int f = 0; f < FB; ++f)
+    for (int v = 0; v < NV; ++v) {
+      acc[f][v] = broadcast(bias ? bias[f] : 0.0f);
+      if (accumulate) {  // the residual already in y (lanes past the tile's end read as 0)
+        vec old = vec{};
+        const int64_t n = std::min<int64_t>(kLanes, lanes - v * kLanes);
+        if (n > 0) std::memcpy(&old, y_p0[f] + v * kLanes, static_cast<size_t>(n) * sizeof(float));
+        acc[f][v] += old;
+      }
+    }
+  for (int64_t k = 0; k < K; ++k) {
+    const float* p = s_p0 + offsets[k];
+    vec in[NV];
+    for (int v = 0; v < NV; ++v) in[v] = load(p + v * kLanes);
+    for (int f = 0; f < FB; ++f) {
+      const vec wf = broadcast(w[f * K + k]);
+      for (int v = 0; v < NV; ++v) acc[f][v] += wf * in[v];
+    }
+  }
+  for (int f = 0; f < FB; ++f)
+    for (int v = 0; v < NV; ++v) {
+      vec out = acc[f][v];
+      if (relu) out = out > 0.0f ? out : vec{};
+      store_lanes(y_p0[f] + v * kLanes, out, lanes - v * kLanes);
+    }
+}
+
+struct Plan {
+  const ConvGeometry& g;
+  const DenseBlock& block;
+  Layout L;
+  std::vector<char> phase_used;
+  std::vector<int64_t> offsets;  // K tap offsets into the staged planes
+  int64_t K;
+  Split split;   // the filter blocks
+  int64_t tile;  // output positions per tile: split.width vectors
+  int64_t n_tiles;
+
+  Plan(const ConvGeometry& geometry, const DenseBlock& b, bool discard_ok = true)
+      : g(geometry),
+        block(b),
+        L(geometry, discard_ok),
+        phase_used(static_cast<size_t>(geometry.sh), 0),
+        K(b.n_channels * geometry.kh * geometry.kw),
+        split(b.n_filters, kVectors),
+        tile(split.width * kLanes),
+        n_tiles((L.Q + tile - 1) / tile) {
+    for (int64_t ky = 0; ky < g.kh; ++ky) phase_used[static_cast<size_t>(ky * g.dh % g.sh)] = 1;
+    offsets.resize(static_cast<size_t>(K));
+    for (int64_t j = 0; j < b.n_channels; ++j)
+      for (int64_t ky = 0; ky < g.kh; ++ky)
+        for (int64_t kx = 0; kx < g.kw; ++kx)
+          offsets[static_cast<size_t>((j * g.kh + ky) * g.kw + kx)] = L.offset(g, j, ky, kx);
+  }
+
+  // Floats of one image's staging, with slack: the last tile's loads run past the last plane.
+  size_t staging_floats() const { return static_cast<size_t>(block.n_channels * L.channel + L.slack); }
+
+  // Runs kernel(p0, y_p0, lanes), which computes output tile t of fb filters into y_p0[f] (lanes computed
+  // positions from p0), for the output planes planes[f] (P floats each). Rows with discarded columns go
+  // through a small buffer, whose valid columns are then copied out.
+  template <class Kernel>
+  void with_tile(int64_t t, int64_t fb, float* const* planes, Kernel&& kernel) const {
+    const int64_t p0 = t * tile, lanes = std::min<int64_t>(L.Q - p0, tile);
+    float* y_p0[kFilters];
+    if (L.pitch == g.Wo) {
+      for (int64_t f = 0; f < fb; ++f) y_p0[f] = planes[f] + p0;
+      kernel(p0, y_p0, lanes);
+      return;
+    }
+    alignas(64) float wide[kFilters * kVectors * kLanes];
+    for (int64_t f = 0; f < fb; ++f) y_p0[f] = wide + f * tile;
+    // Row by row, the columns [0, Wo) of each computed row: in (accumulate: the residual) and out.
+    const auto rows = [&](auto&& copy) {
+      for (int64_t q = p0; q < p0 + lanes;) {
+        const int64_t oy = q / L.pitch, ox = q - oy * L.pitch;
+        const int64_t end = std::min(p0 + lanes, (oy + 1) * L.pitch);
+        if (ox < g.Wo)
+          for (int64_t f = 0; f < fb; ++f)
+            copy(planes[f] + oy * g.Wo + ox, wide + f * tile + (q - p0),
+                 std::min(end, oy * L.pitch + g.Wo) - q);
+        q = end;
+      }
+    };
+    if (block.accumulate) {
+      std::fill(wide, wide + fb * tile, 0.0f);  // discarded columns: zeros rather than stack garbage
+      rows([](const float* y, float* w, int64_t count) {  // inline loops: runs too short for memcpy calls
+        for (int64_t i = 0; i < count; ++i) w[i] = y[i];
+      });
+    }
+    kernel(p0, y_p0, lanes);
+    rows([](float* y, const float* w, int64_t count) {
+      for (int64_t i = 0; i < count; ++i) y[i] = w[i];
+    });
+  }
+
+  // Stages block channel j of image x_n at dest (L.channel floats).
+  void stage(const float* x_n, int64_t j, float* dest) const {
+    stage_channel(g, L, phase_used, x_n + block.channels[j] * g.H * g.W, dest);
+  }
+
+  // Output tile t of filter block b of image n.
+  void compute(const float* s, int64_t t, int64_t b, float* y_n) const {
+    const int64_t f0 = b * split.size;
+    const int64_t fb = std::min<int64_t>(block.n_filters - f0, split.size);
+    float* planes[kFilters];
+    for (int64_t f = 0; f < fb; ++f) planes[f] = y_n + block.filters[f0 + f] * L.P;
+    const float* w = block.weights + f0 * K;
+    const float* bias = block.bias ? block.bias + f0 : nullptr;
+    with_tile(t, fb, planes, [&](int64_t p0, float* const* y_p0, int64_t lanes) {
+      with_block(fb, (lanes + kLanes - 1) / kLanes, [&](auto nf, auto nv) {
+        microkernel<decltype(nf)::value, decltype(nv)::value>(s + p0, offsets.data(), w, K, bias, block.relu,
+                                                              block.accumulate, y_p0, lanes);
+      });
+    });
+  }
+};
+
+}  // namespace blocked
+}  // namespace cpu
+}  // namespace fp
+
+#endif  // FASTPRUNE_CPU_CONV2D_BLOCKED_PLAN_H
