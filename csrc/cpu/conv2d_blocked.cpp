@@ -23,7 +23,7 @@ using namespace blocked;  // NOLINT: the plan, microkernel and vector helpers
 namespace {
 
 // The forward pass's image loop around compute(staging, tile, item, y_n), which runs output tile `tile`
-// (64 positions) of work item `item` (a filter block, or one filter of a sparse layer) of one image.
+// (plan.tile positions) of work item `item` (a filter block, or one filter of a sparse layer) of one image.
 template <class Compute>
 void forward_images(const ConvGeometry& g, const Plan& plan, const float* x, float* y, int64_t items_per_tile,
                     int64_t flops_per_image, Compute&& compute) {
