@@ -130,7 +130,8 @@ def run_demo(
         f"{sum(p.numel() for p in small.parameters()) / 1e3:.1f} k parameters; batch 64 forward "
         f"{1e3 * latency[0]:.1f} ms masked vs {1e3 * latency[1]:.1f} ms compact "
         f"({latency[0] / latency[1]:.2f}× faster; the MACs ratio allows {dense.macs / sparse.macs:.2f}×); "
-        f"its inference form (`for_inference()`: BatchNorm folded, ReLU fused, convs on fastprune's kernel) "
+        "its inference form (`for_inference()`: BatchNorm folded, ReLU and residual adds fused into "
+        f"fastprune's convs) "
         f"{1e3 * latency[2]:.1f} ms ({latency[0] / latency[2]:.2f}× faster than the masked model).",
         "",
         "The dip in the plot at the pruning step is the evaluation right after the filters are zeroed: "
