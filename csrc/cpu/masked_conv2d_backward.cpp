@@ -203,7 +203,6 @@ void masked_conv2d_backward_input(const ConvGeometry& g, const float* grad_y, co
 // in group order: the same bits for every thread count.
 void masked_conv2d_backward_weight(const ConvGeometry& g, const float* x, const float* grad_y,
                                    const int32_t* row_ptr, const int32_t* col, float* grad_kernels) {
-  const Staging s(g);
   const int64_t nnz = row_ptr[g.O], taps = g.kh * g.kw, size = nnz * taps;
   std::fill(grad_kernels, grad_kernels + size, 0.0f);
   if (nnz == 0 || g.N == 0) return;
@@ -222,6 +221,7 @@ void masked_conv2d_backward_weight(const ConvGeometry& g, const float* x, const 
     conv2d_blocked_backward_weight(g, x, grad_y, block, grad_kernels);
     return;
   }
+  const Staging s(g);
   std::vector<int32_t> owner(static_cast<size_t>(nnz));  // filter of each kept pair
   for (int64_t o = 0; o < g.O; ++o)
     for (int32_t j = row_ptr[o]; j < row_ptr[o + 1]; ++j) owner[j] = static_cast<int32_t>(o);

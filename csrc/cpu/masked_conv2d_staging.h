@@ -40,14 +40,6 @@ inline float hsum(vec v) {
   return s;
 }
 
-// Stores the first `lanes` (1..8) floats of v.
-inline void store_lanes(float* p, vec v, int64_t lanes) {
-  if (lanes >= kLanes)
-    std::memcpy(p, &v, sizeof v);
-  else
-    std::memcpy(p, &v, static_cast<size_t>(lanes) * sizeof(float));
-}
-
 struct Staging {
   int64_t Hp, Wv, nvec, row;  // padded height, row width (multiple of 8), vectors per row, kx block size
   int64_t channel;            // floats per staged channel: kw * Hp * Wv

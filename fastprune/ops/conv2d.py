@@ -49,30 +49,57 @@ def _cpu_forward(x, weight, bias, stride, padding, dilation, relu):
 _FORWARD = {"cpu": _cpu_forward, "torch": _torch_forward}
 
 
+def cpu_kernel_ready(*tensors: Optional[torch.Tensor]) -> bool:
+    """True when fastprune's CPU kernel may be called directly on these tensors (None entries skipped):
+    float32 CPU tensors outside autograd (none requires grad while grad is enabled), TorchScript and
+    torch.compile tracing. Layout is the caller's to check or fix."""
+    if torch.compiler.is_compiling() or torch.jit.is_scripting():
+        return False
+    grad = torch.is_grad_enabled()
+    return all(
+        t.device.type == "cpu" and t.dtype is torch.float32 and not (grad and t.requires_grad)
+        for t in tensors
+        if t is not None
+    )
+
+
 def conv2d_cpu_inference(
     x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], geometry: list[int], relu: bool
 ) -> Optional[torch.Tensor]:
     """The cpu kernel called directly, for a layer whose arguments were checked when it was built:
-    ``geometry`` = [stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w]; weight and bias contiguous
-    float32. Returns None (the caller then uses :func:`conv2d`) unless x, weight and bias are float32 CPU
-    tensors outside autograd and tracing, weight and bias contiguous, x's channels matching the weight's
-    (the C ABI cannot see the weight's shape). Skipping the dispatcher and the Python checks saves ~40 us
-    a call, which is most of a batch-1 layer's time."""
+    ``geometry`` = [stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w]. Returns None (the caller
+    then uses :func:`conv2d`) unless :func:`cpu_kernel_ready` holds, weight and bias are contiguous and x's
+    channels match the weight's (the C ABI cannot see the weight's shape). Skipping the dispatcher and the
+    Python checks saves ~40 us a call, which is most of a batch-1 layer's time."""
     if (
-        x.device.type != "cpu"
-        or x.dtype is not torch.float32
-        or weight.device.type != "cpu"
-        or weight.dtype is not torch.float32
-        or (bias is not None and (bias.dtype is not torch.float32 or bias.device.type != "cpu"))
+        not cpu_kernel_ready(x, weight, bias)
         or x.shape[1] != weight.shape[1]
         or not weight.is_contiguous()
         or (bias is not None and not bias.is_contiguous())
-        or (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
-        or torch.compiler.is_compiling()
-        or torch.jit.is_scripting()
     ):
         return None
     return _cpu_forward(x, weight, bias, geometry[0:2], geometry[2:4], geometry[4:6], relu)
+
+
+def conv2d_accumulate_cpu(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    out_channels: torch.Tensor,
+    y: torch.Tensor,
+    geometry: list[int],
+    relu: bool,
+) -> torch.Tensor:
+    """``y[:, out_channels] = act(y[:, out_channels] + conv2d(x, weight) + bias)`` in place on the CPU
+    (C ABI fp_conv2d_accumulate; act = ReLU when ``relu``), ``geometry`` as in :func:`conv2d_cpu_inference`.
+    For callers that checked :func:`cpu_kernel_ready`: x is made contiguous; weight, bias, out_channels
+    (int64) and y must be contiguous, y (N, width, Ho, Wo). Returns y."""
+    x = x.contiguous()
+    native().conv2d_accumulate(
+        shape_fields(x, weight, geometry[0:2], geometry[2:4], geometry[4:6]), address(x), address(weight),
+        address(bias), address(out_channels), y.shape[1], relu, address(y),
+    )  # fmt: skip
+    return y
 
 
 def _forward(x, weight, bias, stride, padding, dilation, relu, backend):

@@ -37,7 +37,17 @@ from fastprune.pruning.compact_modules import (
 )
 
 
-class FoldedConvBN(nn.Module):
+class _ContiguousWeight(nn.Module):
+    """Keeps the ``weight`` buffer (O, C, kh, kw)-contiguous, the layout fastprune's kernel reads, through
+    model-wide ``.to(memory_format=channels_last)`` (inputs in any layout are made contiguous per call)."""
+
+    def _apply(self, *args: Any, **kwargs: Any) -> nn.Module:
+        super()._apply(*args, **kwargs)
+        self.weight = self.weight.contiguous()
+        return self
+
+
+class FoldedConvBN(_ContiguousWeight):
     """A :class:`ConvBN` for inference: BN folded into the conv, ReLU fused, run by ``fastprune.ops.conv2d``.
 
     With s = gamma / sqrt(var + eps): ``W' = s W`` (per filter) and ``b' = s (b - mean) + beta``, computed in
@@ -72,13 +82,6 @@ class FoldedConvBN(nn.Module):
         self.register_buffer("weight", weight.to(conv.weight.dtype))
         self.register_buffer("bias", shift.to(conv.weight.dtype))
 
-    def _apply(self, *args: Any, **kwargs: Any) -> FoldedConvBN:
-        # The kernel reads (O, C, kh, kw)-contiguous weights: a model-wide .to(memory_format=channels_last)
-        # must not reach this buffer (inputs in any layout are fine: they are made contiguous per call).
-        super()._apply(*args, **kwargs)
-        self.weight = self.weight.contiguous()
-        return self
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from fastprune.ops.conv2d import conv2d, conv2d_cpu_inference
 
@@ -94,22 +97,7 @@ class FoldedConvBN(nn.Module):
         return y
 
 
-def _kernel_ready(*tensors: torch.Tensor) -> bool:
-    """True when fastprune's CPU kernel may run on these tensors directly: float32, CPU, contiguous,
-    outside autograd and tracing."""
-    if torch.compiler.is_compiling() or torch.jit.is_scripting():
-        return False
-    grad = torch.is_grad_enabled()
-    return all(
-        t.device.type == "cpu"
-        and t.dtype is torch.float32
-        and t.is_contiguous()
-        and not (grad and t.requires_grad)
-        for t in tensors
-    )
-
-
-class FusedResidualBlock(nn.Module):
+class FusedResidualBlock(_ContiguousWeight):
     """A residual block whose last conv adds into the shortcut in place, ReLU fused:
 
         y = place(shortcut(x))
@@ -166,15 +154,14 @@ class FusedResidualBlock(nn.Module):
         return self.block.main
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from fastprune._native import native
-        from fastprune.ops._conv_args import address, shape_fields
+        from fastprune.ops.conv2d import conv2d_accumulate_cpu, cpu_kernel_ready
 
         last, combine = self.block.main[-1], self.block.combine
         h = self.head(x)
         res = self.shortcut(x)
-        if not _kernel_ready(h, self.weight, self.bias) or res.dtype is not torch.float32:
+        if not cpu_kernel_ready(h, res, self.weight, self.bias):
             return combine(last(h), res)
-        h = last.adapt(h).contiguous()  # the channels the last conv reads (selection, constant planes)
+        h = last.adapt(h)  # the channels the last conv reads (selection, constant planes)
         if self.res_in_place:
             y = res.contiguous()
         else:  # a fresh map: the shortcut's channels at res_pos, zeros in the others
@@ -186,11 +173,7 @@ class FusedResidualBlock(nn.Module):
                 y.index_fill_(1, self.uncovered, 0.0)
         if h.untyped_storage().data_ptr() == y.untyped_storage().data_ptr():
             h = h.clone()  # a one-conv main path reading the very tensor it adds into
-        a = self.conv_args
-        native().conv2d_accumulate(
-            shape_fields(h, self.weight, a[0:2], a[2:4], a[4:6]), address(h), address(self.weight),
-            address(self.bias), address(self.pos), self.width, True, address(y),
-        )  # fmt: skip
+        conv2d_accumulate_cpu(h, self.weight, self.bias, self.pos, y, self.conv_args, relu=True)
         if self.fix_others:
             part = y.index_select(1, self.others).add_(self.others_bias.view(1, -1, 1, 1)).clamp_min_(0)
             y.index_copy_(1, self.others, part)
