@@ -22,11 +22,23 @@ using namespace blocked;  // NOLINT: the plan, microkernel and vector helpers
 
 namespace {
 
+// Output planes set to a constant (a pruned filter's bias), image by image inside the image loop: in the
+// worker that computes the image, while its planes are in cache, rather than in a serial pass after it.
+struct PlaneFill {
+  int64_t plane;  // output channel
+  float value;
+};
+
+void fill_planes(const std::vector<PlaneFill>& fills, int64_t P, float* y_n) {
+  for (const PlaneFill& f : fills) std::fill(y_n + f.plane * P, y_n + (f.plane + 1) * P, f.value);
+}
+
 // The forward pass's image loop around compute(staging, tile, item, y_n), which runs output tile `tile`
-// (plan.tile positions) of work item `item` (a filter block, or one filter of a sparse layer) of one image.
+// (plan.tile positions) of work item `item` (a filter block, or one filter of a sparse layer) of one image;
+// `fills` are set in every image.
 template <class Compute>
 void forward_images(const ConvGeometry& g, const Plan& plan, const float* x, float* y, int64_t items_per_tile,
-                    int64_t flops_per_image, Compute&& compute) {
+                    int64_t flops_per_image, const std::vector<PlaneFill>& fills, Compute&& compute) {
   const int64_t image_in = g.C * g.H * g.W, image_out = g.O * plan.L.P;
   int threads = 1;
 #ifdef _OPENMP
@@ -38,6 +50,7 @@ void forward_images(const ConvGeometry& g, const Plan& plan, const float* x, flo
       AlignedFloats s(plan.staging_floats());
 #pragma omp for schedule(dynamic, 1)
       for (int64_t n = 0; n < g.N; ++n) {
+        fill_planes(fills, plan.L.P, y + n * image_out);
         for (int64_t j = 0; j < plan.block.n_channels; ++j)
           plan.stage(x + n * image_in, j, s.data() + j * plan.L.channel);
         for (int64_t t = 0; t < plan.n_tiles; ++t)
@@ -52,6 +65,7 @@ void forward_images(const ConvGeometry& g, const Plan& plan, const float* x, flo
   const bool parallel = flops_per_image >= (int64_t{1} << 18);
   const int64_t items = plan.n_tiles * items_per_tile;
   for (int64_t n = 0; n < g.N; ++n) {
+    fill_planes(fills, plan.L.P, y + n * image_out);
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t j = 0; j < plan.block.n_channels; ++j)
       plan.stage(x + n * image_in, j, s.data() + j * plan.L.channel);
@@ -64,18 +78,25 @@ void forward_images(const ConvGeometry& g, const Plan& plan, const float* x, flo
 }  // namespace
 
 void conv2d_blocked_forward(const ConvGeometry& g, const float* x, const DenseBlock& block, float* y) {
-  if (block.n_filters == 0 || g.N == 0) return;
-  const Plan plan(g, block);
-  if (block.n_channels == 0) {  // no input: every listed filter outputs its bias
-    for (int64_t n = 0; n < g.N; ++n)
-      for (int64_t f = 0; f < block.n_filters; ++f) {
-        float* out = y + (n * g.O + block.filters[f]) * plan.L.P;
-        const float v = block.bias ? block.bias[f] : 0.0f;
-        std::fill(out, out + plan.L.P, block.relu ? std::max(v, 0.0f) : v);
-      }
+  std::vector<PlaneFill> fills;
+  if (block.others) {
+    std::vector<char> listed(static_cast<size_t>(g.O), 0);
+    for (int64_t f = 0; f < block.n_filters; ++f) listed[static_cast<size_t>(block.filters[f])] = 1;
+    for (int64_t o = 0; o < g.O; ++o)
+      if (!listed[static_cast<size_t>(o)]) fills.push_back({o, block.others[o]});
+  }
+  if (block.n_channels == 0)  // no input: every listed filter outputs its bias
+    for (int64_t f = 0; f < block.n_filters; ++f) {
+      const float v = block.bias ? block.bias[f] : 0.0f;
+      fills.push_back({block.filters[f], block.relu ? std::max(v, 0.0f) : v});
+    }
+  if (g.N == 0) return;
+  if (block.n_filters == 0 || block.n_channels == 0) {
+    for (int64_t n = 0; n < g.N; ++n) fill_planes(fills, g.Ho * g.Wo, y + n * g.O * g.Ho * g.Wo);
     return;
   }
-  forward_images(g, plan, x, y, plan.split.blocks, block.n_filters * plan.L.P * plan.K,
+  const Plan plan(g, block, Pitch::kWideRows);
+  forward_images(g, plan, x, y, plan.split.blocks, block.n_filters * plan.L.P * plan.K, fills,
                  [&](const float* s, int64_t t, int64_t b, float* y_n) { plan.compute(s, t, b, y_n); });
 }
 
@@ -86,24 +107,28 @@ void conv2d_sparse_forward(const ConvGeometry& g, const float* x, const int32_t*
   std::vector<int64_t> slot(static_cast<size_t>(g.C), -1), kept;
   for (size_t j = 0; j < channels.size(); ++j)
     slot[static_cast<size_t>(channels[j])] = static_cast<int64_t>(j);
+  std::vector<PlaneFill> fills;  // a pruned filter outputs its bias
   for (int64_t o = 0; o < g.O; ++o)
-    if (row_ptr[o + 1] > row_ptr[o]) kept.push_back(o);
-  for (int64_t o = 0; o < g.O; ++o)  // a pruned filter outputs its bias
-    if (row_ptr[o + 1] == row_ptr[o])
-      for (int64_t n = 0; n < g.N; ++n)
-        std::fill(y + (n * g.O + o) * P, y + (n * g.O + o + 1) * P, bias ? bias[o] : 0.0f);
-  if (kept.empty() || g.N == 0) return;
+    if (row_ptr[o + 1] > row_ptr[o])
+      kept.push_back(o);
+    else
+      fills.push_back({o, bias ? bias[o] : 0.0f});
+  if (g.N == 0) return;
+  if (kept.empty()) {
+    for (int64_t n = 0; n < g.N; ++n) fill_planes(fills, P, y + n * g.O * P);
+    return;
+  }
   // The staging of every used channel, as for a dense block; then each kept pair's taps pick their
   // offsets from the dense table (channel slot, tap).
   const DenseBlock all{
       0, static_cast<int64_t>(channels.size()), nullptr, channels.data(), nullptr, nullptr, false};
-  const Plan plan(g, all, /*discard_ok=*/false);
+  const Plan plan(g, all, Pitch::kNever);  // a filter's rows copied out one by one cost more
   const int64_t nnz = row_ptr[g.O];
   std::vector<int64_t> offsets(static_cast<size_t>(nnz * taps));
   for (int64_t j = 0; j < nnz; ++j)
     for (int64_t t = 0; t < taps; ++t)
       offsets[static_cast<size_t>(j * taps + t)] = plan.offsets[static_cast<size_t>(slot[col[j]] * taps + t)];
-  forward_images(g, plan, x, y, static_cast<int64_t>(kept.size()), nnz * taps * P,
+  forward_images(g, plan, x, y, static_cast<int64_t>(kept.size()), nnz * taps * P, fills,
                  [&](const float* s, int64_t t, int64_t i, float* y_n) {
                    const int64_t o = kept[static_cast<size_t>(i)], first = row_ptr[o] * taps;
                    float* plane[1] = {y_n + o * P};

@@ -17,7 +17,7 @@ namespace cpu {
 //     y[n][filters[f]] = bias[f] + sum_j sum_{ky,kx} weights[f][j][ky][kx] * x_pad[n][channels[j]][...]
 // then max(., 0) when relu. With accumulate, the planes' existing values are added first (a residual add in
 // place: y[n][filters[f]] = relu(y[n][filters[f]] + conv + bias)). Output planes of filters not listed are
-// not touched. bias may be NULL.
+// not touched, or with `others` (O values) set to others[o] (a pruned filter's bias). bias may be NULL.
 struct DenseBlock {
   int64_t n_filters, n_channels;
   const int64_t* filters;
@@ -26,6 +26,7 @@ struct DenseBlock {
   const float* bias;
   bool relu;
   bool accumulate = false;
+  const float* others = nullptr;
 };
 
 void conv2d_blocked_forward(const ConvGeometry& g, const float* x, const DenseBlock& block, float* y);

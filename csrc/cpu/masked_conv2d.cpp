@@ -28,22 +28,21 @@ void masked_conv2d_forward(const ConvGeometry& g, const float* x, const int32_t*
     // Filter and channel masks: the kept filters form one dense block (register-blocked over filters);
     // the pruned ones output their bias.
     const std::vector<int64_t> filters = kept_filters(g, row_ptr);
-    std::vector<float> kept_bias;
-    if (bias)
+    std::vector<float> kept_bias, pruned_bias(static_cast<size_t>(g.O), 0.0f);
+    if (bias) {
       for (int64_t o : filters) kept_bias.push_back(bias[o]);
+      pruned_bias.assign(bias, bias + g.O);
+    }
     const DenseBlock block{static_cast<int64_t>(filters.size()),
                            static_cast<int64_t>(shared.size()),
                            filters.data(),
                            shared.data(),
                            kernels,
                            bias ? kept_bias.data() : nullptr,
-                           false};
+                           false,
+                           false,
+                           pruned_bias.data()};
     conv2d_blocked_forward(g, x, block, y);
-    const int64_t plane = g.Ho * g.Wo;
-    for (int64_t o = 0; o < g.O; ++o)
-      if (row_ptr[o + 1] == row_ptr[o])
-        for (int64_t n = 0; n < g.N; ++n)
-          std::fill(y + (n * g.O + o) * plane, y + (n * g.O + o + 1) * plane, bias ? bias[o] : 0.0f);
     return;
   }
   conv2d_sparse_forward(g, x, row_ptr, col, used_channels(g, row_ptr, col), kernels, bias, y);
