@@ -17,7 +17,6 @@ and autograd, on the (O, C) mask.
 
 from __future__ import annotations
 
-import collections
 from typing import Optional, Sequence
 
 import torch
@@ -27,6 +26,14 @@ from fastprune._native import native
 from fastprune.backends import select_backend
 from fastprune.ops._conv_args import IntPair, address, check_conv_args, output_size, shape_fields
 from fastprune.ops._library import LIBRARY, register
+from fastprune.ops._mask_lists import (
+    MaskLists,
+    kept_lists,
+    mask_lists,
+    packed_kernels,
+    transposed_lists,
+    unpacked_kernels,
+)
 
 _DEVICE_CPU = 0  # fp_device
 _DEVICE_CUDA = 1
@@ -58,15 +65,6 @@ def _torch_backward(grad_y, x, weight, mask, stride, padding, dilation, need):
 # ---- cpu backend: the C ABI --------------------------------------------------------------------------
 
 
-def _kept_lists(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(O, C) bool -> compressed rows: row_ptr (O + 1,) int32, col (nnz,) int32 (ascending per filter)
-    and the filter of each kept kernel (nnz,) int64."""
-    filters, col = mask.nonzero(as_tuple=True)  # row-major order: filters ascending, channels ascending
-    row_ptr = torch.zeros(mask.shape[0] + 1, dtype=torch.int32, device=mask.device)
-    row_ptr[1:] = mask.sum(1).cumsum(0)
-    return row_ptr, col.to(torch.int32).contiguous(), filters
-
-
 # A filter-level mask (each filter keeps all its kernels or none) leaves a dense sub-problem: the kept
 # filters against every input channel. The C++ kernels run it register-blocked over filters (see
 # csrc/cpu/conv2d_blocked.cpp), vectorised over output positions; oneDNN vectorises over channels. Measured
@@ -79,28 +77,30 @@ DENSE_MIN_CHANNELS = 64
 DENSE_MAX_POSITIONS = 1024
 
 
-def _uniform_filters(mask: torch.Tensor, weight: torch.Tensor, out_positions: int) -> Optional[torch.Tensor]:
-    """The kept filter indices when oneDNN on the gathered filters is the faster route (see above), else
-    None."""
-    if (
-        weight.shape[1] < DENSE_MIN_CHANNELS
-        or weight.shape[2] * weight.shape[3] == 1
-        or out_positions >= DENSE_MAX_POSITIONS
-    ):
-        return None
-    kept = mask.all(dim=1)
-    return kept.nonzero().squeeze(1) if bool((kept | ~mask.any(dim=1)).all()) else None
+def _dense_route(lists: MaskLists, weight: torch.Tensor, out_positions: int) -> bool:
+    """Whether oneDNN on the gathered filters is the faster route (see above)."""
+    return (
+        lists.kept is not None
+        and weight.shape[1] >= DENSE_MIN_CHANNELS
+        and weight.shape[2] * weight.shape[3] > 1
+        and out_positions < DENSE_MAX_POSITIONS
+    )
 
 
-def _dense_filters_forward(x, weight, kept, bias, stride, padding, dilation):
+def _dense_filters_forward(x, weight, lists, bias, stride, padding, dilation):
     ho, wo = output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
-    y = x.new_zeros(x.shape[0], weight.shape[0], ho, wo)
-    if kept.numel():
-        y.index_copy_(1, kept, F.conv2d(x, weight.index_select(0, kept), None, stride, padding, dilation))
+    y = x.new_empty(x.shape[0], weight.shape[0], ho, wo)
+    if lists.kept.numel():
+        y.index_copy_(
+            1, lists.kept, F.conv2d(x, weight.index_select(0, lists.kept), None, stride, padding, dilation)
+        )
+    if lists.pruned.numel():
+        y.index_fill_(1, lists.pruned, 0.0)
     return y if bias is None else y.add_(bias.view(1, -1, 1, 1))
 
 
-def _dense_filters_backward(grad_y, x, weight, kept, stride, padding, dilation, need):
+def _dense_filters_backward(grad_y, x, weight, lists, stride, padding, dilation, need):
+    kept = lists.kept
     grad_x = x.new_zeros(x.shape) if need[0] else None
     grad_w = weight.new_zeros(weight.shape) if need[1] else None
     if kept.numel():
@@ -115,42 +115,17 @@ def _dense_filters_backward(grad_y, x, weight, kept, stride, padding, dilation, 
     return grad_x, grad_w
 
 
-# Compressed lists of recent masks: a training loop or a MaskedConv2d calls the op with the same mask every
-# step, and building the lists (nonzero, cumsum, copies) costs ~40 us a call, about 10% of a masked
-# ResNet-56 layer at batch 64. A hit needs the same storage, shape and strides and equal contents (a
-# copy is kept and compared, ~2 us), so a new or modified mask is never served stale lists.
-_LIST_CACHE: collections.OrderedDict = collections.OrderedDict()
-_LIST_CACHE_SIZE = 128
-
-
-def _native_lists(mask: torch.Tensor):
-    """_kept_lists with row_ptr and col on the host, as the C ABI reads them on either device, and the
-    channel and filter indices (int64) on the mask's device for gathering kernels."""
-    key = (mask.device, mask.data_ptr(), tuple(mask.shape), mask.stride())
-    hit = _LIST_CACHE.get(key)
-    if hit is not None and torch.equal(hit[0], mask):
-        _LIST_CACHE.move_to_end(key)
-        return hit[1]
-    row_ptr, col, filters = _kept_lists(mask)
-    lists = (row_ptr.cpu(), col.cpu(), col.long(), filters)
-    _LIST_CACHE[key] = (mask.clone(), lists)
-    if len(_LIST_CACHE) > _LIST_CACHE_SIZE:
-        _LIST_CACHE.popitem(last=False)
-    return lists
-
-
 def _out_positions(x, weight, stride, padding, dilation) -> int:
     ho, wo = output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
     return ho * wo
 
 
 def _cpu_forward(x, weight, mask, bias, stride, padding, dilation, device=_DEVICE_CPU):
+    lists = mask_lists(mask)
     positions = _out_positions(x, weight, stride, padding, dilation)
-    kept = _uniform_filters(mask, weight, positions) if device == _DEVICE_CPU else None
-    if kept is not None:
-        return _dense_filters_forward(x, weight, kept, bias, stride, padding, dilation)
-    row_ptr, col, channels, filters = _native_lists(mask)
-    kernels = weight[filters, channels].contiguous()  # (nnz, kh, kw): the kept kernels, packed
+    if device == _DEVICE_CPU and _dense_route(lists, weight, positions):
+        return _dense_filters_forward(x, weight, lists, bias, stride, padding, dilation)
+    kernels = packed_kernels(weight, lists)
     x = x.contiguous()
     bias = None if bias is None else bias.contiguous()
     ho, wo = output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
@@ -160,8 +135,8 @@ def _cpu_forward(x, weight, mask, bias, stride, padding, dilation, device=_DEVIC
         shape_fields(x, weight, stride, padding, dilation),
         address(x),
         address(bias),
-        row_ptr.data_ptr(),
-        address(col),
+        lists.row_ptr.data_ptr(),
+        address(lists.col),
         address(kernels),
         device,
         address(y),
@@ -170,16 +145,16 @@ def _cpu_forward(x, weight, mask, bias, stride, padding, dilation, device=_DEVIC
 
 
 def _cpu_backward(grad_y, x, weight, mask, stride, padding, dilation, need, device=_DEVICE_CPU):
+    lists = mask_lists(mask)
     positions = _out_positions(x, weight, stride, padding, dilation)
-    kept = _uniform_filters(mask, weight, positions) if device == _DEVICE_CPU else None
-    if kept is not None:
-        return _dense_filters_backward(grad_y, x, weight, kept, stride, padding, dilation, need)
-    row_ptr, col, channels, filters = _native_lists(mask)
+    if device == _DEVICE_CPU and _dense_route(lists, weight, positions):
+        return _dense_filters_backward(grad_y, x, weight, lists, stride, padding, dilation, need)
+    row_ptr, col = lists.row_ptr, lists.col
     shape = shape_fields(x, weight, stride, padding, dilation)
     grad_y = grad_y.contiguous()
     grad_x = grad_w = None
     if need[0]:
-        kernels = weight[filters, channels].contiguous()
+        kernels = packed_kernels(weight, lists)
         grad_x = x.new_empty(x.shape)
         native().masked_conv2d(
             "backward_input",
@@ -205,8 +180,7 @@ def _cpu_backward(grad_y, x, weight, mask, stride, padding, dilation, need, devi
             device,
             address(grad_kernels),
         )
-        grad_w = weight.new_zeros(weight.shape)
-        grad_w[filters, channels] = grad_kernels
+        grad_w = unpacked_kernels(grad_kernels, weight, lists)
     return grad_x, grad_w
 
 
@@ -227,7 +201,7 @@ def _cuda_backward(grad_y, x, weight, mask, stride, padding, dilation, need):
 def _triton_forward(x, weight, mask, bias, stride, padding, dilation):
     from fastprune.triton_kernels import masked_conv2d as kernels_mod
 
-    row_ptr, col, filters = _kept_lists(mask)
+    row_ptr, col, filters = kept_lists(mask)
     kernels = weight[filters, col.long()].contiguous()
     bias = None if bias is None else bias.contiguous()
     return kernels_mod.forward(
@@ -235,24 +209,15 @@ def _triton_forward(x, weight, mask, bias, stride, padding, dilation):
     )
 
 
-def _transposed_lists(col: torch.Tensor, filters: torch.Tensor, in_channels: int):
-    """The kept kernels grouped by input channel (CSC): col_ptr (C + 1,) int32, and per entry the index
-    of the kernel in the packed (row-major) list and its filter, int32, filters ascending per channel."""
-    order = torch.sort(col.long(), stable=True).indices
-    col_ptr = torch.zeros(in_channels + 1, dtype=torch.int32, device=col.device)
-    col_ptr[1:] = torch.bincount(col.long(), minlength=in_channels).cumsum(0)
-    return col_ptr, order.to(torch.int32), filters[order].to(torch.int32)
-
-
 def _triton_backward(grad_y, x, weight, mask, stride, padding, dilation, need):
     from fastprune.triton_kernels import masked_conv2d as kernels_mod
 
-    row_ptr, col, filters = _kept_lists(mask)
+    row_ptr, col, filters = kept_lists(mask)
     grad_y = grad_y.contiguous()
     grad_x = grad_w = None
     if need[0]:
         kernels = weight[filters, col.long()].contiguous()
-        col_ptr, csc_kernel, csc_filter = _transposed_lists(col, filters, weight.shape[1])
+        col_ptr, csc_kernel, csc_filter = transposed_lists(col, filters, weight.shape[1])
         grad_x = kernels_mod.backward_input(
             grad_y, kernels, col_ptr, csc_kernel, csc_filter, x.shape, stride, padding, dilation
         )

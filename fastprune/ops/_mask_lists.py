@@ -1,0 +1,90 @@
+"""Compressed lists of a masked convolution's kept kernels, derived once per mask and cached.
+
+A bool mask (O, C) (True = kept) becomes row-major compressed rows (row_ptr, col: the kept channels of
+each filter, ascending), the packed kernels in that order, and for filter-uniform masks (each filter keeps
+all its channels or none) the kept and pruned filter indices. Used by the cpu, cuda and triton backends of
+fastprune.ops.masked_conv2d.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import NamedTuple, Optional
+
+import torch
+
+
+def kept_lists(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(O, C) bool -> compressed rows: row_ptr (O + 1,) int32, col (nnz,) int32 (ascending per filter)
+    and the filter of each kept kernel (nnz,) int64."""
+    filters, col = mask.nonzero(as_tuple=True)  # row-major order: filters ascending, channels ascending
+    row_ptr = torch.zeros(mask.shape[0] + 1, dtype=torch.int32, device=mask.device)
+    row_ptr[1:] = mask.sum(1).cumsum(0)
+    return row_ptr, col.to(torch.int32).contiguous(), filters
+
+
+class MaskLists(NamedTuple):
+    """What the cpu and cuda backends derive from an (O, C) mask, once per mask (see mask_lists)."""
+
+    row_ptr: torch.Tensor  # (O + 1,) int32 on the host: the C ABI reads the lists there on either device
+    col: torch.Tensor  # (nnz,) int32 on the host: kept channels, ascending per filter
+    channels: torch.Tensor  # (nnz,) int64 on the mask's device: col, for gathering kernels
+    filters: torch.Tensor  # (nnz,) int64 on the mask's device: the filter of each kept kernel
+    kept: Optional[torch.Tensor]  # filter-uniform masks (each filter keeps all or none): kept filters
+    pruned: Optional[torch.Tensor]  # ... and pruned filters (int64); None for other masks
+
+
+# Lists of recent masks: a training loop or a MaskedConv2d calls the op with the same mask every step, and
+# deriving them (nonzero, cumsum, copies, the uniformity test) costs ~100 us a call, ~5% of a masked
+# ResNet-56 layer at batch 64 fwd+bwd. A hit needs the same storage, shape and strides and equal contents
+# (a copy is kept and compared, ~2 us), so a new or modified mask is never served stale lists.
+_LIST_CACHE: collections.OrderedDict = collections.OrderedDict()
+_LIST_CACHE_SIZE = 128
+
+
+def mask_lists(mask: torch.Tensor) -> MaskLists:
+    key = (mask.device, mask.data_ptr(), tuple(mask.shape), mask.stride())
+    hit = _LIST_CACHE.get(key)
+    if hit is not None and torch.equal(hit[0], mask):
+        _LIST_CACHE.move_to_end(key)
+        return hit[1]
+    row_ptr, col, filters = kept_lists(mask)
+    kept = mask.all(dim=1)
+    uniform = bool((kept | ~mask.any(dim=1)).all())
+    lists = MaskLists(
+        row_ptr.cpu(),
+        col.cpu(),
+        col.long(),
+        filters,
+        kept.nonzero().squeeze(1) if uniform else None,
+        (~kept).nonzero().squeeze(1) if uniform else None,
+    )
+    _LIST_CACHE[key] = (mask.clone(), lists)
+    if len(_LIST_CACHE) > _LIST_CACHE_SIZE:
+        _LIST_CACHE.popitem(last=False)
+    return lists
+
+
+def packed_kernels(weight: torch.Tensor, lists: MaskLists) -> torch.Tensor:
+    """(nnz, kh, kw): the kept kernels in list order (a row gather for filter-uniform masks)."""
+    if lists.kept is not None:
+        return weight.index_select(0, lists.kept).reshape(-1, *weight.shape[2:])
+    return weight[lists.filters, lists.channels].contiguous()
+
+
+def unpacked_kernels(grad_kernels: torch.Tensor, weight: torch.Tensor, lists: MaskLists) -> torch.Tensor:
+    """The (O, C, kh, kw) tensor holding grad_kernels (list order) at the kept kernels, 0 elsewhere."""
+    out = weight.new_zeros(weight.shape)
+    if lists.kept is not None:
+        return out.index_copy_(0, lists.kept, grad_kernels.view(lists.kept.numel(), *weight.shape[1:]))
+    out[lists.filters, lists.channels] = grad_kernels
+    return out
+
+
+def transposed_lists(col: torch.Tensor, filters: torch.Tensor, in_channels: int):
+    """The kept kernels grouped by input channel (CSC): col_ptr (C + 1,) int32, and per entry the index
+    of the kernel in the packed (row-major) list and its filter, int32, filters ascending per channel."""
+    order = torch.sort(col.long(), stable=True).indices
+    col_ptr = torch.zeros(in_channels + 1, dtype=torch.int32, device=col.device)
+    col_ptr[1:] = torch.bincount(col.long(), minlength=in_channels).cumsum(0)
+    return col_ptr, order.to(torch.int32), filters[order].to(torch.int32)
