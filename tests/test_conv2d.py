@@ -362,10 +362,10 @@ def test_cpu_inference_matches_reference(case: tuple) -> None:
                 assert torch.equal(y, expected)  # the same kernel as the op
 
 
-# ---- masked_conv2d: filter-uniform masks take the blocked kernel -----------------------------------------
+# ---- masked_conv2d: filter-uniform masks on narrow layers take the blocked kernel ------------------------
 
-# (N, C, H, W, O, k, stride, padding, dilation): the cpu backend's C++ kernel routes filter-uniform masks
-# to the register-blocked kernel.
+# (N, C, H, W, O, k, stride, padding, dilation): C < 64 (DENSE_MIN_CHANNELS), or 1x1 with C >= 64, so the
+# cpu backend's C++ kernel routes filter-uniform masks to the register-blocked kernel.
 MASKED_CASES = [
     (2, 3, 9, 11, 13, 3, 1, 1, 1),
     (1, 10, 15, 17, 8, 3, 2, 1, 2),

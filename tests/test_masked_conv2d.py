@@ -36,7 +36,7 @@ CASES = [
     (1, 4, 17, 15, 9, 3, 2, 0, 1),
     (2, 6, 12, 12, 5, 3, 1, 2, 2),
     (3, 16, 20, 20, 12, 3, 1, 1, 1),
-    # >= 64 input channels, k > 1 (ResNet-56 stage 3 / ResNet-50 widths)
+    # >= 64 input channels, k > 1: filter masks take the cpu backend's dense sub-problem route
     (2, 64, 9, 9, 6, 3, 1, 1, 1),
     (2, 64, 10, 11, 5, 3, 2, 1, 2),
 ]

@@ -2,7 +2,7 @@
 
 A bool mask (O, C) (True = kept) becomes row-major compressed rows (row_ptr, col: the kept channels of
 each filter, ascending), the packed kernels in that order, and for filter-uniform masks (each filter keeps
-all its channels or none) the kept filter indices. Used by the cpu, cuda and triton backends of
+all its channels or none) the kept and pruned filter indices. Used by the cpu, cuda and triton backends of
 fastprune.ops.masked_conv2d.
 """
 
@@ -30,7 +30,8 @@ class MaskLists(NamedTuple):
     col: torch.Tensor  # (nnz,) int32 on the host: kept channels, ascending per filter
     channels: torch.Tensor  # (nnz,) int64 on the mask's device: col, for gathering kernels
     filters: torch.Tensor  # (nnz,) int64 on the mask's device: the filter of each kept kernel
-    kept: Optional[torch.Tensor]  # filter-uniform masks (each filter keeps all or none): the kept filters
+    kept: Optional[torch.Tensor]  # filter-uniform masks (each filter keeps all or none): kept filters
+    pruned: Optional[torch.Tensor]  # ... and pruned filters (int64); None for other masks
 
 
 # Lists of recent masks: a training loop or a MaskedConv2d calls the op with the same mask every step, and
@@ -56,6 +57,7 @@ def mask_lists(mask: torch.Tensor) -> MaskLists:
         col.long(),
         filters,
         kept.nonzero().squeeze(1) if uniform else None,
+        (~kept).nonzero().squeeze(1) if uniform else None,
     )
     _LIST_CACHE[key] = (mask.clone(), lists)
     if len(_LIST_CACHE) > _LIST_CACHE_SIZE:

@@ -27,6 +27,7 @@ from fastprune.backends import select_backend
 from fastprune.ops._conv_args import IntPair, address, check_conv_args, output_size, shape_fields
 from fastprune.ops._library import LIBRARY, register
 from fastprune.ops._mask_lists import (
+    MaskLists,
     kept_lists,
     mask_lists,
     packed_kernels,
@@ -63,15 +64,67 @@ def _torch_backward(grad_y, x, weight, mask, stride, padding, dilation, need):
 
 # ---- cpu backend: the C ABI --------------------------------------------------------------------------
 
-# Filter and channel masks (each kept filter reads the same channels) leave a dense sub-problem, which the
-# C++ kernels run register-blocked over the kept filters (csrc/cpu/conv2d_blocked.cpp), vectorised over
-# output positions, so 19 kept filters cost 19. oneDNN on the gathered filters (channels in the vector
-# lanes) rounds them up to 32; measured (bench conv, 2026-11-23) no faster at 50% on any benchmark layer
-# and slower at 70%, so every mask takes the C++ kernels.
+
+# A filter-level mask (each filter keeps all its kernels or none) leaves a dense sub-problem: the kept
+# filters against every input channel. The C++ kernels run it register-blocked over filters (see
+# csrc/cpu/conv2d_blocked.cpp), vectorised over output positions; oneDNN vectorises over channels. Measured
+# (bench conv, 2026-11-23, 2-core Zen 5, filter 50%): oneDNN on the gathered filters wins on wide layers
+# with small maps (ResNet-56 stage 3: 64 channels at 8x8; ResNet-50 layer2/3: 128/256 channels at
+# 28x28/14x14), the blocked kernel everywhere else (narrow layers, 56x56 maps, 1x1 convs). So the cpu
+# backend hands oneDNN k x k convs (k > 1) with at least DENSE_MIN_CHANNELS inputs and fewer than
+# DENSE_MAX_POSITIONS output positions; masks sparse inside filters always take the direct kernel.
+DENSE_MIN_CHANNELS = 64
+DENSE_MAX_POSITIONS = 1024
+
+
+def _dense_route(lists: MaskLists, weight: torch.Tensor, out_positions: int) -> bool:
+    """Whether oneDNN on the gathered filters is the faster route (see above)."""
+    return (
+        lists.kept is not None
+        and weight.shape[1] >= DENSE_MIN_CHANNELS
+        and weight.shape[2] * weight.shape[3] > 1
+        and out_positions < DENSE_MAX_POSITIONS
+    )
+
+
+def _dense_filters_forward(x, weight, lists, bias, stride, padding, dilation):
+    ho, wo = output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
+    y = x.new_empty(x.shape[0], weight.shape[0], ho, wo)
+    if lists.kept.numel():
+        y.index_copy_(
+            1, lists.kept, F.conv2d(x, weight.index_select(0, lists.kept), None, stride, padding, dilation)
+        )
+    if lists.pruned.numel():
+        y.index_fill_(1, lists.pruned, 0.0)
+    return y if bias is None else y.add_(bias.view(1, -1, 1, 1))
+
+
+def _dense_filters_backward(grad_y, x, weight, lists, stride, padding, dilation, need):
+    kept = lists.kept
+    grad_x = x.new_zeros(x.shape) if need[0] else None
+    grad_w = weight.new_zeros(weight.shape) if need[1] else None
+    if kept.numel():
+        gx, gw, _ = torch.ops.aten.convolution_backward(
+            grad_y.index_select(1, kept), x, weight.index_select(0, kept), None, list(stride),
+            list(padding), list(dilation), False, [0, 0], 1, [bool(need[0]), bool(need[1]), False],
+        )  # fmt: skip
+        if need[0]:
+            grad_x = gx
+        if need[1]:
+            grad_w.index_copy_(0, kept, gw)
+    return grad_x, grad_w
+
+
+def _out_positions(x, weight, stride, padding, dilation) -> int:
+    ho, wo = output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
+    return ho * wo
 
 
 def _cpu_forward(x, weight, mask, bias, stride, padding, dilation, device=_DEVICE_CPU):
     lists = mask_lists(mask)
+    positions = _out_positions(x, weight, stride, padding, dilation)
+    if device == _DEVICE_CPU and _dense_route(lists, weight, positions):
+        return _dense_filters_forward(x, weight, lists, bias, stride, padding, dilation)
     kernels = packed_kernels(weight, lists)
     x = x.contiguous()
     bias = None if bias is None else bias.contiguous()
@@ -93,6 +146,9 @@ def _cpu_forward(x, weight, mask, bias, stride, padding, dilation, device=_DEVIC
 
 def _cpu_backward(grad_y, x, weight, mask, stride, padding, dilation, need, device=_DEVICE_CPU):
     lists = mask_lists(mask)
+    positions = _out_positions(x, weight, stride, padding, dilation)
+    if device == _DEVICE_CPU and _dense_route(lists, weight, positions):
+        return _dense_filters_backward(grad_y, x, weight, lists, stride, padding, dilation, need)
     row_ptr, col = lists.row_ptr, lists.col
     shape = shape_fields(x, weight, stride, padding, dilation)
     grad_y = grad_y.contiguous()
