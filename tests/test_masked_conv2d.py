@@ -115,6 +115,35 @@ def test_cuda_opcheck() -> None:
     test_opcheck("cuda")
 
 
+@pytest.mark.parametrize("kept", [16, 13, 0])
+def test_cpu_filter_masks_on_a_wide_layer_either_route(kept: int) -> None:
+    """64 channels at 6x6: 16 kept filters of 32 (and none) go to oneDNN on the gathered filters, 13 to the
+    blocked kernel (oneDNN would round them up to 16 slots); every route matches the reference."""
+    import importlib
+
+    ops = importlib.import_module("fastprune.ops.masked_conv2d")
+    gen = torch.Generator().manual_seed(kept)
+    x, w, b = (
+        torch.randn(3, 64, 6, 6, generator=gen),
+        torch.randn(32, 64, 3, 3, generator=gen),
+        torch.randn(32),
+    )
+    mask = torch.zeros(32, dtype=torch.bool)
+    mask[torch.randperm(32, generator=gen)[:kept]] = True
+    lists = ops.mask_lists(mask[:, None].expand(32, 64))
+    assert ops._dense_route(lists, w, 36) == (kept % 16 == 0)
+    xg, wg, bg = (t.clone().requires_grad_() for t in (x, w, b))
+    y = masked_conv2d(xg, wg, mask, bg, 1, 1, backend="cpu")
+    grad_y = torch.randn(y.shape, generator=gen)
+    y.backward(grad_y)
+    ref = _reference(x, w, mask, b, 1, 1, 1, grad_y)
+    for got, expected, what in zip((y, xg.grad, wg.grad, bg.grad), ref, ("y", "grad x", "grad w", "grad b")):
+        torch.testing.assert_close(got.detach().double(), expected, rtol=1e-5, atol=2e-5 * 24, msg=what)
+    assert torch.all(wg.grad[~mask] == 0) and torch.equal(
+        y.detach()[:, ~mask], b[~mask].view(1, -1, 1, 1).expand(3, -1, 6, 6)
+    )
+
+
 def test_empty_mask_without_bias_is_zero() -> None:
     x, w = torch.randn(2, 3, 6, 6), torch.randn(4, 3, 3, 3)
     y = masked_conv2d(x, w, torch.zeros(4, dtype=torch.bool), backend="cpu")

@@ -67,23 +67,29 @@ def _torch_backward(grad_y, x, weight, mask, stride, padding, dilation, need):
 
 # A filter-level mask (each filter keeps all its kernels or none) leaves a dense sub-problem: the kept
 # filters against every input channel. The C++ kernels run it register-blocked over filters (see
-# csrc/cpu/conv2d_blocked.cpp), vectorised over output positions; oneDNN vectorises over channels. Measured
-# (bench conv, 2026-11-23, 2-core Zen 5, filter 50%): oneDNN on the gathered filters wins on wide layers
-# with small maps (ResNet-56 stage 3: 64 channels at 8x8; ResNet-50 layer2/3: 128/256 channels at
-# 28x28/14x14), the blocked kernel everywhere else (narrow layers, 56x56 maps, 1x1 convs). So the cpu
-# backend hands oneDNN k x k convs (k > 1) with at least DENSE_MIN_CHANNELS inputs and fewer than
-# DENSE_MAX_POSITIONS output positions; masks sparse inside filters always take the direct kernel.
+# csrc/cpu/conv2d_blocked.cpp), vectorised over output positions, so 19 kept filters cost 19; oneDNN
+# vectorises over channels, 16 at a time, so 19 cost 32. Measured (bench conv, 2026-11-23, 2-core Zen 5):
+# on wide layers with small maps (ResNet-56 stage 3: 64 channels at 8x8; ResNet-50 layer2/3: 128/256
+# channels at 28x28/14x14) oneDNN on the gathered filters is faster when the kept count is (nearly) a
+# multiple of 16 (50% pruning: 1.4 vs 1.1x fwd+bwd on stage 3, 1.75 vs 1.4-1.6x on ResNet-50), the blocked
+# kernel when rounding up wastes more (70% of 64 filters: 19 kept, 1.56 vs 1.4x). So the cpu backend hands
+# oneDNN k x k convs (k > 1) with at least DENSE_MIN_CHANNELS inputs, fewer than DENSE_MAX_POSITIONS
+# output positions and at most 1/8 of oneDNN's filter slots idle; everything else takes the C++ kernels.
 DENSE_MIN_CHANNELS = 64
 DENSE_MAX_POSITIONS = 1024
 
 
 def _dense_route(lists: MaskLists, weight: torch.Tensor, out_positions: int) -> bool:
     """Whether oneDNN on the gathered filters is the faster route (see above)."""
+    if lists.kept is None:
+        return False
+    kept = lists.kept.numel()
+    slots = -(-kept // 16) * 16  # oneDNN's filter blocks
     return (
-        lists.kept is not None
-        and weight.shape[1] >= DENSE_MIN_CHANNELS
+        weight.shape[1] >= DENSE_MIN_CHANNELS
         and weight.shape[2] * weight.shape[3] > 1
         and out_positions < DENSE_MAX_POSITIONS
+        and 8 * slots <= 9 * kept
     )
 
 
