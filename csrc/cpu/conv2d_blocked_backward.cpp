@@ -22,46 +22,44 @@ namespace {
 
 using namespace blocked;  // NOLINT: the plan and vector helpers
 
-// acc[f * KB + k] (vectors in memory) += sum over positions [0, Q) of `images` images of grad_y plane f
-// times the staged row at offsets[k]; lanes past Q read zeros from grad_y. Not inlined: inlined into the
-// driver, GCC ran out of registers and spilled accumulators in the inner loop (1.8 vs 1.0 ms on ResNet-56
-// stage 1).
+// acc[f * KB + k] (vectors in memory) += sum over positions [0, Qv) of `images` images of grad_y plane f
+// times the staged row at offsets[k]; Qv is a whole number of vectors (grad_y is zero past the last
+// position). Not inlined: inlined into the driver, GCC ran out of registers and spilled accumulators in the
+// inner loop (1.8 vs 1.0 ms on ResNet-56 stage 1); and no tail: with a partial last vector GCC kept the
+// accumulators in memory across images (~25% slower on 8 x 8 maps).
 template <int FB, int KB>
 __attribute__((noinline)) void weight_microkernel(const float* const* gy, int64_t gy_stride, const float* s,
                                                   int64_t s_stride, int64_t images, const int64_t* offsets,
-                                                  int64_t Q, vec* acc) {
+                                                  int64_t Qv, vec* acc) {
+  if (images <= 0 || Qv <= 0) return;
   vec a[FB][KB];
   for (int f = 0; f < FB; ++f)
     for (int k = 0; k < KB; ++k) a[f][k] = acc[f * KB + k];
   // Row pointers in locals: read through the arrays, GCC reloads them from memory at every step.
   const float* g[FB];
   const float* xr[KB];
-  // One step: KB staged rows and then, filter by filter, one grad_y vector: FB * KB <= 24 accumulators, KB
-  // rows and 1 fit the 32 registers (all FB grad_y vectors at once may not, and GCC then folds loads
-  // into the FMAs).
-  const auto step = [&](int64_t p, int64_t lanes) {
-    vec xv[KB];
-    for (int k = 0; k < KB; ++k) {
-      xv[k] = load(xr[k] + p);
-      asm("" : "+v"(xv[k]));  // each staged vector loaded once: GCC would reload it in each of FB FMAs
-    }
-    for (int f = 0; f < FB; ++f) {
-      vec gv = vec{};
-      if (lanes == kLanes)
-        gv = load(g[f] + p);
-      else  // the tail: grad_y lanes past P are zero, so the staged values there do not count
-        std::memcpy(&gv, g[f] + p, static_cast<size_t>(lanes) * sizeof(float));
-      asm("" : "+v"(gv));  // keeps gv in a register: GCC would fold its load into each of the KB FMAs
-      for (int k = 0; k < KB; ++k) a[f][k] += gv * xv[k];
-    }
-  };
-  const int64_t full = Q / kLanes * kLanes;
-  for (int64_t i = 0; i < images; ++i) {  // a few images in a row: small maps amortise the acc traffic
+  int64_t i = 0;
+  do {  // a few images in a row: small maps amortise the acc traffic
     for (int f = 0; f < FB; ++f) g[f] = gy[f] + i * gy_stride;
     for (int k = 0; k < KB; ++k) xr[k] = s + i * s_stride + offsets[k];
-    for (int64_t p = 0; p < full; p += kLanes) step(p, kLanes);
-    if (full < Q) step(full, Q - full);
-  }
+    // One step: KB staged rows and then, filter by filter, one grad_y vector: FB * KB <= 24 accumulators,
+    // KB rows and 1 fit the 32 registers (all FB grad_y vectors at once may not, and GCC then folds loads
+    // into the FMAs).
+    int64_t p = 0;
+    do {
+      vec xv[KB];
+      for (int k = 0; k < KB; ++k) {
+        xv[k] = load(xr[k] + p);
+        asm("" : "+v"(xv[k]));  // each staged vector loaded once: GCC would reload it in each of FB FMAs
+      }
+      for (int f = 0; f < FB; ++f) {
+        vec gv = load(g[f] + p);
+        asm("" : "+v"(gv));  // keeps gv in a register: GCC would fold its load into each of the KB FMAs
+        for (int k = 0; k < KB; ++k) a[f][k] += gv * xv[k];
+      }
+      p += kLanes;
+    } while (p < Qv);
+  } while (++i < images);
   for (int f = 0; f < FB; ++f)
     for (int k = 0; k < KB; ++k) acc[f * KB + k] = a[f][k];
 }
@@ -103,10 +101,11 @@ void conv2d_blocked_backward_weight(const ConvGeometry& g, const float* x, const
       std::vector<int64_t> offsets(plan.offsets);  // relative to this thread's first staged channel
       for (int64_t& o : offsets) o -= j_lo * plan.L.channel;
       const int64_t per_image = (n_ch * plan.L.channel + plan.L.slack + kLanes - 1) / kLanes * kLanes;
-      // Pitched rows compute discarded columns: grad_y is then staged at the same pitch with zeros there,
-      // so they add nothing (Q rounded up to whole vectors per filter).
-      const bool wide = plan.L.pitch != g.Wo;
+      // grad_y is staged at the pitch with zeros in the discarded columns (pitched rows), and with zeros
+      // up to Qv, Q rounded up to whole vectors, so the microkernel has no partial vector; otherwise read
+      // in place.
       const int64_t Qv = (plan.L.Q + kLanes - 1) / kLanes * kLanes;
+      const bool wide = plan.L.pitch != g.Wo || Qv != plan.L.Q;
       const int64_t gy_image = wide ? block.n_filters * Qv : image_out;
       // Images a microkernel call runs through: as many as keep the staging within ~512 KB (L2).
       const int64_t group = std::max<int64_t>(
@@ -153,7 +152,7 @@ void conv2d_blocked_backward_weight(const ConvGeometry& g, const float* x, const
                 wide ? gy_staged.data() + (f0 + f) * Qv : grad_y + n0 * image_out + block.filters[f0 + f] * P;
           with_block(fb, kb, [&](auto nf, auto nk) {
             weight_microkernel<decltype(nf)::value, decltype(nk)::value>(
-                gy, gy_image, staged.data(), per_image, count, offsets.data() + k0, plan.L.Q,
+                gy, gy_image, staged.data(), per_image, count, offsets.data() + k0, Qv,
                 acc.data() + (item - lo) * fs * ks);
           });
         }
