@@ -36,6 +36,11 @@ CASES = [
     (1, 4, 17, 15, 9, 3, 2, 0, 1),
     (2, 6, 12, 12, 5, 3, 1, 2, 2),
     (3, 16, 20, 20, 12, 3, 1, 1, 1),
+    # whole vectors of output positions (8x8 1x1; 4x4 from stride 2): grad_y read in place, not staged
+    (2, 12, 8, 8, 10, 1, 1, 0, 1),
+    (2, 6, 8, 8, 5, 3, 2, 1, 1),
+    # rows of 150-152 floats: staging past the first 8 vectors of a row
+    (1, 2, 3, 150, 3, 3, 1, 1, 1),
     # >= 64 input channels, k > 1: filter masks take the cpu backend's dense sub-problem route
     (2, 64, 9, 9, 6, 3, 1, 1, 1),
     (2, 64, 10, 11, 5, 3, 2, 1, 2),

@@ -110,13 +110,21 @@ void conv2d_blocked_backward_weight(const ConvGeometry& g, const float* x, const
       // Images a microkernel call runs through: as many as keep the staging within ~512 KB (L2).
       const int64_t group = std::max<int64_t>(
           1, std::min<int64_t>(g.N, (int64_t{1} << 17) / (per_image + (wide ? gy_image : 0))));
-      // Uninitialised: staging writes every channel's planes; the slack past the last staged channel (read
-      // by the last positions, times zero grad_y) and grad_y's discarded columns are zeroed here, once.
+      // Uninitialised: staging writes the planes taps read; what the positions past Q may also read (times
+      // zero grad_y, so it must be finite) is zeroed here, once: the slack past the last staged channel,
+      // the planes of row phases no tap reads (stride 2, dilation 2), and grad_y's discarded columns.
       AlignedFloats staged(static_cast<size_t>(group * per_image), false);
       AlignedFloats gy_staged(wide ? static_cast<size_t>(group * gy_image) : 0, false);
       for (int64_t i = 0; i < group; ++i) {
-        std::fill(staged.data() + i * per_image + n_ch * plan.L.channel, staged.data() + (i + 1) * per_image,
-                  0.0f);
+        float* image = staged.data() + i * per_image;
+        std::fill(image + n_ch * plan.L.channel, image + per_image, 0.0f);
+        for (int64_t j = 0; j < n_ch; ++j)
+          for (int64_t shift = 0; shift < plan.L.shifts; ++shift)
+            for (int64_t ph = 0; ph < g.sh; ++ph)
+              if (!plan.phase_used[static_cast<size_t>(ph)]) {
+                float* plane = image + j * plan.L.channel + (shift * g.sh + ph) * plan.L.plane;
+                std::fill(plane, plane + plan.L.plane, 0.0f);
+              }
         if (wide)
           for (int64_t f = 0; f < block.n_filters; ++f) {
             float* dst = gy_staged.data() + i * gy_image + f * Qv;
