@@ -39,6 +39,10 @@ CASES = [
     (1, 4, 14, 13, 8, (3, 3), 3, 1, 2),  # stride 3, dilation 2: taps in several row phases
     (1, 2, 23, 5, 6, (7, 1), (2, 1), (3, 0), 1),
     (2, 3, 8, 8, 1, (3, 3), 1, 0, 2),  # one filter, dilation 2 without padding
+    # wide rows (pitched staging): padding beyond "same" (no padding column shared between rows) and
+    # dilation 2 with padding 1 (one shared)
+    (1, 3, 6, 40, 4, (3, 3), 1, 2, 1),
+    (2, 3, 5, 60, 4, (3, 3), 1, 1, 2),
 ]
 
 

@@ -129,20 +129,30 @@ class AlignedFloats {
   std::unique_ptr<float[]> storage_;
 };
 
-// When stride-1 staging may use the pitched layout, whose computed rows include (kw - 1) dw discarded
-// columns. Measured on ResNet-56/50 shapes (2-core Zen 5): the forward is faster shifted (three staged
-// copies, aligned loads, no discarded work, no copy-out) once the discarded share reaches 1/16 (16 x 16 maps
-// and smaller: 11-20% discarded), pitched below it (32 x 32, 56 x 56); the weight gradient, whose staging
-// takes a larger share, is faster pitched on all of them.
+// When stride-1 staging may use the pitched layout, whose computed rows include discarded columns (see
+// Layout). Measured on ResNet-56/50 shapes (2-core Zen 5): the forward is faster shifted (three staged
+// copies, aligned loads, no discarded work, no copy-out) once the discarded share reaches 1/16, pitched
+// below it; the weight gradient, whose staging takes a larger share, is faster pitched on all of them.
 enum class Pitch {
   kNever,     // only where nothing is discarded (1-wide kernels): sparse layers, filter by filter
   kWideRows,  // when less than 1/16 of the computed columns are discarded: dense forward passes
   kAlways,    // weight gradient
 };
 
+// Pitched rows: the padded input row x_pad[y][0 .. W + 2 pw) would take Wo + (kw - 1) dw floats, but a
+// row's right padding can share the floats of the next row's left padding (both zeros): with `shared` =
+// min(pw, (kw - 1) dw - pw) columns shared, a staged row is pw zeros, the W inputs and pw - shared zeros,
+// and a tap reading past the row's end reads the next row's leading zeros. "Same" padding (2 pw = (kw - 1)
+// dw) then discards pw columns per computed row instead of 2 pw: 1 of 17 on a 16 x 16 map, 1 of 9 on 8 x 8.
+inline int64_t pitched_row(const ConvGeometry& g) {
+  const int64_t reach = (g.kw - 1) * g.dw;
+  const int64_t shared = std::max<int64_t>(0, std::min(g.pw, reach - g.pw));
+  return g.Wo + reach - shared;
+}
+
 struct Layout {
   bool pitched;     // sw == 1: one copy per row phase, taps shift by kx dw inside the padded row
-  int64_t pitch;    // floats per staged row and per computed output row: Wo + (kw - 1) dw if pitched, else Wo
+  int64_t pitch;    // floats per staged row and per computed output row: pitched_row() if pitched, else Wo
   int64_t shifts;   // horizontal copies per row phase: 1 if pitched, else kw
   int64_t rows;     // m rows per plane
   int64_t plane;    // floats per plane: rows * pitch
@@ -151,10 +161,9 @@ struct Layout {
   int64_t Q;        // positions computed per filter: Ho * pitch (the last pitch - Wo of each row discarded)
   int64_t slack;    // floats the last tile may read past the last plane
   Layout(const ConvGeometry& g, Pitch policy)
-      : pitched(g.sw == 1 &&
-                (g.kw == 1 || policy == Pitch::kAlways ||
-                 (policy == Pitch::kWideRows && 16 * (g.kw - 1) * g.dw < g.Wo + (g.kw - 1) * g.dw))),
-        pitch(pitched ? g.Wo + (g.kw - 1) * g.dw : g.Wo),
+      : pitched(g.sw == 1 && (g.kw == 1 || policy == Pitch::kAlways ||
+                              (policy == Pitch::kWideRows && 16 * (pitched_row(g) - g.Wo) < pitched_row(g)))),
+        pitch(pitched ? pitched_row(g) : g.Wo),
         shifts(pitched ? 1 : g.kw),
         rows(g.Ho + (g.kh - 1) * g.dh / g.sh),
         plane(rows * pitch),
