@@ -31,7 +31,7 @@ template <int FB, int KB>
 __attribute__((noinline)) void weight_microkernel(const float* const* gy, int64_t gy_stride, const float* s,
                                                   int64_t s_stride, int64_t images, const int64_t* offsets,
                                                   int64_t Qv, vec* acc) {
-  if (images <= 0 || Qv <= 0) return;
+  if (images <= 0 || Qv <= 0) return;  // then both loops below run: do-while, which GCC compiles tighter
   vec a[FB][KB];
   for (int f = 0; f < FB; ++f)
     for (int k = 0; k < KB; ++k) a[f][k] = acc[f * KB + k];

@@ -4,10 +4,12 @@
 //
 // Staging. Per image, each input channel j is copied into planes so that every tap (ky, kx) is a constant
 // offset from the flat output position. Stride 1 across ("pitched"): one plane per row phase ph,
-//     S[j][ph][m][c] = x_pad[m * sh + ph][c]      (c < pitch = W + 2 pw: whole padded rows)
+//     S[j][ph][m][c] = x_pad[m * sh + ph][c]      (c < pitch: padded rows, the next row's left padding
+//                                                  doubling as this row's right padding; see pitched_row)
 // and outputs are computed at q = oy * pitch + ox: tap (ky, kx) reads S[j][ky dh % sh][oy + ky dh / sh][ox +
 // kx dw], i.e. offset (ky dh / sh) * pitch + kx dw from q; the pitch - Wo columns past Wo of each row are
-// computed and discarded. Otherwise ("shifted"): kw copies per phase with the kx shift and stride applied,
+// computed and discarded (the forward takes this layout only when they are few: see Pitch). Otherwise
+// ("shifted"): kw copies per phase with the kx shift and stride applied,
 //     S[j][kx][ph][m][ox] = x_pad[m * sh + ph][ox * sw + kx * dw]      (ox < Wo = pitch)
 // and tap (ky, kx) reads plane (j, kx, ky dh % sh) at q + (ky dh / sh) * Wo. Either way the convolution is
 // a GEMM whose K = C kh kw rows are offsets into the staged planes:
@@ -81,6 +83,15 @@ inline vec broadcast(float s) {
   return ones * s;  // one vbroadcastss (s * 1 is exact; "vec{} + s" would add a scalar 0 first)
 }
 
+#ifdef __AVX512F__
+// Lanes [a, b) of a vector, clamped to [0, 16).
+inline __mmask16 lane_mask(int64_t a, int64_t b) {
+  a = std::max<int64_t>(a, 0);
+  b = std::min<int64_t>(b, kLanes);
+  return a < b ? static_cast<__mmask16>(((1u << (b - a)) - 1) << a) : 0;
+}
+#endif
+
 // The first `lanes` floats at p (<= 0: none, >= 16: a whole vector); the other lanes of the load are zero.
 // With AVX-512 a masked load: a memcpy of a variable length compiles to `rep movs` into the stack, whose
 // small stores the vector reload cannot forward from (the accumulating forward's prologue, 24 vectors a
@@ -90,7 +101,7 @@ inline vec load_lanes(const float* p, int64_t lanes) {
   vec v = vec{};
   if (lanes <= 0) return v;
 #ifdef __AVX512F__
-  const __m512 m = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << lanes) - 1), p);
+  const __m512 m = _mm512_maskz_loadu_ps(lane_mask(0, lanes), p);
   std::memcpy(&v, &m, sizeof v);
 #else
   std::memcpy(&v, p, static_cast<size_t>(lanes) * sizeof(float));
@@ -105,7 +116,7 @@ inline void store_lanes(float* p, vec v, int64_t lanes) {
 #ifdef __AVX512F__
     __m512 m;
     std::memcpy(&m, &v, sizeof v);
-    _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << lanes) - 1), m);
+    _mm512_mask_storeu_ps(p, lane_mask(0, lanes), m);
 #else
     std::memcpy(p, &v, static_cast<size_t>(lanes) * sizeof(float));
 #endif
@@ -189,8 +200,8 @@ class PaddedRows {
   PaddedRows(int64_t lo, int64_t hi, int64_t n) : lo_(lo), hi_(hi), n_(n) {
 #ifdef __AVX512F__
     for (int64_t v = 0; v < kCached && v * kLanes < n; ++v) {
-      load_[v] = lanes(lo - v * kLanes, hi - v * kLanes);
-      store_[v] = lanes(0, n - v * kLanes);
+      load_[v] = lane_mask(lo - v * kLanes, hi - v * kLanes);
+      store_[v] = lane_mask(0, n - v * kLanes);
     }
 #endif
   }
@@ -199,8 +210,8 @@ class PaddedRows {
 #ifdef __AVX512F__
     for (int64_t v = 0; v * kLanes < n_; ++v) {
       const int64_t i = v * kLanes;
-      const __mmask16 in = v < kCached ? load_[v] : lanes(lo_ - i, hi_ - i);
-      const __mmask16 keep = v < kCached ? store_[v] : lanes(0, n_ - i);
+      const __mmask16 in = v < kCached ? load_[v] : lane_mask(lo_ - i, hi_ - i);
+      const __mmask16 keep = v < kCached ? store_[v] : lane_mask(0, n_ - i);
       _mm512_mask_storeu_ps(out + i, keep, _mm512_maskz_loadu_ps(in, src + i));  // zero outside [lo, hi)
     }
 #else
@@ -215,17 +226,12 @@ class PaddedRows {
 #ifdef __AVX512F__
   static constexpr int64_t kCached = 8;  // rows of up to 128 floats: the rest compute their masks
   __mmask16 load_[kCached] = {}, store_[kCached] = {};
-  static __mmask16 lanes(int64_t a, int64_t b) {  // bits [a, b) of 16, clamped
-    a = std::max<int64_t>(a, 0);
-    b = std::min<int64_t>(b, kLanes);
-    return a < b ? static_cast<__mmask16>(((1u << (b - a)) - 1) << a) : 0;
-  }
 #endif
 };
 
 // The planes of one input channel xc (H x W) into s_j; phases no tap reads are skipped. Pitched: row m of
-// phase ph is x_pad[m sh + ph][0 .. W + 2 pw). Otherwise: kx-shifted copies, column ox holding
-// x_pad[m sh + ph][ox sw + kx dw].
+// phase ph is x_pad[m sh + ph][0 .. pitch) (see pitched_row). Otherwise: kx-shifted copies, column ox
+// holding x_pad[m sh + ph][ox sw + kx dw].
 inline void stage_channel(const ConvGeometry& g, const Layout& L, const std::vector<char>& phase_used,
                           const float* xc, float* s_j) {
   for (int64_t shift = 0; shift < L.shifts; ++shift) {
