@@ -107,18 +107,16 @@ def _dense_filters_forward(x, weight, lists, bias, stride, padding, dilation):
 
 def _dense_filters_backward(grad_y, x, weight, lists, stride, padding, dilation, need):
     kept = lists.kept
-    grad_x = x.new_zeros(x.shape) if need[0] else None
     grad_w = weight.new_zeros(weight.shape) if need[1] else None
-    if kept.numel():
-        gx, gw, _ = torch.ops.aten.convolution_backward(
-            grad_y.index_select(1, kept), x, weight.index_select(0, kept), None, list(stride),
-            list(padding), list(dilation), False, [0, 0], 1, [bool(need[0]), bool(need[1]), False],
-        )  # fmt: skip
-        if need[0]:
-            grad_x = gx
-        if need[1]:
-            grad_w.index_copy_(0, kept, gw)
-    return grad_x, grad_w
+    if not kept.numel():
+        return (x.new_zeros(x.shape) if need[0] else None), grad_w
+    grad_x, gw, _ = torch.ops.aten.convolution_backward(
+        grad_y.index_select(1, kept), x, weight.index_select(0, kept), None, list(stride), list(padding),
+        list(dilation), False, [0, 0], 1, [bool(need[0]), bool(need[1]), False],
+    )  # fmt: skip
+    if need[1]:
+        grad_w.index_copy_(0, kept, gw)
+    return (grad_x if need[0] else None), grad_w
 
 
 def _out_positions(x, weight, stride, padding, dilation) -> int:
