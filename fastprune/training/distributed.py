@@ -47,5 +47,9 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
 def shutdown() -> None:
     global _OWNED
     if _OWNED and torch.distributed.is_initialized():
+        # Every rank past its last collective before any tears the group down: a gloo rank destroying its
+        # group while a peer still talks to it aborted once in CI ("terminate called without an active
+        # exception" from the peer).
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     _OWNED = False
