@@ -392,3 +392,30 @@ def test_cpu_random_geometries_match_reference():
             torch.testing.assert_close(
                 got.detach().double(), expected, rtol=1e-5, atol=atol, msg=f"{what}: {name}"
             )
+
+
+def test_torch_func_transforms_are_refused_clearly():
+    x, w, mask = (
+        torch.randn(2, 3, 7, 6),
+        torch.randn(5, 3, 3, 3),
+        torch.tensor([True, False, True, True, False]),
+    )
+    with pytest.raises(NotImplementedError, match="masked_conv2d: torch.func transforms"):
+        torch.func.grad(lambda w: masked_conv2d(x, w, mask, None, 1, 1, backend="cpu").sum())(w)
+
+
+def test_torch_compile_traces_the_op_without_graph_breaks():
+    gen = torch.Generator().manual_seed(8)
+    x, w, b = torch.randn(2, 3, 7, 6, generator=gen), torch.randn(5, 3, 3, 3, generator=gen), torch.randn(5)
+    mask = torch.tensor([True, False, True, True, False])
+
+    def conv(x, w, b):
+        return masked_conv2d(x, w, mask, b, 1, 1, backend="cpu")
+
+    results = []
+    for call in (conv, torch.compile(conv, backend="aot_eager", fullgraph=True)):
+        xg, wg, bg = (t.clone().requires_grad_() for t in (x, w, b))
+        y = call(xg, wg, bg)
+        y.sum().backward()
+        results.append((y.detach(), xg.grad, wg.grad, bg.grad))
+    assert all(torch.equal(a, c) for a, c in zip(*results))

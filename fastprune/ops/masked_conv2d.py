@@ -313,6 +313,11 @@ torch.library.register_autograd(
 )
 
 
+# A tensor wrapped by a torch.func transform, which the op does not support (its kernels need real storage;
+# private API: without it no tensor counts as wrapped and torch's own error stands).
+_functorch_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda t: False)
+
+
 # ---- public op -----------------------------------------------------------------------------------------
 
 
@@ -367,5 +372,12 @@ def masked_conv2d(
         raise TypeError(
             f"x: the {name} backend computes in float32, got {x.dtype}; convert with .float() or use "
             "backend='torch'"
+        )
+    if not torch.compiler.is_compiling() and any(
+        t is not None and _functorch_wrapped(t) for t in (x, weight, bias)
+    ):
+        raise NotImplementedError(
+            "masked_conv2d: torch.func transforms (grad, vmap, jacrev, ...) are not supported; "
+            "differentiate with torch.autograd (loss.backward() or torch.autograd.grad)"
         )
     return torch.ops.fastprune.masked_conv2d(x, weight, mask2d, bias, stride_, padding_, dilation_, name)
