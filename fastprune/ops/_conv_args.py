@@ -27,6 +27,13 @@ def output_size(
     return [(size[a] + 2 * padding[a] - dilation[a] * (kernel[a] - 1) - 1) // stride[a] + 1 for a in range(2)]
 
 
+def empty_output(x: torch.Tensor, weight: torch.Tensor, stride, padding, dilation) -> torch.Tensor:
+    """An uninitialised (N, O, Ho, Wo) tensor like x for the convolution of x (N, C, H, W) by weight
+    (O, C, kh, kw)."""
+    ho, wo = output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
+    return x.new_empty(x.shape[0], weight.shape[0], ho, wo)
+
+
 def check_tensor(t: object, name: str, dims: int, what: str) -> torch.Tensor:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name}: expected a tensor, got {type(t).__name__}")

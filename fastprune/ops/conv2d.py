@@ -21,7 +21,13 @@ import torch.nn.functional as F
 
 from fastprune._native import native
 from fastprune.backends import select_backend
-from fastprune.ops._conv_args import IntPair, address, check_conv_args, output_size, shape_fields
+from fastprune.ops._conv_args import (
+    IntPair,
+    address,
+    check_conv_args,
+    empty_output,
+    shape_fields,
+)
 from fastprune.ops._library import LIBRARY, register
 
 
@@ -33,8 +39,7 @@ def _torch_forward(x, weight, bias, stride, padding, dilation, relu):
 def _cpu_forward(x, weight, bias, stride, padding, dilation, relu):
     x, weight = x.contiguous(), weight.contiguous()
     bias = None if bias is None else bias.contiguous()
-    ho, wo = output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
-    y = x.new_empty(x.shape[0], weight.shape[0], ho, wo)
+    y = empty_output(x, weight, stride, padding, dilation)
     native().conv2d(
         shape_fields(x, weight, stride, padding, dilation),
         address(x),
@@ -107,8 +112,7 @@ def _forward(x, weight, bias, stride, padding, dilation, relu, backend):
 
 
 def _forward_fake(x, weight, bias, stride, padding, dilation, relu, backend):
-    ho, wo = output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
-    return x.new_empty(x.shape[0], weight.shape[0], ho, wo)
+    return empty_output(x, weight, stride, padding, dilation)
 
 
 register(

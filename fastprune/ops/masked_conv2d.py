@@ -24,7 +24,14 @@ import torch.nn.functional as F
 
 from fastprune._native import native
 from fastprune.backends import select_backend
-from fastprune.ops._conv_args import IntPair, address, check_conv_args, output_size, shape_fields
+from fastprune.ops._conv_args import (
+    IntPair,
+    address,
+    check_conv_args,
+    empty_output,
+    output_size,
+    shape_fields,
+)
 from fastprune.ops._library import LIBRARY, register
 from fastprune.ops._mask_lists import (
     MaskLists,
@@ -94,8 +101,7 @@ def _dense_route(lists: MaskLists, weight: torch.Tensor, out_positions: int) -> 
 
 
 def _dense_filters_forward(x, weight, lists, bias, stride, padding, dilation):
-    ho, wo = output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
-    y = x.new_empty(x.shape[0], weight.shape[0], ho, wo)
+    y = empty_output(x, weight, stride, padding, dilation)
     if lists.kept.numel():
         y.index_copy_(
             1, lists.kept, F.conv2d(x, weight.index_select(0, lists.kept), None, stride, padding, dilation)
@@ -132,8 +138,7 @@ def _cpu_forward(x, weight, mask, bias, stride, padding, dilation, device=_DEVIC
     kernels = packed_kernels(weight, lists)
     x = x.contiguous()
     bias = None if bias is None else bias.contiguous()
-    ho, wo = output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
-    y = x.new_empty(x.shape[0], weight.shape[0], ho, wo)
+    y = empty_output(x, weight, stride, padding, dilation)
     native().masked_conv2d(
         "forward",
         shape_fields(x, weight, stride, padding, dilation),
@@ -251,8 +256,7 @@ def _forward(x, weight, mask, bias, stride, padding, dilation, backend):
 
 
 def _forward_fake(x, weight, mask, bias, stride, padding, dilation, backend):
-    ho, wo = output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
-    return x.new_empty(x.shape[0], weight.shape[0], ho, wo)
+    return empty_output(x, weight, stride, padding, dilation)
 
 
 def _backward_op(grad_y, x, weight, mask, stride, padding, dilation, output_mask, backend):
