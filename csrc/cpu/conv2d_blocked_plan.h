@@ -15,7 +15,7 @@
 // a GEMM whose K = C kh kw rows are offsets into the staged planes:
 //     y[f][q] = bias[f] + sum_k w[f][k] * S[off_k + q].
 // The microkernel keeps FB filters x NV vectors of 16 positions in registers (at most 24 accumulators;
-// filters are split into even blocks of at most 6, NV = min(8, 24 / FB)): each k costs NV loads and FB
+// filters are split into blocks of at most 6 (see Split), NV = min(8, 24 / FB)): each k costs NV loads and FB
 // broadcasts for FB * NV FMAs.
 //
 // Kernel-level masks (each filter its own channel list) use the same staging (shifted, so no computed
@@ -50,9 +50,10 @@ constexpr int kFilters = 6;        // at most 6 filters per register block
 constexpr int kVectors = 8;        // at most 8 vectors (128 positions, or 8 taps) per block
 constexpr int kAccumulators = 24;  // of the 32 vector registers, leaving room for the operands
 
-// count items in `blocks` register blocks of at most kFilters, as even as possible: block b covers
-// [b * size, min(count, (b + 1) * size)). 8 filters make 4 + 4, not 6 + 2 (a 2-filter block reuses each
-// loaded vector only twice). `width` is how many vectors (or taps) a block can then keep in registers.
+// count items in the fewest register blocks of at most kFilters, each of the smallest `size` that covers
+// them: block b covers [b * size, min(count, (b + 1) * size)), only the last one may be smaller. 8 filters
+// make 4 + 4, not 6 + 2 (a 2-filter block reuses each loaded vector only twice); 32 make five of 6 and one
+// of 2. `width` is how many vectors (or taps) a block can then keep in registers.
 struct Split {
   int64_t blocks, size, width;
   Split(int64_t count, int64_t most_vectors)
@@ -125,8 +126,8 @@ inline void store_lanes(float* p, vec v, int64_t lanes) {
 
 // A float buffer whose data() is 64-byte aligned: with Wo a multiple of 16 every staged row starts on a
 // cache line, so the microkernel's vector loads do not split lines. Zeroed, or left uninitialised for a
-// caller that writes every float it reads (zeroing the weight gradient's 0.5 MB per thread per call cost
-// ~3% of a ResNet-56 layer).
+// caller that writes every float it reads (the weight gradient: 0.5 MB per thread per call on ResNet-56,
+// most of it overwritten by staging at once).
 class AlignedFloats {
  public:
   explicit AlignedFloats(size_t count, bool zeroed = true)
@@ -193,8 +194,9 @@ struct Layout {
 
 // Rows out[0, lo) = 0, out[lo, hi) = src[lo, hi), out[hi, n) = 0 (src[c] outside [lo, hi) is never read),
 // for many rows with the same lo, hi and n. Staging is row after short row (16 floats on a 16 x 16 map, 3
-// shifted copies per row): a libc call or a scalar loop per row cost ~25% of such a layer's forward; with
-// AVX-512 a row is a masked load and store per vector, the masks computed once.
+// shifted copies per row): with a libc call or a scalar loop per row, staging took ~20-25% of such a
+// layer's forward in a profile; with AVX-512 a row is a masked load and store per vector, the masks
+// computed once.
 class PaddedRows {
  public:
   PaddedRows(int64_t lo, int64_t hi, int64_t n) : lo_(lo), hi_(hi), n_(n) {
