@@ -43,6 +43,9 @@ CASES = [
     # dilation 2 with padding 1 (one shared)
     (1, 3, 6, 40, 4, (3, 3), 1, 2, 1),
     (2, 3, 5, 60, 4, (3, 3), 1, 1, 2),
+    # output rows 1 wide: a staged vector of 16 positions takes its inputs from 16 rows, too far apart for
+    # one window of the vector gather (its per-index path)
+    (2, 4, 40, 3, 5, (3, 3), 1, 0, 1),
 ]
 
 

@@ -11,6 +11,7 @@
 
 #include "cpu/conv2d_blocked.h"
 #include "cpu/conv2d_blocked_plan.h"
+#include "cpu/vector_gather.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -107,12 +108,16 @@ void conv2d_blocked_backward_weight(const ConvGeometry& g, const float* x, const
       const int64_t Qv = (plan.L.Q + kLanes - 1) / kLanes * kLanes;
       const bool wide = plan.L.pitch != g.Wo || Qv != plan.L.Q;
       const int64_t gy_image = wide ? block.n_filters * Qv : image_out;
+      const VectorGather stage_gy(wide ? Qv : 0, [&](int64_t q) {
+        const int64_t oy = q / plan.L.pitch, ox = q - oy * plan.L.pitch;
+        return q < plan.L.Q && ox < g.Wo ? oy * g.Wo + ox : -1;
+      });
       // Images a microkernel call runs through: as many as keep the staging within ~512 KB (L2).
       const int64_t group = std::max<int64_t>(
           1, std::min<int64_t>(g.N, (int64_t{1} << 17) / (per_image + (wide ? gy_image : 0))));
       // Uninitialised: staging writes the planes taps read; what the positions past Q may also read (times
-      // zero grad_y, so it must be finite) is zeroed here, once: the slack past the last staged channel,
-      // the planes of row phases no tap reads (stride 2, dilation 2), and grad_y's discarded columns.
+      // zero grad_y, so it must be finite) is zeroed here, once: the slack past the last staged channel and
+      // the planes of row phases no tap reads (stride 2, dilation 2).
       AlignedFloats staged(static_cast<size_t>(group * per_image), false);
       AlignedFloats gy_staged(wide ? static_cast<size_t>(group * gy_image) : 0, false);
       for (int64_t i = 0; i < group; ++i) {
@@ -125,13 +130,6 @@ void conv2d_blocked_backward_weight(const ConvGeometry& g, const float* x, const
                 float* plane = image + j * plan.L.channel + (shift * g.sh + ph) * plan.L.plane;
                 std::fill(plane, plane + plan.L.plane, 0.0f);
               }
-        if (wide)
-          for (int64_t f = 0; f < block.n_filters; ++f) {
-            float* dst = gy_staged.data() + i * gy_image + f * Qv;
-            for (int64_t oy = 0; oy < g.Ho; ++oy)
-              std::fill(dst + oy * plan.L.pitch + g.Wo, dst + (oy + 1) * plan.L.pitch, 0.0f);
-            std::fill(dst + plan.L.Q, dst + Qv, 0.0f);
-          }
       }
       for (int64_t n0 = 0; n0 < g.N; n0 += group) {
         const int64_t count = std::min(group, g.N - n0);
@@ -139,13 +137,10 @@ void conv2d_blocked_backward_weight(const ConvGeometry& g, const float* x, const
           for (int64_t j = j_lo; j < j_lo + n_ch; ++j)
             plan.stage(x + (n0 + i) * image_in, j,
                        staged.data() + i * per_image + (j - j_lo) * plan.L.channel);
-          if (wide)
-            for (int64_t f = 0; f < block.n_filters; ++f) {
-              const float* src = grad_y + (n0 + i) * image_out + block.filters[f] * P;
-              float* dst = gy_staged.data() + i * gy_image + f * Qv;
-              for (int64_t oy = 0; oy < g.Ho; ++oy)  // a loop, not memcpy: calls cost more for short rows
-                for (int64_t ox = 0; ox < g.Wo; ++ox) dst[oy * plan.L.pitch + ox] = src[oy * g.Wo + ox];
-            }
+          if (wide)  // zeros in the discarded columns and past Q
+            for (int64_t f = 0; f < block.n_filters; ++f)
+              stage_gy(grad_y + (n0 + i) * image_out + block.filters[f] * P,
+                       gy_staged.data() + i * gy_image + f * Qv);
         }
         // Each call runs over all positions of the group's images: measured (ResNet-56/50 shapes) faster
         // than strips short enough to keep grad_y in L1 across items, whose calls pay the accumulator

@@ -38,6 +38,7 @@
 
 #include "cpu/conv2d_blocked.h"
 #include "cpu/masked_conv2d_staging.h"  // with_width
+#include "cpu/vector_gather.h"
 
 namespace fp {
 namespace cpu {
@@ -192,48 +193,9 @@ struct Layout {
   }
 };
 
-// Rows out[0, lo) = 0, out[lo, hi) = src[lo, hi), out[hi, n) = 0 (src[c] outside [lo, hi) is never read),
-// for many rows with the same lo, hi and n. Staging is row after short row (16 floats on a 16 x 16 map, 3
-// shifted copies per row): with a libc call or a scalar loop per row, staging took ~20-25% of such a
-// layer's forward in a profile; with AVX-512 a row is a masked load and store per vector, the masks
-// computed once.
-class PaddedRows {
- public:
-  PaddedRows(int64_t lo, int64_t hi, int64_t n) : lo_(lo), hi_(hi), n_(n) {
-#ifdef __AVX512F__
-    for (int64_t v = 0; v < kCached && v * kLanes < n; ++v) {
-      load_[v] = lane_mask(lo - v * kLanes, hi - v * kLanes);
-      store_[v] = lane_mask(0, n - v * kLanes);
-    }
-#endif
-  }
-
-  void operator()(float* out, const float* src) const {
-#ifdef __AVX512F__
-    for (int64_t v = 0; v * kLanes < n_; ++v) {
-      const int64_t i = v * kLanes;
-      const __mmask16 in = v < kCached ? load_[v] : lane_mask(lo_ - i, hi_ - i);
-      const __mmask16 keep = v < kCached ? store_[v] : lane_mask(0, n_ - i);
-      _mm512_mask_storeu_ps(out + i, keep, _mm512_maskz_loadu_ps(in, src + i));  // zero outside [lo, hi)
-    }
-#else
-    for (int64_t c = 0; c < lo_; ++c) out[c] = 0.0f;
-    for (int64_t c = lo_; c < hi_; ++c) out[c] = src[c];
-    for (int64_t c = hi_; c < n_; ++c) out[c] = 0.0f;
-#endif
-  }
-
- private:
-  int64_t lo_, hi_, n_;
-#ifdef __AVX512F__
-  static constexpr int64_t kCached = 8;  // rows of up to 128 floats: the rest compute their masks
-  __mmask16 load_[kCached] = {}, store_[kCached] = {};
-#endif
-};
-
-// The planes of one input channel xc (H x W) into s_j; phases no tap reads are skipped. Pitched: row m of
-// phase ph is x_pad[m sh + ph][0 .. pitch) (see pitched_row). Otherwise: kx-shifted copies, column ox
-// holding x_pad[m sh + ph][ox sw + kx dw].
+// The planes of one input channel xc (H x W) into s_j, strided layers (stride-1 layers take Plan's gather);
+// phases no tap reads are skipped. Pitched: row m of phase ph is x_pad[m sh + ph][0 .. pitch) (see
+// pitched_row). Otherwise: kx-shifted copies, column ox holding x_pad[m sh + ph][ox sw + kx dw].
 inline void stage_channel(const ConvGeometry& g, const Layout& L, const std::vector<char>& phase_used,
                           const float* xc, float* s_j) {
   for (int64_t shift = 0; shift < L.shifts; ++shift) {
@@ -247,27 +209,25 @@ inline void stage_channel(const ConvGeometry& g, const Layout& L, const std::vec
       // Rows m read input row y = m sh + ph - pad_h: [m_lo, m_hi) are inside, the others are padding.
       const int64_t m_lo = std::min(L.rows, std::max<int64_t>(0, (g.ph - ph + g.sh - 1) / g.sh));
       const int64_t m_hi = std::max(m_lo, std::min(L.rows, (g.H + g.ph - ph + g.sh - 1) / g.sh));
-      if (g.sh == 1 && lo == 0 && hi == L.pitch && x0 == 0 && g.W == L.pitch) {
-        // Interior rows are whole input rows, back to back: one copy.
-        std::memcpy(plane + m_lo * L.pitch, xc + (m_lo - g.ph) * g.W,
-                    static_cast<size_t>((m_hi - m_lo) * L.pitch) * sizeof(float));
-      } else if (g.sw == 1) {
-        const PaddedRows row(lo, hi, L.pitch);
-        for (int64_t m = m_lo; m < m_hi; ++m)
-          row(plane + m * L.pitch, xc + (m * g.sh + ph - g.ph) * g.W + x0);
-      } else {
-        for (int64_t m = m_lo; m < m_hi; ++m) {
-          float* out = plane + m * L.pitch;
-          const float* src = xc + (m * g.sh + ph - g.ph) * g.W + x0;
-          for (int64_t c = 0; c < lo; ++c) out[c] = 0.0f;
-          for (int64_t c = lo; c < hi; ++c) out[c] = src[c * g.sw];
-          for (int64_t c = hi; c < L.pitch; ++c) out[c] = 0.0f;
-        }
+      for (int64_t m = m_lo; m < m_hi; ++m) {
+        float* out = plane + m * L.pitch;
+        const float* src = xc + (m * g.sh + ph - g.ph) * g.W + x0;
+        for (int64_t c = 0; c < lo; ++c) out[c] = 0.0f;
+        for (int64_t c = lo; c < hi; ++c) out[c] = src[c * g.sw];
+        for (int64_t c = hi; c < L.pitch; ++c) out[c] = 0.0f;
       }
       std::fill(plane, plane + m_lo * L.pitch, 0.0f);
       std::fill(plane + m_hi * L.pitch, plane + L.plane, 0.0f);
     }
   }
+}
+
+// Stride 1: where each float of a staged channel comes from in the channel's H x W input (-1: padding), for
+// a VectorGather.
+inline int64_t staged_source(const ConvGeometry& g, const Layout& L, int64_t p) {
+  const int64_t shift = p / L.plane, r = p % L.plane, m = r / L.pitch, c = r % L.pitch;
+  const int64_t y = m - g.ph, x = c + (L.pitched ? 0 : shift * g.dw) - g.pw;
+  return y >= 0 && y < g.H && x >= 0 && x < g.W ? y * g.W + x : -1;
 }
 
 // FB filters x NV vectors of output positions starting at p0, accumulated over all K taps; w holds the FB
@@ -309,6 +269,8 @@ struct Plan {
   Split split;   // the filter blocks
   int64_t tile;  // output positions per tile: split.width vectors
   int64_t n_tiles;
+  bool gathered;        // stride 1: channels staged by `gather`, else by stage_channel
+  VectorGather gather;  // one staged channel from its input plane
 
   Plan(const ConvGeometry& geometry, const DenseBlock& b, Pitch policy)
       : g(geometry),
@@ -318,7 +280,9 @@ struct Plan {
         K(b.n_channels * geometry.kh * geometry.kw),
         split(b.n_filters, kVectors),
         tile(split.width * kLanes),
-        n_tiles((L.Q + tile - 1) / tile) {
+        n_tiles((L.Q + tile - 1) / tile),
+        gathered(geometry.sh == 1 && geometry.sw == 1),
+        gather(gathered ? L.channel : 0, [&](int64_t p) { return staged_source(geometry, L, p); }) {
     for (int64_t ky = 0; ky < g.kh; ++ky) phase_used[static_cast<size_t>(ky * g.dh % g.sh)] = 1;
     offsets.resize(static_cast<size_t>(K));
     for (int64_t j = 0; j < b.n_channels; ++j)
@@ -370,7 +334,11 @@ struct Plan {
 
   // Stages block channel j of image x_n at dest (L.channel floats).
   void stage(const float* x_n, int64_t j, float* dest) const {
-    stage_channel(g, L, phase_used, x_n + block.channels[j] * g.H * g.W, dest);
+    const float* xc = x_n + block.channels[j] * g.H * g.W;
+    if (gathered)
+      gather(xc, dest);
+    else
+      stage_channel(g, L, phase_used, xc, dest);
   }
 
   // Output tile t of filter block b of image n.

@@ -1,0 +1,106 @@
+// A precomputed gather, out[p] = src[index(p)] (0 where index(p) < 0) for p < n: how the blocked
+// convolution stages padded and shifted rows (conv2d_blocked_plan.h) and pitched output gradients
+// (conv2d_blocked_backward.cpp). Those rows are short (16 floats on a 16 x 16 map, plus one padding
+// column), so a copy per row cost more than the row's data: ~3 us of a ~27 us image of ResNet-56 stage 2
+// (2-core Zen 4), a tenth of the forward. With AVX-512 each vector of 16 outputs is two masked loads of the
+// 32-float window its sources lie in and one vpermt2ps, ~1 us for the same image. Vectors whose sources
+// spread wider than a window (and every vector without AVX-512) read each source by its index.
+#ifndef FASTPRUNE_CPU_VECTOR_GATHER_H
+#define FASTPRUNE_CPU_VECTOR_GATHER_H
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
+namespace fp {
+namespace cpu {
+
+class VectorGather {
+ public:
+  static constexpr int64_t kLanes = 16;
+
+  // index(p) for 0 <= p < n: a source offset, or negative for a zero.
+  template <class Index>
+  VectorGather(int64_t n, Index&& index) : n_(n) {
+    identity_ = true;
+    for (int64_t v = 0; v * kLanes < n; ++v) {
+      int64_t lane[kLanes], lo = INT64_MAX, hi = -1;
+      for (int64_t l = 0; l < kLanes; ++l) {
+        lane[l] = v * kLanes + l < n ? index(v * kLanes + l) : -1;
+        identity_ = identity_ && (v * kLanes + l >= n || lane[l] == v * kLanes + l);
+        if (lane[l] >= 0) lo = std::min(lo, lane[l]), hi = std::max(hi, lane[l]);
+      }
+      Step s{};
+      s.scattered = -1;
+#ifdef __AVX512F__
+      const bool window = hi - lo < 2 * kLanes;  // also when no lane reads (hi < lo)
+#else
+      const bool window = false;
+#endif
+      if (window) {
+        s.base = hi < 0 ? 0 : lo;
+        for (int64_t l = 0; l < kLanes; ++l)
+          if (lane[l] >= 0) {
+            s.idx[l] = static_cast<uint8_t>(lane[l] - lo);
+            s.lanes |= static_cast<uint16_t>(1u << l);
+            s.loads |= 1u << (lane[l] - lo);
+          }
+      } else {
+        s.scattered = static_cast<int64_t>(scattered_.size());
+        scattered_.insert(scattered_.end(), lane, lane + kLanes);
+      }
+      steps_.push_back(s);
+    }
+  }
+
+  // out[0, n) from src; src is read only at the indices given.
+  void operator()(const float* src, float* out) const {
+    if (identity_) {
+      std::memcpy(out, src, static_cast<size_t>(n_) * sizeof(float));
+      return;
+    }
+    for (size_t v = 0; v < steps_.size(); ++v) {
+      const Step& s = steps_[v];
+      float* o = out + static_cast<int64_t>(v) * kLanes;
+      const int64_t count = std::min<int64_t>(kLanes, n_ - static_cast<int64_t>(v) * kLanes);
+      if (s.scattered >= 0) {
+        const int64_t* lane = scattered_.data() + s.scattered;
+        for (int64_t l = 0; l < count; ++l) o[l] = lane[l] >= 0 ? src[lane[l]] : 0.0f;
+        continue;
+      }
+#ifdef __AVX512F__
+      const float* w = src + s.base;  // masked loads: floats outside the lanes used are never touched
+      const __m512 a = _mm512_maskz_loadu_ps(static_cast<__mmask16>(s.loads), w);
+      const __m512 b = _mm512_maskz_loadu_ps(static_cast<__mmask16>(s.loads >> 16), w + kLanes);
+      const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s.idx)));
+      const __m512 r = _mm512_maskz_permutex2var_ps(s.lanes, a, idx, b);
+      if (count == kLanes)
+        _mm512_storeu_ps(o, r);
+      else
+        _mm512_mask_storeu_ps(o, static_cast<__mmask16>((1u << count) - 1), r);
+#endif
+    }
+  }
+
+ private:
+  struct Step {
+    int64_t base;         // window start in src
+    int64_t scattered;    // >= 0: the vector's 16 indices start at scattered_[scattered]
+    uint32_t loads;       // window floats read (bit i: base + i)
+    uint16_t lanes;       // output lanes read from the window (the others are zero)
+    uint8_t idx[kLanes];  // each lane's float in the window
+  };
+  int64_t n_;
+  bool identity_;
+  std::vector<Step> steps_;
+  std::vector<int64_t> scattered_;
+};
+
+}  // namespace cpu
+}  // namespace fp
+
+#endif  // FASTPRUNE_CPU_VECTOR_GATHER_H
