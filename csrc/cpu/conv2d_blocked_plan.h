@@ -143,12 +143,15 @@ class AlignedFloats {
 };
 
 // When stride-1 staging may use the pitched layout, whose computed rows include discarded columns (see
-// Layout). Measured on ResNet-56/50 shapes (2-core Zen 5): the forward is faster shifted (three staged
-// copies, aligned loads, no discarded work, no copy-out) once the discarded share reaches 1/16, pitched
-// below it; the weight gradient, whose staging takes a larger share, is faster pitched on all of them.
+// Layout). Measured on ResNet-56/50 shapes (2-core Zen 4, one core, staging by VectorGather): the forward
+// is faster shifted (three staged copies, aligned loads, no discarded work, no copy-out) on 16 x 16 maps
+// (1/17 discarded pitched: 32 -> 16 filters 25 vs 25 us an image, 16 -> 32 filters 23.4-24.0 vs 25.7-28.9
+// us), even on 28 x 28 (1/29: 1060-1072 vs 1062-1072 us for 128 -> 64) and faster pitched on 32 x 32
+// (1/33); hence pitched below 1/24. The weight gradient, whose staging takes a larger share, is faster
+// pitched on all of them.
 enum class Pitch {
   kNever,     // only where nothing is discarded (1-wide kernels): sparse layers, filter by filter
-  kWideRows,  // when less than 1/16 of the computed columns are discarded: dense forward passes
+  kWideRows,  // when less than 1/24 of the computed columns are discarded: dense forward passes
   kAlways,    // weight gradient
 };
 
@@ -175,7 +178,7 @@ struct Layout {
   int64_t slack;    // floats the last tile may read past the last plane
   Layout(const ConvGeometry& g, Pitch policy)
       : pitched(g.sw == 1 && (g.kw == 1 || policy == Pitch::kAlways ||
-                              (policy == Pitch::kWideRows && 16 * (pitched_row(g) - g.Wo) < pitched_row(g)))),
+                              (policy == Pitch::kWideRows && 24 * (pitched_row(g) - g.Wo) < pitched_row(g)))),
         pitch(pitched ? pitched_row(g) : g.Wo),
         shifts(pitched ? 1 : g.kw),
         rows(g.Ho + (g.kh - 1) * g.dh / g.sh),

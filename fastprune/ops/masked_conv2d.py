@@ -75,7 +75,7 @@ def _torch_backward(grad_y, x, weight, mask, stride, padding, dilation, need):
 # A filter-level mask (each filter keeps all its kernels or none) leaves a dense sub-problem: the kept
 # filters against every input channel. The C++ kernels run it register-blocked over filters (see
 # csrc/cpu/conv2d_blocked.cpp), vectorised over output positions, so 19 kept filters cost 19; oneDNN
-# vectorises over channels, 16 at a time, so 19 cost 32. Measured (bench conv, 2026-11-23, 2-core Zen 5,
+# vectorises over channels, 16 at a time, so 19 cost 32. Measured (bench conv, 2026-11-23, 2-core Zen 4,
 # fwd+bwd): on wide layers with small maps (ResNet-56 stage 3: 64 channels at 8x8; ResNet-50 layer2/3:
 # 128/256 channels at 28x28/14x14) oneDNN on the gathered filters is faster when the kept count fills its
 # blocks (50% pruning: 1.5 vs 1.2x on stage 3, 1.8 vs 1.4x on layer3, even on layer2), the blocked kernel

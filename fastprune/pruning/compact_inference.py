@@ -11,7 +11,7 @@ A copy of the compact network in which
   conv's output is never written on its own and the residual add and ReLU cost no extra pass;
 * the remaining residual adds run in place on the shortcut tensor;
 * the stem's max-pool runs in channels_last (PyTorch's NCHW max-pool kernel measured 4x slower on the
-  ResNet-50 stem map: 20 ms against 4.7 ms with the layout round trip, batch 8, 2-core Zen 5).
+  ResNet-50 stem map: 20 ms against 4.7 ms with the layout round trip, batch 8, 2-core Zen 4).
 
 Tensors inside the network are overwritten in place, never the caller's input. Outside the kernels' reach
 (float64, CUDA tensors, autograd, tracing) the same modules fall back to PyTorch ops with the same
