@@ -147,12 +147,12 @@ class AlignedFloats {
 // is faster shifted (three staged copies, aligned loads, no discarded work, no copy-out) on 16 x 16 maps
 // (1/17 discarded pitched: 32 -> 16 filters 25 vs 25 us an image, 16 -> 32 filters 23.4-24.0 vs 25.7-28.9
 // us), even on 28 x 28 (1/29: 1060-1072 vs 1062-1072 us for 128 -> 64) and faster pitched on 32 x 32
-// (1/33); hence pitched below 1/24. The weight gradient, whose staging takes a larger share, is faster
-// pitched on all of them.
+// (1/33); hence pitched below 1/24. The weight gradient takes the same rule while an image's shifted
+// staging is small (see conv2d_blocked_backward.cpp), else pitched rows.
 enum class Pitch {
   kNever,     // only where nothing is discarded (1-wide kernels): sparse layers, filter by filter
-  kWideRows,  // when less than 1/24 of the computed columns are discarded: dense forward passes
-  kAlways,    // weight gradient
+  kWideRows,  // when less than 1/24 of the computed columns are discarded: dense passes
+  kAlways,    // the weight gradient of layers with large staged images
 };
 
 // Pitched rows: the padded input row x_pad[y][0 .. W + 2 pw) would take Wo + (kw - 1) dw floats, but a
@@ -177,8 +177,8 @@ struct Layout {
   int64_t Q;        // positions computed per filter: Ho * pitch (the last pitch - Wo of each row discarded)
   int64_t slack;    // floats the last tile may read past the last plane
   Layout(const ConvGeometry& g, Pitch policy)
-      : pitched(g.sw == 1 && (g.kw == 1 || policy == Pitch::kAlways ||
-                              (policy == Pitch::kWideRows && 24 * (pitched_row(g) - g.Wo) < pitched_row(g)))),
+      : pitched(g.sw == 1 &&
+                (g.kw == 1 || (policy == Pitch::kWideRows && 24 * (pitched_row(g) - g.Wo) < pitched_row(g)))),
         pitch(pitched ? pitched_row(g) : g.Wo),
         shifts(pitched ? 1 : g.kw),
         rows(g.Ho + (g.kh - 1) * g.dh / g.sh),
