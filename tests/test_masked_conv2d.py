@@ -419,3 +419,52 @@ def test_torch_compile_traces_the_op_without_graph_breaks():
         y.sum().backward()
         results.append((y.detach(), xg.grad, wg.grad, bg.grad))
     assert all(torch.equal(a, c) for a, c in zip(*results))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "channels", [3, 64]
+)  # 64: the cpu backend's dense sub-problem route for filter masks
+def test_eager_calls_match_the_registered_op_bitwise(backend: str, channels: int):
+    """masked_conv2d runs eager calls through an autograd.Function (skipping the dispatcher); the
+    registered op, which torch.compile and fake tensors see, must compute the same bits."""
+    gen = torch.Generator().manual_seed(channels)
+    x, w, b = (
+        torch.randn(2, channels, 7, 6, generator=gen),
+        torch.randn(5, channels, 3, 3, generator=gen),
+        torch.randn(5, generator=gen),
+    )
+    filter_mask = torch.tensor([True, False, True, True, False])
+    for mask in (filter_mask, torch.rand(5, channels, generator=gen) > 0.5):
+        mask2d = mask[:, None].expand(5, channels) if mask.dim() == 1 else mask
+        results = []
+        for eager in (True, False):
+            xg, wg, bg = (t.clone().requires_grad_() for t in (x, w, b))
+            if eager:
+                y = masked_conv2d(xg, wg, mask, bg, 1, 1, backend=backend)
+            else:
+                y = torch.ops.fastprune.masked_conv2d(xg, wg, mask2d, bg, [1, 1], [1, 1], [1, 1], backend)
+            y.backward(torch.ones_like(y))
+            results.append((type(y.grad_fn).__name__, y.detach(), xg.grad, wg.grad, bg.grad))
+        (eager_fn, *eager_values), (op_fn, *op_values) = results
+        assert eager_fn != op_fn, "the eager call should not go through the registered op's autograd"
+        assert all(torch.equal(a, c) for a, c in zip(eager_values, op_values))
+
+
+def test_fake_tensors_take_the_registered_op():
+    from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+
+    with FakeTensorMode():
+        x, w = torch.empty(2, 3, 7, 6), torch.empty(5, 3, 3, 3)
+        y = masked_conv2d(x, w, torch.ones(5, dtype=torch.bool), None, 2, 1, backend="cpu")
+    assert isinstance(y, FakeTensor) and y.shape == (2, 5, 4, 3)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_second_derivatives_are_refused_clearly(backend: str):
+    x = torch.randn(2, 3, 5, 5, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, requires_grad=True)
+    y = masked_conv2d(x, w, torch.tensor([True, False, True, True]), None, 1, 1, backend=backend)
+    (grad_x,) = torch.autograd.grad(y.pow(2).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        grad_x.sum().backward()
