@@ -46,6 +46,13 @@ CASES = [
     # output rows 1 wide: a staged vector of 16 positions takes its inputs from 16 rows, too far apart for
     # one window of the vector gather (its per-index path)
     (2, 4, 40, 3, 5, (3, 3), 1, 0, 1),
+    # Winograd F(2x2, 3x3) (3x3, stride 1, >= 8 channels, >= 4 filters, >= 15 output columns): odd output
+    # sizes (partial tiles), no padding (one output row), a one-row input, more than 16 tile columns
+    (2, 8, 7, 19, 4, (3, 3), 1, 1, 1),
+    (1, 9, 3, 17, 6, (3, 3), 1, 0, 1),
+    (2, 12, 1, 16, 5, (3, 3), 1, 1, 1),
+    (1, 8, 6, 40, 4, (3, 3), 1, 2, 1),
+    (2, 16, 17, 35, 7, (3, 3), 1, 1, 1),
 ]
 
 

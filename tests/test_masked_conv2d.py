@@ -41,6 +41,8 @@ CASES = [
     (2, 6, 8, 8, 5, 3, 2, 1, 1),
     # rows of 150-152 floats: staging past the first 8 vectors of a row
     (1, 2, 3, 150, 3, 3, 1, 1, 1),
+    # 3x3 stride 1 with >= 8 kept filters: forward and input gradient by Winograd F(2x2, 3x3) (cpu)
+    (2, 8, 9, 17, 20, 3, 1, 1, 1),
     # >= 64 input channels, k > 1: filter masks take the cpu backend's dense sub-problem route
     (2, 64, 9, 9, 6, 3, 1, 1, 1),
     (2, 64, 10, 11, 5, 3, 2, 1, 2),

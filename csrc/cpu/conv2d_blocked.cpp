@@ -22,17 +22,6 @@ using namespace blocked;  // NOLINT: the plan, microkernel and vector helpers
 
 namespace {
 
-// Output planes set to a constant (a pruned filter's bias), image by image inside the image loop: in the
-// worker that computes the image, while its planes are in cache, rather than in a serial pass after it.
-struct PlaneFill {
-  int64_t plane;  // output channel
-  float value;
-};
-
-void fill_planes(const std::vector<PlaneFill>& fills, int64_t P, float* y_n) {
-  for (const PlaneFill& f : fills) std::fill(y_n + f.plane * P, y_n + (f.plane + 1) * P, f.value);
-}
-
 // The forward pass's image loop around compute(staging, tile, item, y_n), which runs output tile `tile`
 // (plan.tile positions) of work item `item` (a filter block, or one filter of a sparse layer) of one image;
 // `fills` are set in every image.
@@ -93,6 +82,10 @@ void conv2d_blocked_forward(const ConvGeometry& g, const float* x, const DenseBl
   if (g.N == 0) return;
   if (block.n_filters == 0 || block.n_channels == 0) {
     for (int64_t n = 0; n < g.N; ++n) fill_planes(fills, g.Ho * g.Wo, y + n * g.O * g.Ho * g.Wo);
+    return;
+  }
+  if (winograd_takes(g, block)) {
+    conv2d_winograd_forward(g, x, block, fills, y);
     return;
   }
   const Plan plan(g, block, Pitch::kWideRows);

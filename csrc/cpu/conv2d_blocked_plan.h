@@ -262,6 +262,24 @@ inline void microkernel(const float* s_p0, const int64_t* offsets, const float* 
     }
 }
 
+// Output planes set to a constant (a pruned filter's bias), image by image inside the image loop: in the
+// worker that computes the image, while its planes are in cache, rather than in a serial pass after it.
+struct PlaneFill {
+  int64_t plane;  // output channel
+  float value;
+};
+
+inline void fill_planes(const std::vector<PlaneFill>& fills, int64_t P, float* y_n) {
+  for (const PlaneFill& f : fills) std::fill(y_n + f.plane * P, y_n + (f.plane + 1) * P, f.value);
+}
+
+// Winograd F(2x2, 3x3) for the forward of a dense block (conv2d_winograd.cpp): whether it takes the layer
+// (3x3, stride 1, undilated, at least one image per thread, enough channels and filters), and the pass
+// itself, `fills` set in every image.
+bool winograd_takes(const ConvGeometry& g, const DenseBlock& block);
+void conv2d_winograd_forward(const ConvGeometry& g, const float* x, const DenseBlock& block,
+                             const std::vector<PlaneFill>& fills, float* y);
+
 struct Plan {
   const ConvGeometry& g;
   const DenseBlock& block;
