@@ -378,7 +378,7 @@ def test_cpu_inference_matches_reference(case: tuple) -> None:
 
 # ---- masked_conv2d: filter-uniform masks on narrow layers take the blocked kernel ------------------------
 
-# (N, C, H, W, O, k, stride, padding, dilation): C < 64 (DENSE_MIN_CHANNELS), or 1x1 with C >= 64, so the
+# (N, C, H, W, O, k, stride, padding, dilation): C < 128 (DENSE_MIN_CHANNELS), or 1x1 with C >= 128, so the
 # cpu backend's C++ kernel routes filter-uniform masks to the register-blocked kernel.
 MASKED_CASES = [
     (2, 3, 9, 11, 13, 3, 1, 1, 1),

@@ -9,7 +9,7 @@
 // Per image: the input transform writes V[c][j][t] (component c = 4 i + k of the 4x4, channel j, tile t =
 // ty * TW + tx, all tiles of the image in a row), the sum over channels is 16 small GEMMs
 //     M[c][f][t] = sum_j U[c][f][j] V[c][j][t]
-// run by the blocked convolution's microkernel (conv2d_blocked_plan.h: offsets j * Tr into V[c]), and the
+// run by the blocked convolution's microkernel (conv2d_blocked_plan.h: offsets j * Tv into V[c]), and the
 // output transform writes y. Every output is summed in a fixed order by one thread: results do not depend
 // on the thread count. Measured on ResNet-56 shapes (see conv2d_blocked.h for the figures).
 #include <algorithm>
@@ -31,48 +31,65 @@ namespace {
 
 constexpr int64_t kTile = 16;  // floats of the 4x4 transformed tile: GEMMs per image
 
+// Tiles per tile row in V's layout: TW rounded up to a power of two (a vector holds whole tile rows, whose
+// inputs then lie within 64 floats when the map is narrow: one VectorGather window) or, past 16, to whole
+// vectors.
+inline int64_t tile_pitch(int64_t TW) {
+  if (TW > kLanes) return (TW + kLanes - 1) / kLanes * kLanes;
+  int64_t p = 1;
+  while (p < TW) p *= 2;
+  return p;
+}
+
+inline int64_t tile_floats(const ConvGeometry& g) {  // Tv below
+  const int64_t T = (g.Ho + 1) / 2 * tile_pitch((g.Wo + 1) / 2);
+  return (T + kLanes - 1) / kLanes * kLanes;
+}
+
 struct Winograd {
   const ConvGeometry& g;
   const DenseBlock& block;
-  int64_t TH, TW, T, Tv;  // tile rows, tile columns, tiles (T = TH TW), T rounded up to whole vectors
-  // Floats per channel row of V: Tv and one vector, so that the input transform stores whole vectors (a
-  // tile row's tail spills into the next row, written after it, or into this padding): masked partial
-  // stores made the transform ~2x slower (8 tiles a row on a 16 x 16 map).
+  int64_t TH, TW, TWp;  // tile rows and columns (2x2 outputs each), tile columns in the layout
+  int64_t Tv;           // tiles of the layout, TH TWp, rounded up to whole vectors
+  // Floats per channel row of V: Tv and one vector, so that the row-wise input transform stores whole
+  // vectors (a tile row's tail spills into the next row, written after it, or into this padding): masked
+  // partial stores made the transform ~2x slower.
   int64_t Tr;
-  // Floats from one component of V (M) to the next: C Tv (F Tv) and a cache line, so that the 16
+  // Floats from one component of V (M) to the next: C Tr (F Tv) and a cache line, so that the 16
   // components' rows do not all fall into one L1 set (C Tv floats are often a multiple of 4 KB: the
   // transforms, which touch all 16 at once, ran 3-5x slower).
   int64_t v_stride, m_stride;
-  int64_t rows;   // rows of the padded input the tiles read: 2 TH + 2
-  int64_t half;   // floats per staged half-row (even or odd columns): TW + 1 rounded up to a vector
-  Split split;    // filter blocks of the GEMMs
-  int64_t width;  // tile vectors per GEMM call
+  // Input staging. Tile rows of 8 or more tiles: the padded rows split into even and odd columns,
+  // [parity][r][k] = x_pad[r][2 k + parity] (`half` floats a row), and the transform runs along tile rows.
+  // Narrower maps (8 x 8: 4 tiles a row): each tile's 4x4 patch, D[r][c][t] = x_pad[2 ty + r][2 tx + c],
+  // 16 tiles of several rows a vector (ResNet-56 stage 3 forward 0.84 -> 0.69 ms; on wider maps the rows
+  // are faster, 0.77 vs 0.95 ms on 32 x 32).
+  bool by_rows;
+  int64_t rows, half;
+  Split split;                   // filter blocks of the GEMMs
+  int64_t width;                 // tile vectors per GEMM call
   std::vector<int64_t> offsets;  // channel j of V[c] at j * Tr
   std::vector<float> U;          // [c][f][j]
-  VectorGather stage;            // one channel's padded rows, split into even and odd columns
+  VectorGather stage;            // one input channel's staging
 
   Winograd(const ConvGeometry& geometry, const DenseBlock& b)
       : g(geometry),
         block(b),
         TH((g.Ho + 1) / 2),
         TW((g.Wo + 1) / 2),
-        T(TH * TW),
-        Tv((T + kLanes - 1) / kLanes * kLanes),
+        TWp(tile_pitch(TW)),
+        Tv(tile_floats(g)),
         Tr(Tv + kLanes),
         v_stride(b.n_channels * Tr + kLanes),
         m_stride(b.n_filters * Tv + kLanes),
+        by_rows(TWp >= 8),
         rows(2 * TH + 2),
         half((TW + 1 + kLanes - 1) / kLanes * kLanes),
         split(b.n_filters, kVectors),
         width(std::min<int64_t>(split.width, Tv / kLanes)),
         offsets(static_cast<size_t>(b.n_channels)),
         U(static_cast<size_t>(kTile * b.n_filters * b.n_channels)),
-        // Staged channel: [parity][r][k] = x_pad[r][2 k + parity], zero outside the input.
-        stage(2 * rows * half, [&](int64_t p) -> int64_t {
-          const int64_t parity = p / (rows * half), r = p / half % rows, k = p % half;
-          const int64_t yi = r - geometry.ph, xi = 2 * k + parity - geometry.pw;
-          return yi >= 0 && yi < geometry.H && xi >= 0 && xi < geometry.W ? yi * geometry.W + xi : -1;
-        }) {
+        stage(by_rows ? 2 * rows * half : kTile * Tv, [&](int64_t p) { return staged_source(p); }) {
     for (int64_t j = 0; j < b.n_channels; ++j) offsets[static_cast<size_t>(j)] = j * Tr;
     const int64_t F = b.n_filters, C = b.n_channels;
     for (int64_t f = 0; f < F; ++f)
@@ -94,35 +111,68 @@ struct Winograd {
       }
   }
 
+  // Where staged float p comes from in the channel's H x W input (-1: padding or past the tiles).
+  int64_t staged_source(int64_t p) const {
+    int64_t yi, xi;
+    if (by_rows) {
+      const int64_t parity = p / (rows * half), r = p / half % rows, k = p % half;
+      yi = r - g.ph, xi = 2 * k + parity - g.pw;
+    } else {
+      const int64_t rc = p / Tv, t = p % Tv, ty = t / TWp, tx = t % TWp;
+      if (ty >= TH || tx >= TW) return -1;
+      yi = 2 * ty + rc / 4 - g.ph, xi = 2 * tx + rc % 4 - g.pw;
+    }
+    return yi >= 0 && yi < g.H && xi >= 0 && xi < g.W ? yi * g.W + xi : -1;
+  }
+
   size_t v_floats() const { return static_cast<size_t>(kTile * v_stride); }
   size_t m_floats() const { return static_cast<size_t>(kTile * m_stride); }
-  size_t staged_floats() const { return static_cast<size_t>(2 * rows * half + kLanes); }
+  size_t staged_floats() const {
+    return static_cast<size_t>((by_rows ? 2 * rows * half : kTile * Tv) + kLanes);
+  }
 
-  // V[.][j][.] of one image from input channel xc (H x W), via the staged even/odd half-rows `s`.
+  // B^T d B of 16 tiles: d[r][c] holds the patches' float (r, c); v_k(i) receives component 4 i + k.
+  template <class Store>
+  static void transform_tiles(const vec (&d)[4][4], Store&& store) {
+    vec w[4][4];  // B^T d: rows combined
+    for (int64_t c = 0; c < 4; ++c)
+      w[0][c] = d[0][c] - d[2][c], w[1][c] = d[1][c] + d[2][c], w[2][c] = d[2][c] - d[1][c],
+      w[3][c] = d[1][c] - d[3][c];
+    for (int64_t i = 0; i < 4; ++i) {  // (B^T d) B: columns combined
+      store(4 * i + 0, w[i][0] - w[i][2]);
+      store(4 * i + 1, w[i][1] + w[i][2]);
+      store(4 * i + 2, w[i][2] - w[i][1]);
+      store(4 * i + 3, w[i][1] - w[i][3]);
+    }
+  }
+
+  // V[.][j][.] of one image from input channel xc (H x W), via its staging `s`.
   void transform_input(const float* xc, int64_t j, float* s, float* V) const {
     stage(xc, s);
+    const auto at = [&](int64_t t) {
+      return [V, t, j, this](int64_t c, vec v) { std::memcpy(V + c * v_stride + j * Tr + t, &v, sizeof v); };
+    };
+    if (!by_rows) {
+      for (int64_t t = 0; t < Tv; t += kLanes) {
+        vec d[4][4];
+        for (int64_t r = 0; r < 4; ++r)
+          for (int64_t c = 0; c < 4; ++c) d[r][c] = load(s + (r * 4 + c) * Tv + t);
+        transform_tiles(d, at(t));
+      }
+      return;
+    }
     const float* even = s;
     const float* odd = s + rows * half;
     for (int64_t ty = 0; ty < TH; ++ty)
       for (int64_t k0 = 0; k0 < TW; k0 += kLanes) {
-        // B^T d: rows 2 ty .. 2 ty + 3 combined, at columns 2 k (e), 2 k + 1 (o), 2 k + 2 (e1), 2 k + 3 (o1).
-        vec e[4], o[4], e1[4], o1[4];
+        // the patches' columns 2 k, 2 k + 1, 2 k + 2, 2 k + 3: even and odd halves at k and k + 1
+        vec d[4][4];
         for (int64_t r = 0; r < 4; ++r) {
-          const int64_t at = (2 * ty + r) * half + k0;
-          e[r] = load(even + at), o[r] = load(odd + at), e1[r] = load(even + at + 1),
-          o1[r] = load(odd + at + 1);
+          const int64_t row = (2 * ty + r) * half + k0;
+          d[r][0] = load(even + row), d[r][1] = load(odd + row), d[r][2] = load(even + row + 1),
+          d[r][3] = load(odd + row + 1);
         }
-        const auto rows_bt = [](const vec* d, vec* out) {
-          out[0] = d[0] - d[2], out[1] = d[1] + d[2], out[2] = d[2] - d[1], out[3] = d[1] - d[3];
-        };
-        vec we[4], wo[4], we1[4], wo1[4];
-        rows_bt(e, we), rows_bt(o, wo), rows_bt(e1, we1), rows_bt(o1, wo1);
-        const int64_t t = ty * TW + k0;
-        for (int64_t i = 0; i < 4; ++i) {  // (B^T d) B: the columns combined
-          const vec v[4] = {we[i] - we1[i], wo[i] + we1[i], we1[i] - wo[i], wo[i] - wo1[i]};
-          for (int64_t k = 0; k < 4; ++k)
-            std::memcpy(V + (i * 4 + k) * v_stride + j * Tr + t, &v[k], sizeof v[k]);
-        }
+        transform_tiles(d, at(ty * TWp + k0));
       }
   }
 
@@ -143,52 +193,54 @@ struct Winograd {
       }
   }
 
-  // row[0, cols) = the columns 2 l (col0[l]) and 2 l + 1 (col1[l]) interleaved, plus bias (+ the residual
-  // already in row), then ReLU if the block asks.
-  void store_row(float* row, vec col0, vec col1, float bias, int64_t cols) const {
+  // The output rows 2 ty + a of the tiles t0 .. t0 + 15 (several tile rows when TWp < 16): the columns
+  // 2 tx (col0) and 2 tx + 1 (col1) interleaved, plus bias (+ the residual already in y), then ReLU.
+  void store_rows(float* plane, int64_t t0, int64_t a, vec col0, vec col1, float bias) const {
+    alignas(64) float out[2 * kLanes];  // out[2 l + b]: lane l's column b
 #ifdef __AVX512F__
     __m512 c0, c1;
     std::memcpy(&c0, &col0, sizeof c0);
     std::memcpy(&c1, &col1, sizeof c1);
     const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-    for (int64_t h = 0; h < 2 && h * kLanes < cols; ++h) {
-      const __mmask16 keep = lane_mask(0, cols - h * kLanes);
-      __m512 v = _mm512_add_ps(_mm512_permutex2var_ps(c0, h ? hi : lo, c1), _mm512_set1_ps(bias));
-      if (block.accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(keep, row + h * kLanes));
-      if (block.relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
-      _mm512_mask_storeu_ps(row + h * kLanes, keep, v);
-    }
+    _mm512_store_ps(out, _mm512_permutex2var_ps(c0, lo, c1));
+    _mm512_store_ps(out + kLanes, _mm512_permutex2var_ps(c0, hi, c1));
 #else
-    for (int64_t col = 0; col < cols; ++col) {
-      float v = (col & 1 ? col1 : col0)[col >> 1] + bias;
-      if (block.accumulate) v += row[col];
-      row[col] = block.relu ? std::max(v, 0.0f) : v;
-    }
+    for (int64_t l = 0; l < kLanes; ++l) out[2 * l] = col0[l], out[2 * l + 1] = col1[l];
 #endif
+    const int64_t per_row = std::min<int64_t>(TWp, kLanes);  // tiles of one tile row in the vector
+    for (int64_t q = 0; q * per_row < kLanes; ++q) {
+      const int64_t t = t0 + q * per_row, ty = t / TWp, tx = t % TWp, y_row = 2 * ty + a;
+      if (ty >= TH || y_row >= g.Ho) break;
+      const int64_t cols = std::min<int64_t>(2 * per_row, g.Wo - 2 * tx);
+      float* row = plane + y_row * g.Wo + 2 * tx;
+      const float* src = out + 2 * q * per_row;
+      for (int64_t c0 = 0; c0 < cols; c0 += kLanes) {
+        const int64_t n = std::min<int64_t>(kLanes, cols - c0);
+        vec v = load_lanes(src + c0, n) + bias;
+        if (block.accumulate) v += load_lanes(row + c0, n);
+        if (block.relu) v = v > 0.0f ? v : vec{};
+        store_lanes(row + c0, v, n);
+      }
+    }
   }
 
   // The y plane of the block's filter f from M: A^T M A, plus bias, (+ the residual in y), ReLU.
   void transform_output(int64_t f, const float* M, float* y_n) const {
     float* plane = y_n + block.filters[f] * g.Ho * g.Wo;
     const float bias = block.bias ? block.bias[f] : 0.0f;
-    for (int64_t ty = 0; ty < TH; ++ty)
-      for (int64_t k0 = 0; k0 < TW; k0 += kLanes) {
-        const int64_t t = ty * TW + k0, lanes = std::min<int64_t>(kLanes, TW - k0);
-        vec s[4][2];  // M A: per row i, the two output columns
-        for (int64_t i = 0; i < 4; ++i) {
-          vec m[4];
-          for (int64_t k = 0; k < 4; ++k) m[k] = load(M + (i * 4 + k) * m_stride + f * Tv + t);
-          s[i][0] = m[0] + m[1] + m[2];
-          s[i][1] = m[1] - m[2] - m[3];
-        }
-        for (int64_t a = 0; a < 2 && 2 * ty + a < g.Ho; ++a) {  // A^T (M A): output row 2 ty + a
-          const vec col0 = a == 0 ? s[0][0] + s[1][0] + s[2][0] : s[1][0] - s[2][0] - s[3][0];
-          const vec col1 = a == 0 ? s[0][1] + s[1][1] + s[2][1] : s[1][1] - s[2][1] - s[3][1];
-          store_row(plane + (2 * ty + a) * g.Wo + 2 * k0, col0, col1, bias,
-                    std::min<int64_t>(2 * lanes, g.Wo - 2 * k0));
-        }
+    for (int64_t t0 = 0; t0 < Tv && t0 / TWp < TH; t0 += kLanes) {
+      vec s[4][2];  // M A: per row i, the two output columns
+      for (int64_t i = 0; i < 4; ++i) {
+        vec m[4];
+        for (int64_t k = 0; k < 4; ++k) m[k] = load(M + (i * 4 + k) * m_stride + f * Tv + t0);
+        s[i][0] = m[0] + m[1] + m[2];
+        s[i][1] = m[1] - m[2] - m[3];
       }
+      // A^T (M A): output rows 2 ty and 2 ty + 1
+      store_rows(plane, t0, 0, s[0][0] + s[1][0] + s[2][0], s[0][1] + s[1][1] + s[2][1], bias);
+      store_rows(plane, t0, 1, s[1][0] - s[2][0] - s[3][0], s[1][1] - s[2][1] - s[3][1], bias);
+    }
   }
 };
 
@@ -200,9 +252,8 @@ bool winograd_takes(const ConvGeometry& g, const DenseBlock& block) {
   // kernel is faster. The transforms run on tile rows, 16 tiles a vector: with fewer than 8 tiles a row
   // most lanes idle (ResNet-56 stage 3, 8 x 8 maps: 0.79 ms against 0.75 direct). Per-image V and M must
   // stay in L2.
-  if (block.n_channels < 8 || block.n_filters < 4 || g.Wo < 15) return false;
-  const int64_t Tv = ((g.Ho + 1) / 2 * ((g.Wo + 1) / 2) + kLanes - 1) / kLanes * kLanes;
-  return kTile * (block.n_channels + block.n_filters) * (Tv + kLanes) <= (int64_t{1} << 17);  // 512 KB
+  if (block.n_channels < 8 || block.n_filters < 4) return false;
+  return kTile * (block.n_channels + block.n_filters) * tile_floats(g) <= (int64_t{1} << 17);  // 512 KB
 }
 
 void conv2d_winograd_forward(const ConvGeometry& g, const float* x, const DenseBlock& block,
@@ -232,7 +283,7 @@ void conv2d_winograd_forward(const ConvGeometry& g, const float* x, const DenseB
   // Fewer images than threads (batch 1): threads split each image's channels, components and filters
   // (the same operations per output as above, so the same bits). Small layers stay on one thread.
   AlignedFloats V(w.v_floats()), M(w.m_floats() + kLanes, false);
-  const bool parallel = block.n_filters * block.n_channels * w.T * kTile >= (int64_t{1} << 18);
+  const bool parallel = block.n_filters * block.n_channels * w.Tv * kTile >= (int64_t{1} << 18);
   for (int64_t n = 0; n < g.N; ++n) {
     float* y_n = y + n * image_out;
     fill_planes(fills, g.Ho * g.Wo, y_n);

@@ -3,8 +3,10 @@
 // (conv2d_blocked_backward.cpp). Those rows are short (16 floats on a 16 x 16 map, plus one padding
 // column), so a copy per row cost more than the row's data: ~3 us of a ~27 us image of ResNet-56 stage 2
 // (2-core Zen 4), a tenth of the forward. With AVX-512 each vector of 16 outputs is two masked loads of the
-// 32-float window its sources lie in and one vpermt2ps, ~1 us for the same image. Vectors whose sources
-// spread wider than a window (and every vector without AVX-512) read each source by its index.
+// 32-float window its sources lie in and one vpermt2ps, ~1 us for the same image; sources up to 64 floats
+// apart (the Winograd tiles of several rows, conv2d_winograd.cpp) take four loads, two vpermt2ps and a
+// blend. Vectors whose sources spread wider (and every vector without AVX-512) read each source by its
+// index.
 #ifndef FASTPRUNE_CPU_VECTOR_GATHER_H
 #define FASTPRUNE_CPU_VECTOR_GATHER_H
 
@@ -37,7 +39,7 @@ class VectorGather {
       Step s{};
       s.scattered = -1;
 #ifdef __AVX512F__
-      const bool window = hi - lo < 2 * kLanes;  // also when no lane reads (hi < lo)
+      const bool window = hi - lo < 4 * kLanes;  // also when no lane reads (hi < lo)
 #else
       const bool window = false;
 #endif
@@ -47,7 +49,8 @@ class VectorGather {
           if (lane[l] >= 0) {
             s.idx[l] = static_cast<uint8_t>(lane[l] - lo);
             s.lanes |= static_cast<uint16_t>(1u << l);
-            s.loads |= 1u << (lane[l] - lo);
+            s.upper |= static_cast<uint16_t>(lane[l] - lo >= 2 * kLanes ? 1u << l : 0u);
+            s.loads |= uint64_t{1} << (lane[l] - lo);
           }
       } else {
         s.scattered = static_cast<int64_t>(scattered_.size());
@@ -76,8 +79,14 @@ class VectorGather {
       const float* w = src + s.base;  // masked loads: floats outside the lanes used are never touched
       const __m512 a = _mm512_maskz_loadu_ps(static_cast<__mmask16>(s.loads), w);
       const __m512 b = _mm512_maskz_loadu_ps(static_cast<__mmask16>(s.loads >> 16), w + kLanes);
+      // vpermt2ps reads the low 5 bits of each index: 32 + i picks float i of the upper pair as well
       const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s.idx)));
-      const __m512 r = _mm512_maskz_permutex2var_ps(s.lanes, a, idx, b);
+      __m512 r = _mm512_maskz_permutex2var_ps(s.lanes, a, idx, b);
+      if (s.upper) {
+        const __m512 c = _mm512_maskz_loadu_ps(static_cast<__mmask16>(s.loads >> 32), w + 2 * kLanes);
+        const __m512 d = _mm512_maskz_loadu_ps(static_cast<__mmask16>(s.loads >> 48), w + 3 * kLanes);
+        r = _mm512_mask_blend_ps(s.upper, r, _mm512_permutex2var_ps(c, idx, d));
+      }
       if (count == kLanes)
         _mm512_storeu_ps(o, r);
       else
@@ -90,8 +99,9 @@ class VectorGather {
   struct Step {
     int64_t base;         // window start in src
     int64_t scattered;    // >= 0: the vector's 16 indices start at scattered_[scattered]
-    uint32_t loads;       // window floats read (bit i: base + i)
+    uint64_t loads;       // window floats read (bit i: base + i)
     uint16_t lanes;       // output lanes read from the window (the others are zero)
+    uint16_t upper;       // lanes whose float lies in the window's upper 32
     uint8_t idx[kLanes];  // each lane's float in the window
   };
   int64_t n_;

@@ -75,15 +75,18 @@ def _torch_backward(grad_y, x, weight, mask, stride, padding, dilation, need):
 
 # A filter-level mask (each filter keeps all its kernels or none) leaves a dense sub-problem: the kept
 # filters against every input channel. The C++ kernels run it register-blocked over filters (see
-# csrc/cpu/conv2d_blocked.cpp), vectorised over output positions, so 19 kept filters cost 19; oneDNN
-# vectorises over channels, 16 at a time, so 19 cost 32. Measured (bench conv, 2026-11-23, 2-core Zen 4,
-# fwd+bwd): on wide layers with small maps (ResNet-56 stage 3: 64 channels at 8x8; ResNet-50 layer2/3:
-# 128/256 channels at 28x28/14x14) oneDNN on the gathered filters is faster when the kept count fills its
-# blocks (50% pruning: 1.5 vs 1.2x on stage 3, 1.8 vs 1.4x on layer3, even on layer2), the blocked kernel
-# when rounding up idles more (70% of 64 filters, 19 kept: 1.76 vs 1.4x). So the cpu backend hands oneDNN
-# k x k convs (k > 1) with at least DENSE_MIN_CHANNELS inputs, fewer than DENSE_MAX_POSITIONS output
-# positions and at most 1/8 of oneDNN's filter slots idle; everything else takes the C++ kernels.
-DENSE_MIN_CHANNELS = 64
+# csrc/cpu/conv2d_blocked.cpp; 3x3 stride-1 layers by Winograd F(2x2, 3x3) where their per-image buffers
+# fit L2, csrc/cpu/conv2d_winograd.cpp), vectorised over output positions, so 19 kept filters cost 19;
+# oneDNN vectorises over channels, 16 at a time, so 19 cost 32. Measured (2-core Zen 4, fwd+bwd, batch
+# 64/16, interleaved with the dense conv): on ResNet-50 layer2/3 (128/256 channels at 28x28/14x14, too
+# large for the Winograd buffers) oneDNN on the gathered filters is faster when the kept count fills its
+# blocks (50% pruning: 1.80 vs 1.66x on layer2, 1.84 vs 1.15x on layer3), the blocked kernel when rounding
+# up idles more (70% of 64 filters, 19 kept: 1.76 vs 1.4x); on ResNet-56 stage 3 (64 channels at 8x8) the
+# C++ kernels with Winograd match it at 50 and 70% and beat it at 30% (1.22-1.25 vs 1.10x). So the cpu
+# backend hands oneDNN k x k convs (k > 1) with at least DENSE_MIN_CHANNELS inputs, fewer than
+# DENSE_MAX_POSITIONS output positions and at most 1/8 of oneDNN's filter slots idle; everything else takes
+# the C++ kernels.
+DENSE_MIN_CHANNELS = 128
 DENSE_MAX_POSITIONS = 1024
 
 
