@@ -71,8 +71,9 @@ void conv2d_blocked_backward_weight(const ConvGeometry& g, const float* x, const
                                     const DenseBlock& block, float* grad_weights) {
   // Shifted staging (no discarded columns, grad_y read in place) while an image's staging stays within
   // 128 KB, so that a call still runs several images out of L2: ResNet-56 stage 3 (64 channels at 8 x 8,
-  // 61 KB shifted) 1.00 -> 0.85 ms; pitched rows beyond, ResNet-50 layer3 (256 channels at 14 x 14, 688 KB
-  // shifted) 13 ms against 19 ms shifted (2-core Zen 4, filter mask 50%).
+  // 61 KB shifted) 1.00 -> 0.85 ms; pitched rows beyond: ResNet-50 layer3 (256 channels at 14 x 14, 688 KB
+  // shifted) measured 13-14 ms pitched against 19 ms shifted once, equal (14-16 ms) in a later A/B
+  // (2-core Zen 4, filter mask 50%).
   const bool small = Layout(g, Pitch::kWideRows).channel * block.n_channels <= (int64_t{1} << 15);
   const Plan plan(g, block, small ? Pitch::kWideRows : Pitch::kAlways);
   const int64_t K = plan.K, P = plan.L.P;

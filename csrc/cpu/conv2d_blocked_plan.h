@@ -177,8 +177,8 @@ struct Layout {
   int64_t Q;        // positions computed per filter: Ho * pitch (the last pitch - Wo of each row discarded)
   int64_t slack;    // floats the last tile may read past the last plane
   Layout(const ConvGeometry& g, Pitch policy)
-      : pitched(g.sw == 1 &&
-                (g.kw == 1 || (policy == Pitch::kWideRows && 24 * (pitched_row(g) - g.Wo) < pitched_row(g)))),
+      : pitched(g.sw == 1 && (g.kw == 1 || policy == Pitch::kAlways ||
+                              (policy == Pitch::kWideRows && 24 * (pitched_row(g) - g.Wo) < pitched_row(g)))),
         pitch(pitched ? pitched_row(g) : g.Wo),
         shifts(pitched ? 1 : g.kw),
         rows(g.Ho + (g.kh - 1) * g.dh / g.sh),
