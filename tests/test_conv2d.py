@@ -53,6 +53,10 @@ CASES = [
     (2, 12, 1, 16, 5, (3, 3), 1, 1, 1),
     (1, 8, 6, 40, 4, (3, 3), 1, 2, 1),
     (2, 16, 17, 35, 7, (3, 3), 1, 1, 1),
+    # ... on narrow maps (at most 4 tiles a row): 16 tiles of several rows per vector, their inputs up to
+    # 64 floats apart (the gather's wide windows); 8x8, and 5x7 with partial tiles
+    (2, 8, 8, 8, 6, (3, 3), 1, 1, 1),
+    (1, 10, 5, 7, 4, (3, 3), 1, 1, 1),
 ]
 
 
