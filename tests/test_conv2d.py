@@ -501,3 +501,14 @@ def test_conv2d_accumulate_rejects_bad_channels():
             )
     with pytest.raises(ValueError, match="out_channels"):
         native().conv2d_accumulate(fields, x.data_ptr(), w.data_ptr(), 0, 0, 4, False, y.data_ptr())
+
+
+def test_winograd_image_groups_match_single_images() -> None:
+    """Small maps run several images' tiles per GEMM (8x8: four, the last group of 9 images partial):
+    every image matches the float64 reference and comes out bitwise as a batch-1 call computes it."""
+    gen = torch.Generator().manual_seed(5)
+    x, w, b = torch.randn(9, 8, 8, 8, generator=gen), torch.randn(6, 8, 3, 3, generator=gen), torch.randn(6)
+    y = conv2d(x, w, b, 1, 1, relu=True, backend="cpu")
+    _assert_matches(y, _reference(x, w, b, 1, 1, 1, relu=True))
+    for n in range(9):
+        assert torch.equal(conv2d(x[n : n + 1], w, b, 1, 1, relu=True, backend="cpu"), y[n : n + 1])

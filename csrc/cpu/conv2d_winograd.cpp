@@ -54,11 +54,15 @@ struct Winograd {
   const DenseBlock& block;
   int64_t TH, TW, TWp;  // tile rows and columns (2x2 outputs each), tile columns in the layout
   int64_t Tv;           // tiles of the layout, TH TWp, rounded up to whole vectors
-  // Floats per channel row of V: Tv and one vector, so that the row-wise input transform stores whole
+  // Images whose tiles share a row of V and M (G Tv tiles): on small maps (8x8: 16 tiles) one image's
+  // tiles make a GEMM of one vector per call, whose set-up the few channels do not amortise; four make
+  // whole register blocks. 1 where an image has 64 tiles or more, and for fewer images than threads.
+  int64_t G;
+  // Floats per channel row of V: G Tv and one vector, so that the row-wise input transform stores whole
   // vectors (a tile row's tail spills into the next row, written after it, or into this padding): masked
   // partial stores made the transform ~2x slower.
   int64_t Tr;
-  // Floats from one component of V (M) to the next: C Tr (F Tv) and a cache line, so that the 16
+  // Floats from one component of V (M) to the next: C Tr (F G Tv) and a cache line, so that the 16
   // components' rows do not all fall into one L1 set (C Tv floats are often a multiple of 4 KB: the
   // transforms, which touch all 16 at once, ran 3-5x slower).
   int64_t v_stride, m_stride;
@@ -75,21 +79,22 @@ struct Winograd {
   std::vector<float> U;          // [c][f][j]
   VectorGather stage;            // one input channel's staging
 
-  Winograd(const ConvGeometry& geometry, const DenseBlock& b)
+  Winograd(const ConvGeometry& geometry, const DenseBlock& b, int64_t images)
       : g(geometry),
         block(b),
         TH((g.Ho + 1) / 2),
         TW((g.Wo + 1) / 2),
         TWp(tile_pitch(TW)),
         Tv(tile_floats(g)),
-        Tr(Tv + kLanes),
+        G(images),
+        Tr(G * Tv + kLanes),
         v_stride(b.n_channels * Tr + kLanes),
-        m_stride(b.n_filters * Tv + kLanes),
+        m_stride(b.n_filters * G * Tv + kLanes),
         by_rows(TWp >= 8),
         rows(2 * TH + 2),
         half((TW + 1 + kLanes - 1) / kLanes * kLanes),
         split(b.n_filters, kVectors),
-        width(std::min<int64_t>(split.width, Tv / kLanes)),
+        width(std::min<int64_t>(split.width, G * Tv / kLanes)),
         offsets(static_cast<size_t>(b.n_channels)),
         U(static_cast<size_t>(kTile * b.n_filters * b.n_channels)),
         stage(by_rows ? 2 * rows * half : kTile * Tv, [&](int64_t p) { return staged_source(p); }) {
@@ -149,11 +154,12 @@ struct Winograd {
     }
   }
 
-  // V[.][j][.] of one image from input channel xc (H x W), via its staging `s`.
-  void transform_input(const float* xc, int64_t j, float* s, float* V) const {
+  // V[.][j][.] of image i of the group from input channel xc (H x W), via its staging `s`.
+  void transform_input(const float* xc, int64_t j, int64_t i, float* s, float* V) const {
     stage(xc, s);
+    float* row = V + j * Tr + i * Tv;
     const auto at = [&](int64_t t) {
-      return [V, t, j, this](int64_t c, vec v) { std::memcpy(V + c * v_stride + j * Tr + t, &v, sizeof v); };
+      return [row, t, this](int64_t c, vec v) { std::memcpy(row + c * v_stride + t, &v, sizeof v); };
     };
     if (!by_rows) {
       for (int64_t t = 0; t < Tv; t += kLanes) {
@@ -179,15 +185,15 @@ struct Winograd {
       }
   }
 
-  // Component c of M = U V.
-  void multiply(int64_t c, const float* V, float* M) const {
-    const int64_t F = block.n_filters, C = block.n_channels;
-    for (int64_t t0 = 0; t0 < Tv; t0 += width * kLanes)
+  // Component c of M = U V, for the first `count` images of the group.
+  void multiply(int64_t c, int64_t count, const float* V, float* M) const {
+    const int64_t F = block.n_filters, C = block.n_channels, T = count * Tv;
+    for (int64_t t0 = 0; t0 < T; t0 += width * kLanes)
       for (int64_t b = 0; b < split.blocks; ++b) {
         const int64_t f0 = b * split.size, fb = std::min<int64_t>(F - f0, split.size);
         float* m[kFilters];
-        for (int64_t f = 0; f < fb; ++f) m[f] = M + c * m_stride + (f0 + f) * Tv + t0;
-        const int64_t lanes = std::min<int64_t>(Tv - t0, width * kLanes);
+        for (int64_t f = 0; f < fb; ++f) m[f] = M + c * m_stride + (f0 + f) * G * Tv + t0;
+        const int64_t lanes = std::min<int64_t>(T - t0, width * kLanes);
         with_block(fb, lanes / kLanes, [&](auto nf, auto nv) {
           microkernel<decltype(nf)::value, decltype(nv)::value>(V + c * v_stride + t0, offsets.data(),
                                                                 U.data() + (c * F + f0) * C, C, nullptr,
@@ -228,17 +234,18 @@ struct Winograd {
     }
   }
 
-  // The y plane of the block's filter f from M: A^T M A, plus bias, (+ the residual in y), ReLU.
-  void transform_output(int64_t f, const float* M, float* y_n) const {
+  // The y plane of the block's filter f of image i of the group from M: A^T M A, plus bias, (+ the
+  // residual in y), ReLU.
+  void transform_output(int64_t f, int64_t i, const float* M, float* y_n) const {
     float* plane = y_n + block.filters[f] * g.Ho * g.Wo;
     const float bias = block.bias ? block.bias[f] : 0.0f;
     for (int64_t t0 = 0; t0 < Tv && t0 / TWp < TH; t0 += kLanes) {
-      vec s[4][2];  // M A: per row i, the two output columns
-      for (int64_t i = 0; i < 4; ++i) {
+      vec s[4][2];  // M A: per row r, the two output columns
+      for (int64_t r = 0; r < 4; ++r) {
         vec m[4];
-        for (int64_t k = 0; k < 4; ++k) m[k] = load(M + (i * 4 + k) * m_stride + f * Tv + t0);
-        s[i][0] = m[0] + m[1] + m[2];
-        s[i][1] = m[1] - m[2] - m[3];
+        for (int64_t k = 0; k < 4; ++k) m[k] = load(M + (r * 4 + k) * m_stride + (f * G + i) * Tv + t0);
+        s[r][0] = m[0] + m[1] + m[2];
+        s[r][1] = m[1] - m[2] - m[3];
       }
       // A^T (M A): output rows 2 ty and 2 ty + 1
       store_rows(plane, t0, 0, s[0][0] + s[1][0] + s[2][0], s[0][1] + s[1][1] + s[2][1], bias);
@@ -260,30 +267,37 @@ bool winograd_takes(const ConvGeometry& g, const DenseBlock& block) {
 
 void conv2d_winograd_forward(const ConvGeometry& g, const float* x, const DenseBlock& block,
                              const std::vector<PlaneFill>& fills, float* y) {
-  const Winograd w(g, block);
   const int64_t image_in = g.C * g.H * g.W, image_out = g.O * g.Ho * g.Wo;
   int threads = 1;
 #ifdef _OPENMP
   threads = omp_get_max_threads();
 #endif
-  if (g.N >= threads) {  // threads take whole images
+  if (g.N >= threads) {  // threads take groups of whole images
+    const int64_t group = std::max<int64_t>(1, std::min<int64_t>(4 * kLanes / tile_floats(g), g.N / threads));
+    const Winograd w(g, block, group);
 #pragma omp parallel
     {
       AlignedFloats V(w.v_floats()), M(w.m_floats() + kLanes, false), s(w.staged_floats());
 #pragma omp for schedule(dynamic, 1)
-      for (int64_t n = 0; n < g.N; ++n) {
-        float* y_n = y + n * image_out;
-        fill_planes(fills, g.Ho * g.Wo, y_n);
-        for (int64_t j = 0; j < block.n_channels; ++j)
-          w.transform_input(x + n * image_in + block.channels[j] * g.H * g.W, j, s.data(), V.data());
-        for (int64_t c = 0; c < kTile; ++c) w.multiply(c, V.data(), M.data());
-        for (int64_t f = 0; f < block.n_filters; ++f) w.transform_output(f, M.data(), y_n);
+      for (int64_t n0 = 0; n0 < g.N; n0 += group) {
+        const int64_t count = std::min(group, g.N - n0);
+        for (int64_t i = 0; i < count; ++i) {
+          fill_planes(fills, g.Ho * g.Wo, y + (n0 + i) * image_out);
+          for (int64_t j = 0; j < block.n_channels; ++j)
+            w.transform_input(x + (n0 + i) * image_in + block.channels[j] * g.H * g.W, j, i, s.data(),
+                              V.data());
+        }
+        for (int64_t c = 0; c < kTile; ++c) w.multiply(c, count, V.data(), M.data());
+        for (int64_t i = 0; i < count; ++i)
+          for (int64_t f = 0; f < block.n_filters; ++f)
+            w.transform_output(f, i, M.data(), y + (n0 + i) * image_out);
       }
     }
     return;
   }
   // Fewer images than threads (batch 1): threads split each image's channels, components and filters
   // (the same operations per output as above, so the same bits). Small layers stay on one thread.
+  const Winograd w(g, block, 1);
   AlignedFloats V(w.v_floats()), M(w.m_floats() + kLanes, false);
   const bool parallel = block.n_filters * block.n_channels * w.Tv * kTile >= (int64_t{1} << 18);
   for (int64_t n = 0; n < g.N; ++n) {
@@ -294,11 +308,11 @@ void conv2d_winograd_forward(const ConvGeometry& g, const float* x, const DenseB
       AlignedFloats s(w.staged_floats());
 #pragma omp for schedule(static)
       for (int64_t j = 0; j < block.n_channels; ++j)
-        w.transform_input(x + n * image_in + block.channels[j] * g.H * g.W, j, s.data(), V.data());
+        w.transform_input(x + n * image_in + block.channels[j] * g.H * g.W, j, 0, s.data(), V.data());
 #pragma omp for schedule(static)
-      for (int64_t c = 0; c < kTile; ++c) w.multiply(c, V.data(), M.data());
+      for (int64_t c = 0; c < kTile; ++c) w.multiply(c, 1, V.data(), M.data());
 #pragma omp for schedule(static)
-      for (int64_t f = 0; f < block.n_filters; ++f) w.transform_output(f, M.data(), y_n);
+      for (int64_t f = 0; f < block.n_filters; ++f) w.transform_output(f, 0, M.data(), y_n);
     }
   }
 }
