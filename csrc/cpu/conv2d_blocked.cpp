@@ -3,6 +3,8 @@
 // channels in the vector lanes (oneDNN's blocked formats) round every count up to a multiple of 8 or 16.
 // This file: the forward passes (dense blocks, and kernel-level masks one filter at a time); the layout and
 // microkernel are described in conv2d_blocked_plan.h, the weight gradient is in conv2d_blocked_backward.cpp.
+// Dense 3x3 stride-1 blocks whose buffers fit L2 go to Winograd F(2x2, 3x3) (conv2d_winograd.cpp), which
+// runs its GEMMs on the same microkernel.
 #include "cpu/conv2d_blocked.h"
 
 #include <algorithm>

@@ -1,6 +1,6 @@
-// Register-blocked direct convolution for a dense block of filters: the CPU forward kernel behind
-// fp_conv2d_forward and behind fp_masked_conv2d_forward when every kept filter reads the same input
-// channels (filter and channel masks, dense layers).
+// Register-blocked direct convolution for a dense block of filters (Winograd F(2x2, 3x3) for 3x3 stride-1
+// blocks that fit L2): the CPU forward kernel behind fp_conv2d_forward and behind fp_masked_conv2d_forward
+// when every kept filter reads the same input channels (filter and channel masks, dense layers).
 #ifndef FASTPRUNE_CPU_CONV2D_BLOCKED_H
 #define FASTPRUNE_CPU_CONV2D_BLOCKED_H
 

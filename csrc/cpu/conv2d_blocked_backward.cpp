@@ -86,6 +86,16 @@ void conv2d_blocked_backward_weight(const ConvGeometry& g, const float* x, const
   const int64_t k_blocks = (K + ks - 1) / ks;
   const int64_t items = f_blocks * k_blocks;
   const int64_t taps = g.kh * g.kw;
+  // grad_y (the same for every thread) is staged at the pitch with zeros in the discarded columns (pitched
+  // rows), and with zeros up to Qv, Q rounded up to whole vectors, so the microkernel has no partial vector;
+  // otherwise read in place.
+  const int64_t Qv = (plan.L.Q + kLanes - 1) / kLanes * kLanes;
+  const bool wide = plan.L.pitch != g.Wo || Qv != plan.L.Q;
+  const int64_t gy_image = wide ? block.n_filters * Qv : image_out;
+  const VectorGather stage_gy(wide ? Qv : 0, [&](int64_t q) {
+    const int64_t oy = q / plan.L.pitch, ox = q - oy * plan.L.pitch;
+    return q < plan.L.Q && ox < g.Wo ? oy * g.Wo + ox : -1;
+  });
   // Each thread owns a fixed range of items (tap blocks outer, so a range of input channels) and stages
   // only those channels, a few images at a time into its own buffer, right before its items read them
   // while they are in L2: no barrier, no shared staging.
@@ -108,16 +118,6 @@ void conv2d_blocked_backward_weight(const ConvGeometry& g, const float* x, const
       std::vector<int64_t> offsets(plan.offsets);  // relative to this thread's first staged channel
       for (int64_t& o : offsets) o -= j_lo * plan.L.channel;
       const int64_t per_image = (n_ch * plan.L.channel + plan.L.slack + kLanes - 1) / kLanes * kLanes;
-      // grad_y is staged at the pitch with zeros in the discarded columns (pitched rows), and with zeros
-      // up to Qv, Q rounded up to whole vectors, so the microkernel has no partial vector; otherwise read
-      // in place.
-      const int64_t Qv = (plan.L.Q + kLanes - 1) / kLanes * kLanes;
-      const bool wide = plan.L.pitch != g.Wo || Qv != plan.L.Q;
-      const int64_t gy_image = wide ? block.n_filters * Qv : image_out;
-      const VectorGather stage_gy(wide ? Qv : 0, [&](int64_t q) {
-        const int64_t oy = q / plan.L.pitch, ox = q - oy * plan.L.pitch;
-        return q < plan.L.Q && ox < g.Wo ? oy * g.Wo + ox : -1;
-      });
       // Images a microkernel call runs through: as many as keep the staging within ~512 KB (L2).
       const int64_t group = std::max<int64_t>(
           1, std::min<int64_t>(g.N, (int64_t{1} << 17) / (per_image + (wide ? gy_image : 0))));
