@@ -137,7 +137,10 @@ def test_cpu_filter_masks_on_a_wide_layer_either_route(kept: int) -> None:
     )
     mask = torch.zeros(32, dtype=torch.bool)
     mask[torch.randperm(32, generator=gen)[:kept]] = True
-    lists = ops.mask_lists(mask[:, None].expand(32, 128))
+    lists = ops.mask_lists(mask, 128)
+    expanded = ops.mask_lists(mask[:, None].expand(32, 128).clone(), 128)  # the same mask as (O, C)
+    for got, expected in zip(lists, expanded):
+        assert (got is None and expected is None) or torch.equal(got, expected)
     assert ops._dense_route(lists, w, 36) == (kept % 16 == 0)
     xg, wg, bg = (t.clone().requires_grad_() for t in (x, w, b))
     y = masked_conv2d(xg, wg, mask, bg, 1, 1, backend="cpu")

@@ -1,9 +1,9 @@
 """Compressed lists of a masked convolution's kept kernels, derived once per mask and cached.
 
-A bool mask (O, C) (True = kept) becomes row-major compressed rows (row_ptr, col: the kept channels of
-each filter, ascending), the packed kernels in that order, and for filter-uniform masks (each filter keeps
-all its channels or none) the kept and pruned filter indices. Used by the cpu, cuda and triton backends of
-fastprune.ops.masked_conv2d.
+A bool kernel mask (O, C) (True = kept; a filter mask (O,) counts as its broadcast) becomes row-major
+compressed rows (row_ptr, col: the kept channels of each filter, ascending), the packed kernels in that
+order, and for filter-uniform masks (each filter keeps all its channels or none) the kept and pruned
+filter indices. Used by the cpu, cuda and triton backends of fastprune.ops.masked_conv2d.
 """
 
 from __future__ import annotations
@@ -42,15 +42,17 @@ _LIST_CACHE: collections.OrderedDict = collections.OrderedDict()
 _LIST_CACHE_SIZE = 128
 
 
-def mask_lists(mask: torch.Tensor) -> MaskLists:
-    key = (mask.device, mask.data_ptr(), tuple(mask.shape), mask.stride())
+def mask_lists(mask: torch.Tensor, in_channels: int) -> MaskLists:
+    """The lists of a filter mask (O,) or a kernel mask (O, in_channels)."""
+    key = (mask.device, mask.data_ptr(), tuple(mask.shape), mask.stride(), in_channels)
     hit = _LIST_CACHE.get(key)
     if hit is not None and torch.equal(hit[0], mask):
         _LIST_CACHE.move_to_end(key)
         return hit[1]
-    row_ptr, col, filters = kept_lists(mask)
-    kept = mask.all(dim=1)
-    uniform = bool((kept | ~mask.any(dim=1)).all())
+    kernel_mask = mask[:, None].expand(-1, in_channels) if mask.dim() == 1 else mask
+    row_ptr, col, filters = kept_lists(kernel_mask)
+    kept = kernel_mask.all(dim=1)
+    uniform = bool((kept | ~kernel_mask.any(dim=1)).all())
     lists = MaskLists(
         row_ptr.cpu(),
         col.cpu(),
@@ -66,17 +68,19 @@ def mask_lists(mask: torch.Tensor) -> MaskLists:
 
 
 def packed_kernels(weight: torch.Tensor, lists: MaskLists) -> torch.Tensor:
-    """(nnz, kh, kw): the kept kernels in list order (a row gather for filter-uniform masks)."""
+    """The kept kernels, contiguous in list order: (kept filters, C, kh, kw) for a filter-uniform mask (a
+    row gather, and the weight of the kept filters as it is), else (nnz, kh, kw)."""
     if lists.kept is not None:
-        return weight.index_select(0, lists.kept).reshape(-1, *weight.shape[2:])
+        return weight.index_select(0, lists.kept)
     return weight[lists.filters, lists.channels].contiguous()
 
 
 def unpacked_kernels(grad_kernels: torch.Tensor, weight: torch.Tensor, lists: MaskLists) -> torch.Tensor:
-    """The (O, C, kh, kw) tensor holding grad_kernels (list order) at the kept kernels, 0 elsewhere."""
+    """The (O, C, kh, kw) tensor holding grad_kernels (shaped as packed_kernels gives) at the kept
+    kernels, 0 elsewhere."""
     out = weight.new_zeros(weight.shape)
     if lists.kept is not None:
-        return out.index_copy_(0, lists.kept, grad_kernels.view(lists.kept.numel(), *weight.shape[1:]))
+        return out.index_copy_(0, lists.kept, grad_kernels)
     out[lists.filters, lists.channels] = grad_kernels
     return out
 

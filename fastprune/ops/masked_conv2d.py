@@ -134,11 +134,12 @@ class _Prepared(NamedTuple):
 
     lists: MaskLists
     dense: bool  # oneDNN on the gathered filters (see _dense_route)
-    kernels: torch.Tensor  # the kept kernels in list order (nnz, kh, kw)
+    kernels: torch.Tensor  # the kept kernels, as packed_kernels gives them
 
 
 def _prepare(x, weight, mask, stride, padding, dilation, device) -> _Prepared:
-    lists = mask_lists(mask)
+    """mask: a filter mask (O,) or kernel mask (O, C)."""
+    lists = mask_lists(mask, weight.shape[1])
     ho, wo = output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
     dense = device == _DEVICE_CPU and _dense_route(lists, weight, ho * wo)
     return _Prepared(lists, dense, packed_kernels(weight, lists))
@@ -147,7 +148,6 @@ def _prepare(x, weight, mask, stride, padding, dilation, device) -> _Prepared:
 def _cpu_forward(x, weight, mask, bias, stride, padding, dilation, device=_DEVICE_CPU, prepared=None):
     lists, dense, kernels = prepared or _prepare(x, weight, mask, stride, padding, dilation, device)
     if dense:
-        kernels = kernels.view(-1, *weight.shape[1:])
         return _dense_filters_forward(x, weight, kernels, lists, bias, stride, padding, dilation)
     x = x.contiguous()
     bias = None if bias is None else bias.contiguous()
@@ -171,7 +171,6 @@ def _cpu_backward(
 ):
     lists, dense, kernels = prepared or _prepare(x, weight, mask, stride, padding, dilation, device)
     if dense:
-        kernels = kernels.view(-1, *weight.shape[1:])
         return _dense_filters_backward(grad_y, x, weight, kernels, lists, stride, padding, dilation, need)
     row_ptr, col = lists.row_ptr, lists.col
     shape = shape_fields(x, weight, stride, padding, dilation)
@@ -191,7 +190,7 @@ def _cpu_backward(
             address(grad_x),
         )
     if need[1]:
-        grad_kernels = weight.new_empty(col.shape[0], weight.shape[2], weight.shape[3])
+        grad_kernels = kernels.new_empty(kernels.shape)
         native().masked_conv2d(
             "backward_weight",
             shape,
@@ -400,7 +399,7 @@ _functorch_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor",
 
 
 def check_mask(mask: object, weight_shape: Sequence[int], device: torch.device) -> torch.Tensor:
-    """Checks a filter mask (O,) or kernel mask (O, C) for a weight (O, C, kh, kw); returns it as (O, C)."""
+    """Checks a filter mask (O,) or kernel mask (O, C) for a weight (O, C, kh, kw); returns it."""
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"mask: expected a bool tensor, got {type(mask).__name__}")
     if mask.dtype is not torch.bool:
@@ -413,7 +412,12 @@ def check_mask(mask: object, weight_shape: Sequence[int], device: torch.device) 
         )
     if mask.device != device:
         raise ValueError(f"mask: expected a tensor on {device} (the weight's device), got {mask.device}")
-    return mask[:, None].expand(out_ch, in_ch) if mask.dim() == 1 else mask
+    return mask
+
+
+def kernel_mask(mask: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """A checked mask as a kernel mask (O, in_channels): a filter mask (O,) broadcast, without a copy."""
+    return mask[:, None].expand(-1, in_channels) if mask.dim() == 1 else mask
 
 
 def masked_conv2d(
@@ -441,7 +445,7 @@ def masked_conv2d(
     for t, name in ((x, "x"), (weight, "weight")):
         if t.dtype not in (torch.float32, torch.float64):
             raise TypeError(f"{name}: expected float32 (or float64 on the torch backend), got {t.dtype}")
-    mask2d = check_mask(mask, weight.shape, weight.device)
+    mask = check_mask(mask, weight.shape, weight.device)
     requested = backend
     if x.dtype is torch.float64 and backend == "auto":
         requested = "torch"  # the only backend that computes in float64
@@ -458,6 +462,9 @@ def masked_conv2d(
             "masked_conv2d: torch.func transforms (grad, vmap, jacrev, ...) are not supported; "
             "differentiate with torch.autograd (loss.backward() or torch.autograd.grad)"
         )
-    if _plain_eager(x, weight, mask2d, bias):
-        return _EagerMaskedConv2d.apply(x, weight, mask2d, bias, stride_, padding_, dilation_, name)
-    return torch.ops.fastprune.masked_conv2d(x, weight, mask2d, bias, stride_, padding_, dilation_, name)
+    if _plain_eager(x, weight, mask, bias):
+        if name not in _C_ABI_DEVICES:  # the C ABI backends take a filter mask as it is (see _prepare)
+            mask = kernel_mask(mask, weight.shape[1])
+        return _EagerMaskedConv2d.apply(x, weight, mask, bias, stride_, padding_, dilation_, name)
+    mask = kernel_mask(mask, weight.shape[1])  # the registered op's schema: the (O, C) mask
+    return torch.ops.fastprune.masked_conv2d(x, weight, mask, bias, stride_, padding_, dilation_, name)
