@@ -145,7 +145,8 @@ def test_large_layer_matches_reference(batch: int) -> None:
 
 def _thread_outputs() -> list[torch.Tensor]:
     """Outputs of every parallel split: batch 1 large (tiles across threads), batch 1 small (one thread),
-    batch 3 (images across threads), the masked convolution's filter-uniform route at batch 1 and 3."""
+    batch 3 (images across threads), the masked convolution's filter-uniform route at batch 1 and 3 (and its
+    weight gradient)."""
     parts = []
     for batch in (1, 3):
         x, w, b = _large_inputs(batch)
@@ -156,6 +157,12 @@ def _thread_outputs() -> list[torch.Tensor]:
         parts.append(masked_conv2d(x, wide, keep, torch.cat([b, b]), 1, 1, backend="cpu"))
         channels = keep[:, None] & (torch.arange(16) % 3 != 0)[None, :]
         parts.append(masked_conv2d(x, wide, channels, None, 1, 1, backend="cpu"))
+        # the weight gradient of the filter-uniform route (Winograd: images in fixed groups)
+        wg = wide.clone().requires_grad_()
+        y = masked_conv2d(x, wg, keep, None, 1, 1, backend="cpu")
+        parts.append(
+            torch.autograd.grad(y, wg, torch.randn(y.shape, generator=torch.Generator().manual_seed(3)))[0]
+        )
     for case in CASES[2:5]:
         x, w, b = _inputs(case)
         parts.append(conv2d(x[:1], w, b, *case[6:], relu=True, backend="cpu"))

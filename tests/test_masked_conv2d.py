@@ -43,6 +43,12 @@ CASES = [
     (1, 2, 3, 150, 3, 3, 1, 1, 1),
     # 3x3 stride 1 with >= 8 kept filters: forward and input gradient by Winograd F(2x2, 3x3) (cpu)
     (2, 8, 9, 17, 20, 3, 1, 1, 1),
+    # ... and the weight gradient by Winograd too (>= 8 channels, >= 4 kept filters, small maps): no
+    # padding with partial tiles (5x3 outputs), padding 2, channel counts off whole vectors (9, 20, 33: the
+    # transposes' and GEMM's channel tails), 40 filters (several filter blocks of the GEMM)
+    (2, 20, 7, 5, 9, 3, 1, 0, 1),
+    (3, 9, 6, 11, 6, 3, 1, 2, 1),
+    (2, 33, 4, 4, 40, 3, 1, 1, 1),
     # >= 128 input channels, k > 1: filter masks take the cpu backend's dense sub-problem route
     (2, 128, 9, 9, 6, 3, 1, 1, 1),
     (2, 128, 10, 11, 5, 3, 2, 1, 2),
@@ -152,6 +158,28 @@ def test_cpu_filter_masks_on_a_wide_layer_either_route(kept: int) -> None:
     assert torch.all(wg.grad[~mask] == 0) and torch.equal(
         y.detach()[:, ~mask], b[~mask].view(1, -1, 1, 1).expand(3, -1, 6, 6)
     )
+
+
+def test_cpu_channel_mask_by_winograd() -> None:
+    """Every kept filter reads the same 10 of 24 channels: one dense block over a channel subset, whose
+    forward and weight gradient (3x3, stride 1, 8x8) run by Winograd through the block's channel list."""
+    gen = torch.Generator().manual_seed(5)
+    x, w, b = (
+        torch.randn(4, 24, 8, 8, generator=gen),
+        torch.randn(12, 24, 3, 3, generator=gen),
+        torch.randn(12, generator=gen),
+    )
+    channels = torch.zeros(24, dtype=torch.bool)
+    channels[torch.randperm(24, generator=gen)[:10]] = True
+    mask = (torch.arange(12) % 3 != 1)[:, None] & channels[None, :]  # 8 filters x 10 channels
+    xg, wg, bg = (t.clone().requires_grad_() for t in (x, w, b))
+    y = masked_conv2d(xg, wg, mask, bg, 1, 1, backend="cpu")
+    grad_y = torch.randn(y.shape, generator=gen)
+    y.backward(grad_y)
+    ref = _reference(x, w, mask, b, 1, 1, 1, grad_y)
+    for got, expected, what in zip((y, xg.grad, wg.grad, bg.grad), ref, ("y", "grad x", "grad w", "grad b")):
+        torch.testing.assert_close(got.detach().double(), expected, rtol=1e-5, atol=2e-5 * 16, msg=what)
+    assert torch.all(wg.grad[~mask] == 0)
 
 
 def test_empty_mask_without_bias_is_zero() -> None:

@@ -42,7 +42,8 @@ void conv2d_sparse_forward(const ConvGeometry& g, const float* x, const int32_t*
 // The weight gradient of the same block (weights, bias and relu unused):
 //     grad_weights[f][j][ky][kx] = sum_n sum_{oy,ox} grad_y[n][filters[f]][oy][ox] *
 //     x_pad[n][channels[j]][...]
-// (n_filters, n_channels, kh, kw) floats, overwritten.
+// (n_filters, n_channels, kh, kw) floats, overwritten. 3x3 stride-1 blocks of small maps by Winograd
+// F(2x2, 3x3) (conv2d_winograd_backward.cpp).
 void conv2d_blocked_backward_weight(const ConvGeometry& g, const float* x, const float* grad_y,
                                     const DenseBlock& block, float* grad_weights);
 

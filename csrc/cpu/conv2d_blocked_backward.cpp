@@ -3,7 +3,8 @@
 //     acc[f][k] += grad_y[n][f][q .. q + 16) * S_n[off_k + q .. + 16)     (images in order, q ascending)
 // (grad_y staged at the pitch, zero in discarded columns), kept in memory across images and summed across
 // lanes at the end. Threads split (filter, tap) blocks, so each sum has one fixed order whatever the
-// thread count.
+// thread count. 3x3 stride-1 blocks whose per-image transforms fit L2 take Winograd F(2x2, 3x3) instead
+// (conv2d_winograd_backward.cpp).
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -69,6 +70,10 @@ __attribute__((noinline)) void weight_microkernel(const float* const* gy, int64_
 
 void conv2d_blocked_backward_weight(const ConvGeometry& g, const float* x, const float* grad_y,
                                     const DenseBlock& block, float* grad_weights) {
+  if (g.N > 0 && winograd_backward_takes(g, block)) {  // 3x3 stride-1 blocks of small maps
+    conv2d_winograd_backward_weight(g, x, grad_y, block, grad_weights);
+    return;
+  }
   // Shifted staging (no discarded columns, grad_y read in place) while an image's staging stays within
   // 128 KB, so that a call still runs several images out of L2: ResNet-56 stage 3 (64 channels at 8 x 8,
   // 61 KB shifted) 1.00 -> 0.85 ms; pitched rows beyond: ResNet-50 layer3 (256 channels at 14 x 14, 688 KB

@@ -3,9 +3,8 @@
 // masked_conv2d_backward.cpp). Each 2x2 output tile costs 16 multiply-adds per (filter, channel) instead of
 // 36: with U = G g G^T (4x4, per filter and channel) and V = B^T d B (4x4, per channel and tile, d the
 // tile's 4x4 input patch),
-//     Y = A^T [ sum_j U[f][j] (.) V[j] ] A        (2x2 outputs of filter f, (.) elementwise)
-//     B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
-//     A^T = [1 1 1 0; 0 1 -1 -1].
+//     Y = A^T [ sum_j U[f][j] (.) V[j] ] A        (2x2 outputs of filter f, (.) elementwise;
+//                                                  B, G, A: winograd_transforms.h)
 // Per image: the input transform writes V[c][j][t] (component c = 4 i + k of the 4x4, channel j, tile t =
 // ty * TWp + tx, all tiles of the image in a row), the sum over channels is 16 small GEMMs
 //     M[c][f][t] = sum_j U[c][f][j] V[c][j][t]
@@ -22,6 +21,7 @@
 #include "cpu/conv2d_blocked.h"
 #include "cpu/conv2d_blocked_plan.h"
 #include "cpu/vector_gather.h"
+#include "cpu/winograd_transforms.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -139,21 +139,6 @@ struct Winograd {
     return static_cast<size_t>((by_rows ? 2 * rows * half : kTile * Tv) + kLanes);
   }
 
-  // B^T d B of 16 tiles: d[r][c] holds the patches' float (r, c); v_k(i) receives component 4 i + k.
-  template <class Store>
-  static void transform_tiles(const vec (&d)[4][4], Store&& store) {
-    vec w[4][4];  // B^T d: rows combined
-    for (int64_t c = 0; c < 4; ++c)
-      w[0][c] = d[0][c] - d[2][c], w[1][c] = d[1][c] + d[2][c], w[2][c] = d[2][c] - d[1][c],
-      w[3][c] = d[1][c] - d[3][c];
-    for (int64_t i = 0; i < 4; ++i) {  // (B^T d) B: columns combined
-      store(4 * i + 0, w[i][0] - w[i][2]);
-      store(4 * i + 1, w[i][1] + w[i][2]);
-      store(4 * i + 2, w[i][2] - w[i][1]);
-      store(4 * i + 3, w[i][1] - w[i][3]);
-    }
-  }
-
   // V[.][j][.] of image i of the group from input channel xc (H x W), via its staging `s`.
   void transform_input(const float* xc, int64_t j, int64_t i, float* s, float* V) const {
     stage(xc, s);
@@ -166,7 +151,7 @@ struct Winograd {
         vec d[4][4];
         for (int64_t r = 0; r < 4; ++r)
           for (int64_t c = 0; c < 4; ++c) d[r][c] = load(s + (r * 4 + c) * Tv + t);
-        transform_tiles(d, at(t));
+        input_transform(d, at(t));
       }
       return;
     }
@@ -181,7 +166,7 @@ struct Winograd {
           d[r][0] = load(even + row), d[r][1] = load(odd + row), d[r][2] = load(even + row + 1),
           d[r][3] = load(odd + row + 1);
         }
-        transform_tiles(d, at(ty * TWp + k0));
+        input_transform(d, at(ty * TWp + k0));
       }
   }
 
