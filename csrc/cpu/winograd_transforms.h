@@ -46,6 +46,25 @@ inline void output_gradient_transform(const vec (&dy)[2][2], Store&& store) {
   }
 }
 
+// U = G g G^T, the 4x4 u (component c at u[c]) from the 3x3 g (row-major).
+inline void weight_transform(const float* g, float* u) {
+  float gg[4][3];  // G g
+  for (int64_t col = 0; col < 3; ++col) {
+    const float a = g[col], m = g[3 + col], c = g[6 + col];
+    gg[0][col] = a;
+    gg[1][col] = 0.5f * (a + m + c);
+    gg[2][col] = 0.5f * (a - m + c);
+    gg[3][col] = c;
+  }
+  for (int64_t i = 0; i < 4; ++i) {  // (G g) G^T
+    const float a = gg[i][0], m = gg[i][1], c = gg[i][2];
+    u[4 * i] = a;
+    u[4 * i + 1] = 0.5f * (a + m + c);
+    u[4 * i + 2] = 0.5f * (a - m + c);
+    u[4 * i + 3] = c;
+  }
+}
+
 // dg = G^T u G, the 3x3 out from the 4x4 u (component c at u[c * step]).
 inline void weight_gradient_transform(const float* u, int64_t step, float* out) {
   float h[4][3];  // u G
