@@ -5,8 +5,9 @@
 // (2-core Zen 4), a tenth of the forward. With AVX-512 each vector of 16 outputs is two masked loads of the
 // 32-float window its sources lie in and one vpermt2ps, ~1 us for the same image; sources up to 64 floats
 // apart (the Winograd tiles of several rows, conv2d_winograd.cpp) take four loads, two vpermt2ps and a
-// blend. Vectors whose sources spread wider (and every vector without AVX-512) read each source by its
-// index.
+// blend; vectors reading consecutive sources (a row cut by padding, most of a stride-1 staging) one masked
+// load (kernel-level 90% forward on ResNet-56, in-process A/B: 1.4-4% faster). Vectors whose sources
+// spread wider (and every vector without AVX-512) read each source by its index.
 #ifndef FASTPRUNE_CPU_VECTOR_GATHER_H
 #define FASTPRUNE_CPU_VECTOR_GATHER_H
 
@@ -43,6 +44,14 @@ class VectorGather {
 #else
       const bool window = false;
 #endif
+      // Contiguous: every lane read takes the source float `base + lane` (a row, maybe cut by padding).
+      int64_t shift = INT64_MIN;
+      bool contiguous = window && hi >= 0;
+      for (int64_t l = 0; l < kLanes && contiguous; ++l)
+        if (lane[l] >= 0) {
+          if (shift == INT64_MIN) shift = lane[l] - l;
+          contiguous = lane[l] - l == shift;
+        }
       if (window) {
         s.base = hi < 0 ? 0 : lo;
         for (int64_t l = 0; l < kLanes; ++l)
@@ -52,6 +61,7 @@ class VectorGather {
             s.upper |= static_cast<uint16_t>(lane[l] - lo >= 2 * kLanes ? 1u << l : 0u);
             s.loads |= uint64_t{1} << (lane[l] - lo);
           }
+        if (contiguous) s.base = shift, s.contiguous = true;
       } else {
         s.scattered = static_cast<int64_t>(scattered_.size());
         scattered_.insert(scattered_.end(), lane, lane + kLanes);
@@ -76,6 +86,17 @@ class VectorGather {
         continue;
       }
 #ifdef __AVX512F__
+      if (s.contiguous) {  // one masked load (lanes not read are neither touched nor kept: zero)
+        // base may lie before src (a row's leading padding lanes): the address is formed as an integer
+        const auto* row = reinterpret_cast<const float*>(reinterpret_cast<std::uintptr_t>(src) +
+                                                         s.base * static_cast<int64_t>(sizeof(float)));
+        const __m512 r = _mm512_maskz_loadu_ps(static_cast<__mmask16>(s.lanes), row);
+        if (count == kLanes)
+          _mm512_storeu_ps(o, r);
+        else
+          _mm512_mask_storeu_ps(o, static_cast<__mmask16>((1u << count) - 1), r);
+        continue;
+      }
       const float* w = src + s.base;  // masked loads: floats outside the lanes used are never touched
       const __m512 a = _mm512_maskz_loadu_ps(static_cast<__mmask16>(s.loads), w);
       const __m512 b = _mm512_maskz_loadu_ps(static_cast<__mmask16>(s.loads >> 16), w + kLanes);
@@ -97,12 +118,13 @@ class VectorGather {
 
  private:
   struct Step {
-    int64_t base;         // window start in src
+    int64_t base;         // window start in src (contiguous: the source of lane 0, maybe before src)
     int64_t scattered;    // >= 0: the vector's 16 indices start at scattered_[scattered]
     uint64_t loads;       // window floats read (bit i: base + i)
     uint16_t lanes;       // output lanes read from the window (the others are zero)
     uint16_t upper;       // lanes whose float lies in the window's upper 32
     uint8_t idx[kLanes];  // each lane's float in the window
+    bool contiguous;      // lane l reads src[base + l]: one masked load
   };
   int64_t n_;
   bool identity_;
