@@ -128,6 +128,20 @@ def test_cuda_opcheck() -> None:
     test_opcheck("cuda")
 
 
+def _check_cpu_padded_call(x, w, mask, b, gen, atol: float) -> torch.Tensor:
+    """masked_conv2d on the cpu backend (stride 1, padding 1) and its gradients against the float64
+    reference; masked weights get exactly zero gradient. Returns the output."""
+    xg, wg, bg = (t.clone().requires_grad_() for t in (x, w, b))
+    y = masked_conv2d(xg, wg, mask, bg, 1, 1, backend="cpu")
+    grad_y = torch.randn(y.shape, generator=gen)
+    y.backward(grad_y)
+    ref = _reference(x, w, mask, b, 1, 1, 1, grad_y)
+    for got, expected, what in zip((y, xg.grad, wg.grad, bg.grad), ref, ("y", "grad x", "grad w", "grad b")):
+        torch.testing.assert_close(got.detach().double(), expected, rtol=1e-5, atol=atol, msg=what)
+    assert torch.all(wg.grad[~mask] == 0)
+    return y.detach()
+
+
 @pytest.mark.parametrize("kept", [16, 13, 0])
 def test_cpu_filter_masks_on_a_wide_layer_either_route(kept: int) -> None:
     """128 channels at 6x6: 16 kept filters of 32 (and none) go to oneDNN on the gathered filters, 13 to the
@@ -148,16 +162,8 @@ def test_cpu_filter_masks_on_a_wide_layer_either_route(kept: int) -> None:
     for got, expected in zip(lists, expanded):
         assert (got is None and expected is None) or torch.equal(got, expected)
     assert ops._dense_route(lists, w, 36) == (kept % 16 == 0)
-    xg, wg, bg = (t.clone().requires_grad_() for t in (x, w, b))
-    y = masked_conv2d(xg, wg, mask, bg, 1, 1, backend="cpu")
-    grad_y = torch.randn(y.shape, generator=gen)
-    y.backward(grad_y)
-    ref = _reference(x, w, mask, b, 1, 1, 1, grad_y)
-    for got, expected, what in zip((y, xg.grad, wg.grad, bg.grad), ref, ("y", "grad x", "grad w", "grad b")):
-        torch.testing.assert_close(got.detach().double(), expected, rtol=1e-5, atol=2e-5 * 34, msg=what)
-    assert torch.all(wg.grad[~mask] == 0) and torch.equal(
-        y.detach()[:, ~mask], b[~mask].view(1, -1, 1, 1).expand(3, -1, 6, 6)
-    )
+    y = _check_cpu_padded_call(x, w, mask, b, gen, atol=2e-5 * 34)
+    assert torch.equal(y[:, ~mask], b[~mask].view(1, -1, 1, 1).expand(3, -1, 6, 6))
 
 
 def test_cpu_channel_mask_by_winograd() -> None:
@@ -172,14 +178,7 @@ def test_cpu_channel_mask_by_winograd() -> None:
     channels = torch.zeros(24, dtype=torch.bool)
     channels[torch.randperm(24, generator=gen)[:10]] = True
     mask = (torch.arange(12) % 3 != 1)[:, None] & channels[None, :]  # 8 filters x 10 channels
-    xg, wg, bg = (t.clone().requires_grad_() for t in (x, w, b))
-    y = masked_conv2d(xg, wg, mask, bg, 1, 1, backend="cpu")
-    grad_y = torch.randn(y.shape, generator=gen)
-    y.backward(grad_y)
-    ref = _reference(x, w, mask, b, 1, 1, 1, grad_y)
-    for got, expected, what in zip((y, xg.grad, wg.grad, bg.grad), ref, ("y", "grad x", "grad w", "grad b")):
-        torch.testing.assert_close(got.detach().double(), expected, rtol=1e-5, atol=2e-5 * 16, msg=what)
-    assert torch.all(wg.grad[~mask] == 0)
+    _check_cpu_padded_call(x, w, mask, b, gen, atol=2e-5 * 16)
 
 
 def test_empty_mask_without_bias_is_zero() -> None:
