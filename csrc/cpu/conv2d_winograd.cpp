@@ -102,7 +102,7 @@ struct Winograd {
   }
 
   // U[.][f][.] of filter f of the block: G g G^T of each of its kernels. Threads split the filters at the
-  // start of the pass (serial, the transforms took ~12% of the GEMMs' time on ResNet-56 stage 3).
+  // start of the pass (done serially, the transforms took ~12% of the GEMMs' time on ResNet-56 stage 3).
   void transform_weights(int64_t f) {
     const int64_t F = block.n_filters, C = block.n_channels;
     for (int64_t j = 0; j < C; ++j) {

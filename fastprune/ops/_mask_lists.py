@@ -42,6 +42,11 @@ _LIST_CACHE: collections.OrderedDict = collections.OrderedDict()
 _LIST_CACHE_SIZE = 128
 
 
+def kernel_mask(mask: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """A mask as a kernel mask (O, in_channels): a filter mask (O,) broadcast, without a copy."""
+    return mask[:, None].expand(-1, in_channels) if mask.dim() == 1 else mask
+
+
 def mask_lists(mask: torch.Tensor, in_channels: int) -> MaskLists:
     """The lists of a filter mask (O,) or a kernel mask (O, in_channels)."""
     key = (mask.device, mask.data_ptr(), tuple(mask.shape), mask.stride(), in_channels)
@@ -49,10 +54,10 @@ def mask_lists(mask: torch.Tensor, in_channels: int) -> MaskLists:
     if hit is not None and torch.equal(hit[0], mask):
         _LIST_CACHE.move_to_end(key)
         return hit[1]
-    kernel_mask = mask[:, None].expand(-1, in_channels) if mask.dim() == 1 else mask
-    row_ptr, col, filters = kept_lists(kernel_mask)
-    kept = kernel_mask.all(dim=1)
-    uniform = bool((kept | ~kernel_mask.any(dim=1)).all())
+    kernels = kernel_mask(mask, in_channels)
+    row_ptr, col, filters = kept_lists(kernels)
+    kept = kernels.all(dim=1)
+    uniform = bool((kept | ~kernels.any(dim=1)).all())
     lists = MaskLists(
         row_ptr.cpu(),
         col.cpu(),

@@ -37,6 +37,7 @@ from fastprune.ops._library import LIBRARY, register
 from fastprune.ops._mask_lists import (
     MaskLists,
     kept_lists,
+    kernel_mask,
     mask_lists,
     packed_kernels,
     transposed_lists,
@@ -413,11 +414,6 @@ def check_mask(mask: object, weight_shape: Sequence[int], device: torch.device) 
     if mask.device != device:
         raise ValueError(f"mask: expected a tensor on {device} (the weight's device), got {mask.device}")
     return mask
-
-
-def kernel_mask(mask: torch.Tensor, in_channels: int) -> torch.Tensor:
-    """A checked mask as a kernel mask (O, in_channels): a filter mask (O,) broadcast, without a copy."""
-    return mask[:, None].expand(-1, in_channels) if mask.dim() == 1 else mask
 
 
 def masked_conv2d(
