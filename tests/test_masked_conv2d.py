@@ -146,9 +146,9 @@ def _check_cpu_padded_call(x, w, mask, b, gen, atol: float) -> torch.Tensor:
 def test_cpu_filter_masks_on_a_wide_layer_either_route(kept: int) -> None:
     """128 channels at 6x6: 16 kept filters of 32 (and none) go to oneDNN on the gathered filters, 13 to the
     blocked kernel (oneDNN would round them up to 16 slots); every route matches the reference."""
-    import importlib
+    from fastprune.ops._mask_lists import mask_lists
+    from fastprune.ops._masked_conv2d_native import dense_route
 
-    ops = importlib.import_module("fastprune.ops.masked_conv2d")
     gen = torch.Generator().manual_seed(kept)
     x, w, b = (
         torch.randn(3, 128, 6, 6, generator=gen),
@@ -157,11 +157,11 @@ def test_cpu_filter_masks_on_a_wide_layer_either_route(kept: int) -> None:
     )
     mask = torch.zeros(32, dtype=torch.bool)
     mask[torch.randperm(32, generator=gen)[:kept]] = True
-    lists = ops.mask_lists(mask, 128)
-    expanded = ops.mask_lists(mask[:, None].expand(32, 128).clone(), 128)  # the same mask as (O, C)
+    lists = mask_lists(mask, 128)
+    expanded = mask_lists(mask[:, None].expand(32, 128).clone(), 128)  # the same mask as (O, C)
     for got, expected in zip(lists, expanded):
         assert (got is None and expected is None) or torch.equal(got, expected)
-    assert ops._dense_route(lists, w, 36) == (kept % 16 == 0)
+    assert dense_route(lists, w, 36) == (kept % 16 == 0)
     y = _check_cpu_padded_call(x, w, mask, b, gen, atol=2e-5 * 34)
     assert torch.equal(y[:, ~mask], b[~mask].view(1, -1, 1, 1).expand(3, -1, 6, 6))
 

@@ -7,7 +7,8 @@ kernels only; dL/dW on kept entries and exactly 0 on masked ones; dL/db = sum of
 
 Backends: "torch" (F.conv2d on W * M and torch.nn.grad; any device, float32 or float64, the oracle),
 "cpu" (fastprune's C++ kernels through the C ABI, float32: direct convolution over compressed lists of
-the kept kernels, work proportional to their number; see csrc/cpu/masked_conv2d.cpp) and "triton" (the
+the kept kernels, work proportional to their number; see fastprune/ops/_masked_conv2d_native.py and
+csrc/cpu/masked_conv2d.cpp) and "triton" (the
 same direct convolution over the same lists, float32, on CUDA tensors or interpreted on CPU tensors under
 TRITON_INTERPRET=1; see triton_kernels/masked_conv2d.py) and "cuda" (the same again in CUDA C++ through
 the C ABI, float32, CUDA tensors; see csrc/cuda/masked_conv2d.cu).
@@ -17,38 +18,25 @@ and autograd, on the (O, C) mask.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from fastprune._native import native
 from fastprune.backends import select_backend
-from fastprune.ops._conv_args import (
-    IntPair,
-    address,
-    check_conv_args,
-    empty_output,
-    output_size,
-    shape_fields,
-)
+from fastprune.ops._conv_args import IntPair, check_conv_args, empty_output
 from fastprune.ops._library import LIBRARY, register
-from fastprune.ops._mask_lists import (
-    MaskLists,
-    kept_lists,
-    kernel_mask,
-    mask_lists,
-    packed_kernels,
-    transposed_lists,
-    unpacked_kernels,
+from fastprune.ops._mask_lists import kept_lists, kernel_mask, transposed_lists
+from fastprune.ops._masked_conv2d_native import (
+    DEVICE_CPU,
+    DEVICE_CUDA,
+    cpu_backward,
+    cpu_forward,
+    cuda_backward,
+    cuda_forward,
+    prepare,
 )
-
-_DEVICE_CPU = 0  # fp_device
-_DEVICE_CUDA = 1
-
-
-# ---- torch backend: the reference --------------------------------------------------------------------
 
 
 def _float_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -69,153 +57,6 @@ def _torch_backward(grad_y, x, weight, mask, stride, padding, dilation, need):
         # where(), not a product: a masked entry is exactly 0 even when the dense gradient is inf/NaN.
         grad_w = torch.where(mask[:, :, None, None], full, torch.zeros((), dtype=full.dtype))
     return grad_x, grad_w
-
-
-# ---- cpu backend: the C ABI --------------------------------------------------------------------------
-
-
-# A filter-level mask (each filter keeps all its kernels or none) leaves a dense sub-problem: the kept
-# filters against every input channel. The C++ kernels run it register-blocked over filters (see
-# csrc/cpu/conv2d_blocked.cpp; 3x3 stride-1 layers by Winograd F(2x2, 3x3) where their per-image buffers
-# fit L2, csrc/cpu/conv2d_winograd.cpp), vectorised over output positions, so 19 kept filters cost 19;
-# oneDNN vectorises over channels, 16 at a time, so 19 cost 32. Measured (2-core Zen 4, fwd+bwd, batch
-# 64/16, interleaved with the dense conv): on ResNet-50 layer2/3 (128/256 channels at 28x28/14x14, too
-# large for the Winograd buffers) oneDNN on the gathered filters is faster when the kept count fills its
-# blocks (50% pruning: 1.80 vs 1.66x on layer2, 1.84 vs 1.15x on layer3), the blocked kernel when rounding
-# up idles more (70% of 64 filters, 19 kept: 1.76 vs 1.4x); on ResNet-56 stage 3 (64 channels at 8x8) the
-# C++ kernels with Winograd match it at 50 and 70% and beat it at 30% (1.22-1.25 vs 1.10x). So the cpu
-# backend hands oneDNN k x k convs (k > 1) with at least DENSE_MIN_CHANNELS inputs, fewer than
-# DENSE_MAX_POSITIONS output positions and at most 1/8 of oneDNN's filter slots idle; everything else takes
-# the C++ kernels.
-DENSE_MIN_CHANNELS = 128
-DENSE_MAX_POSITIONS = 1024
-
-
-def _dense_route(lists: MaskLists, weight: torch.Tensor, out_positions: int) -> bool:
-    """Whether oneDNN on the gathered filters is the faster route (see above)."""
-    if lists.kept is None:
-        return False
-    kept = lists.kept.numel()
-    slots = -(-kept // 16) * 16  # oneDNN's filter blocks
-    return (
-        weight.shape[1] >= DENSE_MIN_CHANNELS
-        and weight.shape[2] * weight.shape[3] > 1
-        and out_positions < DENSE_MAX_POSITIONS
-        and 8 * slots <= 9 * kept
-    )
-
-
-def _dense_filters_forward(x, weight, kernels, lists, bias, stride, padding, dilation):
-    """kernels: the kept filters' weights (kept, C, kh, kw)."""
-    y = empty_output(x, weight, stride, padding, dilation)
-    if lists.kept.numel():
-        y.index_copy_(1, lists.kept, F.conv2d(x, kernels, None, stride, padding, dilation))
-    if lists.pruned.numel():
-        y.index_fill_(1, lists.pruned, 0.0)
-    return y if bias is None else y.add_(bias.view(1, -1, 1, 1))
-
-
-def _dense_filters_backward(grad_y, x, weight, kernels, lists, stride, padding, dilation, need):
-    kept = lists.kept
-    grad_w = weight.new_zeros(weight.shape) if need[1] else None
-    if not kept.numel():
-        return (x.new_zeros(x.shape) if need[0] else None), grad_w
-    grad_x, gw, _ = torch.ops.aten.convolution_backward(
-        grad_y.index_select(1, kept), x, kernels, None, list(stride), list(padding), list(dilation), False,
-        [0, 0], 1, [bool(need[0]), bool(need[1]), False],
-    )  # fmt: skip
-    if need[1]:
-        grad_w.index_copy_(0, kept, gw)
-    return (grad_x if need[0] else None), grad_w
-
-
-class _Prepared(NamedTuple):
-    """What the C ABI backends derive from a weight and mask: an eager call derives it once for its
-    forward and backward (see _EagerMaskedConv2d), the registered op at each pass."""
-
-    lists: MaskLists
-    dense: bool  # oneDNN on the gathered filters (see _dense_route)
-    kernels: torch.Tensor  # the kept kernels, as packed_kernels gives them
-
-
-def _prepare(x, weight, mask, stride, padding, dilation, device) -> _Prepared:
-    """mask: a filter mask (O,) or kernel mask (O, C)."""
-    lists = mask_lists(mask, weight.shape[1])
-    ho, wo = output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
-    dense = device == _DEVICE_CPU and _dense_route(lists, weight, ho * wo)
-    return _Prepared(lists, dense, packed_kernels(weight, lists))
-
-
-def _cpu_forward(x, weight, mask, bias, stride, padding, dilation, device=_DEVICE_CPU, prepared=None):
-    lists, dense, kernels = prepared or _prepare(x, weight, mask, stride, padding, dilation, device)
-    if dense:
-        return _dense_filters_forward(x, weight, kernels, lists, bias, stride, padding, dilation)
-    x = x.contiguous()
-    bias = None if bias is None else bias.contiguous()
-    y = empty_output(x, weight, stride, padding, dilation)
-    native().masked_conv2d(
-        "forward",
-        shape_fields(x, weight, stride, padding, dilation),
-        address(x),
-        address(bias),
-        lists.row_ptr.data_ptr(),
-        address(lists.col),
-        address(kernels),
-        device,
-        address(y),
-    )
-    return y
-
-
-def _cpu_backward(
-    grad_y, x, weight, mask, stride, padding, dilation, need, device=_DEVICE_CPU, prepared=None
-):
-    lists, dense, kernels = prepared or _prepare(x, weight, mask, stride, padding, dilation, device)
-    if dense:
-        return _dense_filters_backward(grad_y, x, weight, kernels, lists, stride, padding, dilation, need)
-    row_ptr, col = lists.row_ptr, lists.col
-    shape = shape_fields(x, weight, stride, padding, dilation)
-    grad_y = grad_y.contiguous()
-    grad_x = grad_w = None
-    if need[0]:
-        grad_x = x.new_empty(x.shape)
-        native().masked_conv2d(
-            "backward_input",
-            shape,
-            address(grad_y),
-            0,
-            row_ptr.data_ptr(),
-            address(col),
-            address(kernels),
-            device,
-            address(grad_x),
-        )
-    if need[1]:
-        grad_kernels = kernels.new_empty(kernels.shape)
-        native().masked_conv2d(
-            "backward_weight",
-            shape,
-            address(x.contiguous()),
-            address(grad_y),
-            row_ptr.data_ptr(),
-            address(col),
-            0,
-            device,
-            address(grad_kernels),
-        )
-        grad_w = unpacked_kernels(grad_kernels, weight, lists)
-    return grad_x, grad_w
-
-
-# ---- cuda backend: the same C ABI entry points with FP_DEVICE_CUDA (csrc/cuda/masked_conv2d.cu) ----------
-
-
-def _cuda_forward(x, weight, mask, bias, stride, padding, dilation):
-    return _cpu_forward(x, weight, mask, bias, stride, padding, dilation, device=_DEVICE_CUDA)
-
-
-def _cuda_backward(grad_y, x, weight, mask, stride, padding, dilation, need):
-    return _cpu_backward(grad_y, x, weight, mask, stride, padding, dilation, need, device=_DEVICE_CUDA)
 
 
 # ---- triton backend -----------------------------------------------------------------------------------
@@ -256,10 +97,10 @@ def _triton_backward(grad_y, x, weight, mask, stride, padding, dilation, need):
 
 # ---- registration -------------------------------------------------------------------------------------
 
-_FORWARD = {"cpu": _cpu_forward, "cuda": _cuda_forward, "triton": _triton_forward, "torch": _torch_forward}
+_FORWARD = {"cpu": cpu_forward, "cuda": cuda_forward, "triton": _triton_forward, "torch": _torch_forward}
 _BACKWARD = {
-    "cpu": _cpu_backward,
-    "cuda": _cuda_backward,
+    "cpu": cpu_backward,
+    "cuda": cuda_backward,
     "triton": _triton_backward,
     "torch": _torch_backward,
 }
@@ -360,7 +201,7 @@ def _plain_eager(*tensors: Optional[torch.Tensor]) -> bool:
     )
 
 
-_C_ABI_DEVICES = {"cpu": _DEVICE_CPU, "cuda": _DEVICE_CUDA}
+_C_ABI_DEVICES = {"cpu": DEVICE_CPU, "cuda": DEVICE_CUDA}
 
 
 class _EagerMaskedConv2d(torch.autograd.Function):
@@ -374,8 +215,8 @@ class _EagerMaskedConv2d(torch.autograd.Function):
         if device is None:
             ctx.prepared = None
             return _forward(x, weight, mask, bias, stride, padding, dilation, backend)
-        ctx.prepared = _prepare(x, weight, mask, stride, padding, dilation, device)
-        return _cpu_forward(x, weight, mask, bias, stride, padding, dilation, device, ctx.prepared)
+        ctx.prepared = prepare(x, weight, mask, stride, padding, dilation, device)
+        return cpu_forward(x, weight, mask, bias, stride, padding, dilation, device, ctx.prepared)
 
     @staticmethod
     @once_differentiable  # as the registered backward op: no second derivatives, a clear error instead
@@ -384,7 +225,7 @@ class _EagerMaskedConv2d(torch.autograd.Function):
             if ctx.prepared is None:
                 return _BACKWARD[backend](grad_y, x, weight, mask, stride, padding, dilation, need)
             device = _C_ABI_DEVICES[backend]
-            return _cpu_backward(
+            return cpu_backward(
                 grad_y, x, weight, mask, stride, padding, dilation, need, device, ctx.prepared
             )
 
@@ -459,7 +300,7 @@ def masked_conv2d(
             "differentiate with torch.autograd (loss.backward() or torch.autograd.grad)"
         )
     if _plain_eager(x, weight, mask, bias):
-        if name not in _C_ABI_DEVICES:  # the C ABI backends take a filter mask as it is (see _prepare)
+        if name not in _C_ABI_DEVICES:  # the C ABI backends take a filter mask as it is (see prepare)
             mask = kernel_mask(mask, weight.shape[1])
         return _EagerMaskedConv2d.apply(x, weight, mask, bias, stride_, padding_, dilation_, name)
     mask = kernel_mask(mask, weight.shape[1])  # the registered op's schema: the (O, C) mask
