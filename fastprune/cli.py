@@ -53,7 +53,13 @@ def bench(args: argparse.Namespace) -> int:
         importlib.import_module("fastprune.benchmarks.compaction").run(args.out, args.networks)
         return 0
     if args.suite == "conv":
-        importlib.import_module("fastprune.benchmarks.masked_conv").run(args.out)
+        from fastprune.backends import BackendError
+
+        try:
+            importlib.import_module("fastprune.benchmarks.masked_conv").run(args.out, backend=args.backend)
+        except BackendError as exc:  # a backend this machine cannot time (or no such backend): say why
+            print(f"fastprune bench conv: error: {exc}", file=sys.stderr)
+            return 2
         return 0
     if args.suite == "spectral":
         from fastprune.benchmarks import spectral
@@ -82,7 +88,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     bench_parser.add_argument(
         "--networks", nargs="+", default=["resnet56", "resnet50"], choices=["resnet56", "resnet50"]
     )
-    bench_parser.add_argument("--backend", default="cpu", help="fastprune backend to time (default cpu)")
+    bench_parser.add_argument(
+        "--backend",
+        default="cpu",
+        help="fastprune backend to time (default cpu; conv: cuda or triton time a GPU against cuDNN)",
+    )
     bench_parser.add_argument("--no-scipy", action="store_true", help="skip the (slow) SciPy baseline")
     bench_parser.add_argument(
         "--out", type=Path, default=None, help="append rows to OUT/scoring.csv (make bench: bench/results)"

@@ -1,4 +1,6 @@
-"""masked_conv2d (cpu backend) against dense F.conv2d (oneDNN) on ResNet-56 and ResNet-50 layer shapes.
+"""masked_conv2d against the dense F.conv2d on ResNet-56 and ResNet-50 layer shapes: the cpu backend
+against oneDNN (default), or the cuda / triton backend on a GPU against cuDNN (`--backend cuda|triton`;
+cuDNN autotuned, torch.backends.cudnn.benchmark, and every call synchronised).
 
 For each layer and mask (filter sparsity 30/50/70 %, kernel sparsity 50/80/90/95 %: random masks with
 exactly that fraction pruned), the masked op and the dense conv of the full weight are timed interleaved
@@ -6,7 +8,7 @@ in one run (rep after rep, so both see the same machine load), forward alone and
 and weight need gradients). Times are
 medians; speed-up is the median over rounds of dense / masked (each ratio from two runs back to back). The
 allocator is held steady first (`common.steady_allocator`: no fresh page faults per call for either side).
-Writes bench/results/masked_conv.csv (or OUT/masked_conv.csv).
+Writes bench/results/masked_conv.csv (or OUT/masked_conv.csv), the backend in its own column.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from fastprune.backends import BackendError, refusal_reasons
 from fastprune.benchmarks.common import (
     append_csv,
     commit,
@@ -33,6 +36,7 @@ FIELDS = [
     "date",
     "commit",
     "machine",
+    "backend",
     "layer",
     "batch",
     "mask",
@@ -74,41 +78,74 @@ def exact_mask(shape: tuple[int, ...], sparsity: float, gen: torch.Generator) ->
     return mask.view(shape)
 
 
-def _passes(x, w, mask, pad, grad_y) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
-    """{pass: (dense, masked)} callables."""
+def _passes(
+    x, w, mask, pad, grad_y, backend: str = "cpu"
+) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
+    """{pass: (dense, masked)} callables; on a GPU each waits for its kernels to finish."""
+    finish = torch.cuda.synchronize if x.is_cuda else (lambda: None)
 
     def dense_fwd():
         with torch.no_grad():
-            return F.conv2d(x, w, None, 1, pad)
+            F.conv2d(x, w, None, 1, pad)
+        finish()
 
     def masked_fwd():
         with torch.no_grad():
-            return masked_conv2d(x, w, mask, None, 1, pad, backend="cpu")
+            masked_conv2d(x, w, mask, None, 1, pad, backend=backend)
+        finish()
 
     def dense_train():
         F.conv2d(x, w, None, 1, pad).backward(grad_y)
+        finish()
 
     def masked_train():
-        masked_conv2d(x, w, mask, None, 1, pad, backend="cpu").backward(grad_y)
+        masked_conv2d(x, w, mask, None, 1, pad, backend=backend).backward(grad_y)
+        finish()
 
     return {"forward": (dense_fwd, masked_fwd), "forward+backward": (dense_train, masked_train)}
 
 
-def run(out_dir: Path | None = None, reps: int = 11) -> list[dict]:
+def _device_for(backend: str) -> str:
+    """The device a backend is timed on, after checking it can run masked_conv2d there."""
+    device = "cpu" if backend == "cpu" else "cuda"
+    if backend not in ("cpu", "cuda", "triton"):
+        raise BackendError(f"backend: expected 'cpu', 'cuda' or 'triton' for bench conv, got {backend!r}")
+    reason = refusal_reasons(device, "masked_conv2d")[backend]
+    if device == "cuda" and not torch.cuda.is_available():
+        reason = "no CUDA GPU (torch.cuda.is_available() is False)"
+    if reason is not None:
+        raise BackendError(f"bench conv --backend {backend}: cannot run on {device} tensors here: {reason}")
+    return device
+
+
+def run(out_dir: Path | None = None, reps: int = 11, backend: str = "cpu") -> list[dict]:
+    device = _device_for(backend)
     machine, rev, date = machine_name(), commit(), datetime.datetime.now().isoformat(timespec="seconds")
+    if device == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        machine = f"{props.name}, cuDNN {torch.backends.cudnn.version()}; host {machine}"
     steady = steady_allocator()
-    print(f"machine: {machine}; commit {rev}; steady allocator: {steady}")
+    print(f"machine: {machine}; commit {rev}; backend {backend}; steady allocator: {steady}")
+    cudnn_benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True  # the dense side at its best: cuDNN's fastest algorithm
+    try:
+        return _run(out_dir, reps, backend, device, machine, rev, date)
+    finally:
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+
+
+def _run(out_dir, reps, backend, device, machine, rev, date) -> list[dict]:
     gen = torch.Generator().manual_seed(0)
     rows = []
     for name, batch, c, o, size, k in LAYERS:
-        x = torch.randn(batch, c, size, size, generator=gen).requires_grad_()
-        w = (torch.randn(o, c, k, k, generator=gen) * 0.1).requires_grad_()
-        grad_y = torch.randn(batch, o, size, size, generator=gen)
+        x = torch.randn(batch, c, size, size, generator=gen).to(device).requires_grad_()
+        w = (torch.randn(o, c, k, k, generator=gen) * 0.1).to(device).requires_grad_()
+        grad_y = torch.randn(batch, o, size, size, generator=gen).to(device)
         for kind, sparsity in MASKS:
             shape = (o,) if kind == "filter" else (o, c)
-            mask = exact_mask(shape, sparsity, gen)
+            mask = exact_mask(shape, sparsity, gen).to(device)
 
-            passes = _passes(x, w, mask, k // 2, grad_y)
+            passes = _passes(x, w, mask, k // 2, grad_y, backend)
             for label, pair in passes.items():
                 dense_t, masked_t = interleaved_times(list(pair), reps)
                 dense_s, masked_s = statistics.median(dense_t), statistics.median(masked_t)
@@ -117,6 +154,7 @@ def run(out_dir: Path | None = None, reps: int = 11) -> list[dict]:
                     date=date,
                     commit=rev,
                     machine=machine,
+                    backend=backend,
                     layer=name,
                     batch=batch,
                     mask=kind,
