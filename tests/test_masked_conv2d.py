@@ -181,6 +181,20 @@ def test_cpu_channel_mask_by_winograd() -> None:
     _check_cpu_padded_call(x, w, mask, b, gen, atol=2e-5 * 16)
 
 
+def test_cpu_winograd_weight_gradient_of_a_wide_layer() -> None:
+    """113 of 256 filters x 384 channels at 3x3 (not oneDNN's route: 113 would idle 15 of its 128 slots):
+    the Winograd weight gradient sums 9 images in 6 groups (its dU capped at 16 MB), not min(N, 8)."""
+    gen = torch.Generator().manual_seed(7)
+    x, w, b = (
+        torch.randn(9, 384, 3, 3, generator=gen),
+        torch.randn(256, 384, 3, 3, generator=gen),
+        torch.randn(256, generator=gen),
+    )
+    mask = torch.zeros(256, dtype=torch.bool)
+    mask[torch.randperm(256, generator=gen)[:113]] = True
+    _check_cpu_padded_call(x, w, mask, b, gen, atol=2e-5 * (384 * 9) ** 0.5)
+
+
 def test_empty_mask_without_bias_is_zero() -> None:
     x, w = torch.randn(2, 3, 6, 6), torch.randn(4, 3, 3, 3)
     y = masked_conv2d(x, w, torch.zeros(4, dtype=torch.bool), backend="cpu")

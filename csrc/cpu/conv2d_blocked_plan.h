@@ -280,7 +280,7 @@ bool winograd_takes(const ConvGeometry& g, const DenseBlock& block);
 void conv2d_winograd_forward(const ConvGeometry& g, const float* x, const DenseBlock& block,
                              const std::vector<PlaneFill>& fills, float* y);
 // ... and for the weight gradient (conv2d_winograd_backward.cpp): 3x3, stride 1, undilated, enough channels
-// and filters, and one image's transforms within 512 KB.
+// and filters, one image's transforms within 512 KB and the gradient's transform within 4 MB.
 bool winograd_backward_takes(const ConvGeometry& g, const DenseBlock& block);
 void conv2d_winograd_backward_weight(const ConvGeometry& g, const float* x, const float* grad_y,
                                      const DenseBlock& block, float* grad_weights);

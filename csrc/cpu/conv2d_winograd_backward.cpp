@@ -97,7 +97,7 @@ struct WinogradBackward {
   int64_t Cp, Fp;     // channels and filters rounded up to whole vectors
   int64_t PH, PW;     // padded input rows and columns, 2 TH + 2 and 2 TW + 2
   int64_t chunk;      // images transformed at once (about 64 tiles: V and Z of a chunk in L2)
-  int64_t groups;     // fixed groups of consecutive images, each with its own dU
+  int64_t groups;     // fixed groups of consecutive images, each with its own dU (8, fewer past 16 MB)
   // Floats from one component of V (Z) to the next: chunk T Cp (Fp) and a cache line, so that the 16
   // components a tile's transform stores do not all fall into one L1 set.
   int64_t v_comp, z_comp;
@@ -117,7 +117,8 @@ struct WinogradBackward {
         PH(2 * TH + 2),
         PW(2 * TW + 2),
         chunk(std::max<int64_t>(1, std::min<int64_t>(g.N, 64 / T))),
-        groups(std::min<int64_t>(g.N, 8)),
+        groups(
+            std::max<int64_t>(1, std::min<int64_t>({g.N, 8, (int64_t{1} << 22) / (16 * b.n_filters * Cp)}))),
         v_comp(chunk * T * Cp + kLanes),
         z_comp(chunk * T * Fp + kLanes),
         u_size(16 * b.n_filters * Cp),
@@ -184,10 +185,11 @@ __attribute__((noinline)) void gemm_block(const float* z, int64_t z_pitch, const
 bool winograd_backward_takes(const ConvGeometry& g, const DenseBlock& block) {
   if (g.kh != 3 || g.kw != 3 || g.sh != 1 || g.sw != 1 || g.dh != 1 || g.dw != 1) return false;
   if (block.n_channels < 8 || block.n_filters < 4) return false;
-  // One image's V and Z within 512 KB (L2): ResNet-56's layers; ResNet-50's 3x3 layers stay direct.
+  // One image's V and Z within 512 KB (L2): ResNet-56's layers; ResNet-50's 3x3 layers stay direct. And a
+  // group's dU within 4 MB (wide layers on tiny maps: 1024 x 1024 channels at 4 x 4 would take 64 MB).
   const int64_t tiles = (g.Ho + 1) / 2 * ((g.Wo + 1) / 2);
-  return 16 * tiles * (whole_vectors(block.n_channels) + whole_vectors(block.n_filters)) <=
-         (int64_t{1} << 17);
+  const int64_t Cp = whole_vectors(block.n_channels), Fp = whole_vectors(block.n_filters);
+  return 16 * tiles * (Cp + Fp) <= (int64_t{1} << 17) && 16 * block.n_filters * Cp <= (int64_t{1} << 20);
 }
 
 void conv2d_winograd_backward_weight(const ConvGeometry& g, const float* x, const float* grad_y,
