@@ -496,6 +496,29 @@ def test_eager_calls_match_the_registered_op_bitwise(backend: str, channels: int
         assert all(torch.equal(a, c) for a, c in zip(eager_values, op_values))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_calls_autograd_does_not_record_compute_the_same_bits(backend: str):
+    """Under no_grad, or with no input requiring grad, eager calls skip the autograd.Function: the same
+    output bits as a recorded call, no graph, and the weight's later gradient unaffected."""
+    gen = torch.Generator().manual_seed(11)
+    x, w, b = (
+        torch.randn(3, 20, 8, 8, generator=gen),
+        torch.randn(12, 20, 3, 3, generator=gen),
+        torch.randn(12),
+    )
+    for mask in (torch.arange(12) % 3 != 0, torch.rand(12, 20, generator=gen) > 0.8):
+        recorded = masked_conv2d(x, w.clone().requires_grad_(), mask, b, 1, 1, backend=backend)
+        assert recorded.grad_fn is not None
+        wg = w.clone().requires_grad_()
+        with torch.no_grad():
+            inference = masked_conv2d(x, wg, mask, b, 1, 1, backend=backend)
+        plain = masked_conv2d(x, w, mask, b, 1, 1, backend=backend)  # nothing requires grad
+        for y in (inference, plain):
+            assert y.grad_fn is None and not y.requires_grad
+            assert torch.equal(y, recorded.detach())
+        assert wg.grad is None
+
+
 def test_fake_tensors_take_the_registered_op():
     from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 

