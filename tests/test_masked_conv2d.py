@@ -128,6 +128,15 @@ def test_cuda_opcheck() -> None:
     test_opcheck("cuda")
 
 
+def _layer(gen: torch.Generator, n: int, c: int, size: int, o: int):
+    """x (n, c, size, size), a 3x3 weight (o, c, 3, 3) and a bias (o,), standard normal."""
+    return (
+        torch.randn(n, c, size, size, generator=gen),
+        torch.randn(o, c, 3, 3, generator=gen),
+        torch.randn(o, generator=gen),
+    )
+
+
 def _check_cpu_padded_call(x, w, mask, b, gen, atol: float) -> torch.Tensor:
     """masked_conv2d on the cpu backend (stride 1, padding 1) and its gradients against the float64
     reference; masked weights get exactly zero gradient. Returns the output."""
@@ -150,11 +159,7 @@ def test_cpu_filter_masks_on_a_wide_layer_either_route(kept: int) -> None:
     from fastprune.ops._masked_conv2d_native import dense_route
 
     gen = torch.Generator().manual_seed(kept)
-    x, w, b = (
-        torch.randn(3, 128, 6, 6, generator=gen),
-        torch.randn(32, 128, 3, 3, generator=gen),
-        torch.randn(32),
-    )
+    x, w, b = _layer(gen, 3, 128, 6, 32)
     mask = torch.zeros(32, dtype=torch.bool)
     mask[torch.randperm(32, generator=gen)[:kept]] = True
     lists = mask_lists(mask, 128)
@@ -170,11 +175,7 @@ def test_cpu_channel_mask_by_winograd() -> None:
     """Every kept filter reads the same 10 of 24 channels: one dense block over a channel subset, whose
     forward and weight gradient (3x3, stride 1, 8x8) run by Winograd through the block's channel list."""
     gen = torch.Generator().manual_seed(5)
-    x, w, b = (
-        torch.randn(4, 24, 8, 8, generator=gen),
-        torch.randn(12, 24, 3, 3, generator=gen),
-        torch.randn(12, generator=gen),
-    )
+    x, w, b = _layer(gen, 4, 24, 8, 12)
     channels = torch.zeros(24, dtype=torch.bool)
     channels[torch.randperm(24, generator=gen)[:10]] = True
     mask = (torch.arange(12) % 3 != 1)[:, None] & channels[None, :]  # 8 filters x 10 channels
@@ -185,11 +186,7 @@ def test_cpu_winograd_weight_gradient_of_a_wide_layer() -> None:
     """113 of 256 filters x 384 channels at 3x3 (not oneDNN's route: 113 would idle 15 of its 128 slots):
     the Winograd weight gradient sums 9 images in 6 groups (its dU capped at 16 MB), not min(N, 8)."""
     gen = torch.Generator().manual_seed(7)
-    x, w, b = (
-        torch.randn(9, 384, 3, 3, generator=gen),
-        torch.randn(256, 384, 3, 3, generator=gen),
-        torch.randn(256, generator=gen),
-    )
+    x, w, b = _layer(gen, 9, 384, 3, 256)
     mask = torch.zeros(256, dtype=torch.bool)
     mask[torch.randperm(256, generator=gen)[:113]] = True
     _check_cpu_padded_call(x, w, mask, b, gen, atol=2e-5 * (384 * 9) ** 0.5)
