@@ -97,11 +97,11 @@ struct WinogradBackward {
   int64_t Cp, Fp;     // channels and filters rounded up to whole vectors
   int64_t PH, PW;     // padded input rows and columns, 2 TH + 2 and 2 TW + 2
   int64_t chunk;      // images transformed at once (about 64 tiles: V and Z of a chunk in L2)
+  int64_t u_size;     // floats of one group's dU: 16 F Cp
   int64_t groups;     // fixed groups of consecutive images, each with its own dU (8, fewer past 16 MB)
   // Floats from one component of V (Z) to the next: chunk T Cp (Fp) and a cache line, so that the 16
   // components a tile's transform stores do not all fall into one L1 set.
   int64_t v_comp, z_comp;
-  int64_t u_size;    // floats of one group's dU: 16 F Cp
   int64_t u_stride;  // from one group's dU to the next: u_size and a cache line (see the reduction)
   Split split;       // filter blocks of the GEMMs
   std::vector<int64_t> x_at, gy_at;  // where transpose_image puts each input and output position
@@ -117,11 +117,10 @@ struct WinogradBackward {
         PH(2 * TH + 2),
         PW(2 * TW + 2),
         chunk(std::max<int64_t>(1, std::min<int64_t>(g.N, 64 / T))),
-        groups(
-            std::max<int64_t>(1, std::min<int64_t>({g.N, 8, (int64_t{1} << 22) / (16 * b.n_filters * Cp)}))),
+        u_size(16 * b.n_filters * Cp),
+        groups(std::max<int64_t>(1, std::min<int64_t>({g.N, 8, (int64_t{1} << 22) / u_size}))),
         v_comp(chunk * T * Cp + kLanes),
         z_comp(chunk * T * Fp + kLanes),
-        u_size(16 * b.n_filters * Cp),
         u_stride(u_size + kLanes),
         split(b.n_filters, kVectors) {
     for (int64_t p = 0; p < g.H * g.W; ++p) x_at.push_back((p / g.W + g.ph) * PW + p % g.W + g.pw);

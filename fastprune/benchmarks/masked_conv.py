@@ -107,12 +107,13 @@ def _passes(
 
 def _device_for(backend: str) -> str:
     """The device a backend is timed on, after checking it can run masked_conv2d there."""
-    device = "cpu" if backend == "cpu" else "cuda"
     if backend not in ("cpu", "cuda", "triton"):
         raise BackendError(f"backend: expected 'cpu', 'cuda' or 'triton' for bench conv, got {backend!r}")
-    reason = refusal_reasons(device, "masked_conv2d")[backend]
-    if device == "cuda" and not torch.cuda.is_available():
+    device = "cpu" if backend == "cpu" else "cuda"
+    if device == "cuda" and not torch.cuda.is_available():  # triton accepts CUDA tensors even then
         reason = "no CUDA GPU (torch.cuda.is_available() is False)"
+    else:
+        reason = refusal_reasons(device, "masked_conv2d")[backend]
     if reason is not None:
         raise BackendError(f"bench conv --backend {backend}: cannot run on {device} tensors here: {reason}")
     return device

@@ -153,7 +153,7 @@ def cpu_backward(grad_y, x, weight, mask, stride, padding, dilation, need, devic
     return grad_x, grad_w
 
 
-# ---- cuda backend: the same C ABI entry points with FPDEVICE_CUDA (csrc/cuda/masked_conv2d.cu) ----------
+# ---- cuda backend: the same C ABI entry points with FP_DEVICE_CUDA (csrc/cuda/masked_conv2d.cu) ---------
 
 
 def cuda_forward(x, weight, mask, bias, stride, padding, dilation):

@@ -38,6 +38,8 @@ from fastprune.ops._masked_conv2d_native import (
     prepare,
 )
 
+# ---- torch backend: the reference --------------------------------------------------------------------
+
 
 def _float_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return mask.to(like.dtype)[:, :, None, None]
