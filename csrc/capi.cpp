@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "capi_internal.h"
-#include "cpu/cpu_ops.h"
+#include "cpu/dispatch.h"
 #include "fastprune/detail/distance.h"
 #include "fastprune/fastprune.h"
 
@@ -135,8 +135,8 @@ fp_status fp_pairwise_distances(const fp_ragged_batch* filters, fp_metric metric
     if (exec.device == FP_DEVICE_CUDA)
       return fp::cuda::pairwise_distances(layers, filters->data, metric, exec.stream, out, error);
 #endif
-    return fp::cpu::pairwise_distances(layers, fp::capi::host_layer_rows(*filters, layers), metric, out,
-                                       error);
+    return fp::cpu::kernels().pairwise_distances(layers, fp::capi::host_layer_rows(*filters, layers), metric,
+                                                 out, error);
   });
 }
 
@@ -150,8 +150,8 @@ fp_status fp_gm_scores(const fp_ragged_batch* filters, fp_metric metric, const u
     if (exec.device == FP_DEVICE_CUDA)
       return fp::cuda::gm_scores(layers, filters->data, metric, keep_mask, exec.stream, out, error);
 #endif
-    return fp::cpu::gm_scores(layers, fp::capi::host_layer_rows(*filters, layers), metric, keep_mask, out,
-                              error);
+    return fp::cpu::kernels().gm_scores(layers, fp::capi::host_layer_rows(*filters, layers), metric,
+                                        keep_mask, out, error);
   });
 }
 
@@ -197,6 +197,20 @@ int fp_openmp_max_threads(void) {
   return omp_get_max_threads();
 #else
   return 1;
+#endif
+}
+
+const char* fp_cpu_capability(void) {
+  return fp::cpu::capability_choice().name;
+}
+const char* fp_cpu_capability_reason(void) {
+  return fp::cpu::capability_choice().reason.c_str();
+}
+const char* fp_cpu_capabilities_built(void) {
+#if defined(__x86_64__) || defined(_M_X64)
+  return "default,avx2,avx512";
+#else
+  return "default";
 #endif
 }
 

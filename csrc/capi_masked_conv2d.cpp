@@ -8,8 +8,7 @@
 #include <vector>
 
 #include "capi_internal.h"
-#include "cpu/conv2d_blocked.h"
-#include "cpu/masked_conv2d.h"
+#include "cpu/dispatch.h"
 #include "fastprune/fastprune.h"
 #if FP_WITH_CUDA
 #include "cuda/cuda_ops.h"
@@ -140,7 +139,7 @@ fp_status conv2d_dense(const fp_conv2d_shape* shape, const float* x, const float
   fp::cpu::DenseBlock block{g.O, g.C, filters.data(), channels.data(), weight, bias, relu != 0};
   block.accumulate = accumulate;
   g.O = out_channels ? y_channels : g.O;  // planes per image of y
-  fp::cpu::conv2d_blocked_forward(g, x, block, y);
+  fp::cpu::kernels().conv2d_blocked_forward(g, x, block, y);
   return FP_OK;
 }
 
@@ -164,7 +163,7 @@ fp_status fp_masked_conv2d_forward(const fp_conv2d_shape* shape, const float* x,
     if (exec.device == FP_DEVICE_CUDA)
       return fp::cuda::masked_conv2d_forward(g, x, row_ptr, col, kernels, bias, exec.stream, y, error);
 #endif
-    fp::cpu::masked_conv2d_forward(g, x, row_ptr, col, kernels, bias, y);
+    fp::cpu::kernels().masked_conv2d_forward(g, x, row_ptr, col, kernels, bias, y);
     return FP_OK;
   });
 }
@@ -186,7 +185,7 @@ fp_status fp_masked_conv2d_backward_input(const fp_conv2d_shape* shape, const fl
       return fp::cuda::masked_conv2d_backward_input(g, grad_y, row_ptr, col, kernels, exec.stream, grad_x,
                                                     error);
 #endif
-    fp::cpu::masked_conv2d_backward_input(g, grad_y, row_ptr, col, kernels, grad_x);
+    fp::cpu::kernels().masked_conv2d_backward_input(g, grad_y, row_ptr, col, kernels, grad_x);
     return FP_OK;
   });
 }
@@ -208,7 +207,7 @@ fp_status fp_masked_conv2d_backward_weight(const fp_conv2d_shape* shape, const f
       return fp::cuda::masked_conv2d_backward_weight(g, x, grad_y, row_ptr, col, exec.stream, grad_kernels,
                                                      error);
 #endif
-    fp::cpu::masked_conv2d_backward_weight(g, x, grad_y, row_ptr, col, grad_kernels);
+    fp::cpu::kernels().masked_conv2d_backward_weight(g, x, grad_y, row_ptr, col, grad_kernels);
     return FP_OK;
   });
 }

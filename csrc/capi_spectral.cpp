@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "capi_internal.h"
-#include "cpu/cpu_ops.h"
+#include "cpu/dispatch.h"
 #include "cuda/cuda_ops.h"  // declarations only: the calls are compiled in with FP_WITH_CUDA
 #include "fastprune/detail/kernel_criteria.h"
 #include "fastprune/fastprune.h"
@@ -51,15 +51,15 @@ fp_status run_matrices(const float* matrices, int64_t count, int n, fp_exec exec
 extern "C" {
 
 fp_status fp_small_eigvals(const float* matrices, int64_t count, int n, fp_exec exec, float* out) {
-  return run_matrices<fp::cuda::kOpEigvals>(matrices, count, n, exec, out, fp::cpu::small_eigvals);
+  return run_matrices<fp::cuda::kOpEigvals>(matrices, count, n, exec, out, fp::cpu::kernels().small_eigvals);
 }
 
 fp_status fp_small_svdvals(const float* matrices, int64_t count, int n, fp_exec exec, float* out) {
-  return run_matrices<fp::cuda::kOpSvdvals>(matrices, count, n, exec, out, fp::cpu::small_svdvals);
+  return run_matrices<fp::cuda::kOpSvdvals>(matrices, count, n, exec, out, fp::cpu::kernels().small_svdvals);
 }
 
 fp_status fp_small_det(const float* matrices, int64_t count, int n, fp_exec exec, float* out) {
-  return run_matrices<fp::cuda::kOpDet>(matrices, count, n, exec, out, fp::cpu::small_det);
+  return run_matrices<fp::cuda::kOpDet>(matrices, count, n, exec, out, fp::cpu::kernels().small_det);
 }
 
 int fp_kernel_criterion_power(fp_kernel_criterion criterion, int k) {
@@ -92,8 +92,8 @@ fp_status fp_kernel_scores(const fp_ragged_batch* kernels, fp_kernel_criterion c
       return fp::cuda::kernel_scores(layers, kernels->data, sizes, static_cast<int>(criterion), exec.stream,
                                      out, error);
 #endif
-    fp::cpu::kernel_scores(layers, fp::capi::host_layer_rows(*kernels, layers), sizes,
-                           static_cast<int>(criterion), out);
+    fp::cpu::kernels().kernel_scores(layers, fp::capi::host_layer_rows(*kernels, layers), sizes,
+                                     static_cast<int>(criterion), out);
     return FP_OK;
   });
 }

@@ -5,7 +5,7 @@ loads no native code and never initialises CUDA.
 """
 
 from fastprune._version import __version__
-from fastprune.backends import available_backends, use_backend
+from fastprune.backends import CpuCapability, available_backends, cpu_capability, use_backend
 
 # Loaded on first use, so `import fastprune` stays light (no torch, no native code).
 _SUBMODULES = ("ops", "criteria", "models", "data", "pruning")
@@ -21,7 +21,15 @@ _LAZY_NAMES = {
     "CompactionReport": "fastprune.pruning",
 }
 
-__all__ = ["__version__", "available_backends", "use_backend", *_SUBMODULES, *_LAZY_NAMES]
+__all__ = [
+    "__version__",
+    "CpuCapability",
+    "available_backends",
+    "cpu_capability",
+    "use_backend",
+    *_SUBMODULES,
+    *_LAZY_NAMES,
+]
 
 
 def __getattr__(name: str):

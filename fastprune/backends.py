@@ -11,8 +11,14 @@ Which backend a call uses, first match wins:
     1. the call's ``backend=`` argument when it is not "auto";
     2. the innermost ``with fastprune.use_backend(name):`` block;
     3. the environment variable FASTPRUNE_BACKEND (read at each call, never cached at import);
-    4. "auto": cpu for CPU tensors; cuda, else triton, for CUDA tensors; torch when nothing else accepts.
-A backend named by 1-3 that refuses the input raises BackendError listing every backend's reasons.
+    4. "auto": cpu for CPU tensors; cuda, else triton, for CUDA tensors; torch when nothing else accepts,
+       or where fastprune's kernel is slower than PyTorch's own way on this machine (see auto_fallbacks:
+       the cpu kernels of the CPU capability in use, e.g. the SIMD-less default ones).
+A backend named by 1-3 that refuses the input raises BackendError listing every backend's reasons; a
+backend named explicitly runs even where "auto" would fall back for speed.
+
+The cpu backend's kernels exist once per CPU capability (default = x86-64 baseline or NEON, avx2,
+avx512), chosen by the native library at its first call; see cpu_capability().
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import functools
 import importlib.util
 import os
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, NamedTuple, Optional
 
 from fastprune import _native
 
@@ -102,6 +108,48 @@ _REGISTRY = {
 }
 
 
+class CpuCapability(NamedTuple):
+    """The CPU kernels the native library runs in this process."""
+
+    name: str  # "default", "avx2" or "avx512"
+    reason: str  # what the CPU supports, and what FASTPRUNE_CPU_CAPABILITY asked for
+    built: tuple[str, ...]  # the capabilities compiled in ("default", "avx2", "avx512" on x86-64)
+
+
+def cpu_capability() -> CpuCapability:
+    """The capability whose kernels the cpu backend runs: the best the CPU and OS support, lowered (never
+    raised) by the environment variable FASTPRUNE_CPU_CAPABILITY=default|avx2|avx512, fixed for the process
+    at the native library's first call. Raises RuntimeError when the native library cannot be loaded."""
+    info = _native.native().build_info()
+    return CpuCapability(
+        info["cpu_capability"],
+        info["cpu_capability_reason"],
+        tuple(info["cpu_capabilities_built"].split(",")),
+    )
+
+
+# Where the cpu backend's kernels lose to PyTorch's own way (oneDNN / MKL through torch) on a capability:
+# "auto" then takes torch for the op, and `fastprune info` prints the reason. Measured by
+# `python -m fastprune bench ... ` with FASTPRUNE_CPU_CAPABILITY forcing each capability (README, "CPUs").
+_CPU_SLOWER_THAN_TORCH: dict[tuple[str, str], str] = {}
+
+
+def auto_fallback(op: str, device_type: str = "cpu") -> Optional[str]:
+    """Why "auto" does not pick the cpu backend for `op` on this machine although it could run it (its
+    kernels for the CPU capability in use are slower than PyTorch's), or None."""
+    if device_type != "cpu" or _native.unavailable_reason() is not None:
+        return None
+    capability = cpu_capability().name
+    why = _CPU_SLOWER_THAN_TORCH.get((capability, op))
+    return None if why is None else f"the {capability} CPU kernels of {op} {why}"
+
+
+def auto_fallbacks(device_type: str = "cpu") -> dict[str, str]:
+    """For each op where "auto" takes torch instead of the cpu backend for speed, the reason."""
+    ops = sorted(SCORING_OPS | SPECTRAL_OPS | CONV_OPS | DENSE_CONV_OPS)
+    return {op: why for op in ops if (why := auto_fallback(op, device_type)) is not None}
+
+
 def refusal_reasons(
     device_type: str, op: Optional[str] = None, matrix_n: Optional[int] = None
 ) -> dict[str, str | None]:
@@ -143,8 +191,11 @@ def select_backend(requested: str, device_type: str, op: str, matrix_n: Optional
         source = "FASTPRUNE_BACKEND environment variable"
     if requested == "auto":
         for name in _AUTO_ORDER.get(device_type, ("torch",)):
-            if _REGISTRY[name].refusal(device_type, op, matrix_n) is None:
-                return name
+            if _REGISTRY[name].refusal(device_type, op, matrix_n) is not None:
+                continue
+            if name == "cpu" and auto_fallback(op, device_type) is not None:
+                continue
+            return name
         return "torch"
     if _REGISTRY[requested].refusal(device_type, op, matrix_n) is not None:
         reasons = refusal_reasons(device_type, op, matrix_n)

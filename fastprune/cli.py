@@ -26,7 +26,7 @@ def _version_of(dist: str) -> str:
 
 def info() -> int:
     from fastprune import __version__, _native
-    from fastprune.backends import refusal_reasons
+    from fastprune.backends import auto_fallbacks, cpu_capability, refusal_reasons
 
     print(f"fastprune {__version__}")
     reason = _native.unavailable_reason()
@@ -38,6 +38,13 @@ def info() -> int:
             f"(archs {archs}), OpenMP max threads: {build['openmp_max_threads']}"
         )
         print(f"  cmake prefix (find_package(fastprune)): {cmake_prefix()}")
+        capability = cpu_capability()
+        print(
+            f"  CPU kernels: {capability.name} (built: {', '.join(capability.built)}): {capability.reason}; "
+            "FASTPRUNE_CPU_CAPABILITY=default|avx2|avx512 lowers the choice"
+        )
+        for op, why in auto_fallbacks("cpu").items():
+            print(f"    auto uses torch for {op}: {why}")
     else:
         print(f"  native library: unavailable: {reason}")
     print(f"  torch {_version_of('torch')}, triton {_version_of('triton')}")

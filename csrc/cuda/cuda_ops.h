@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "cpu/masked_conv2d.h"
+#include "cpu/kernel_table.h"  // ConvGeometry
 #include "fastprune/detail/ragged.h"
 #include "fastprune/fastprune.h"
 

@@ -201,6 +201,9 @@ PYBIND11_MODULE(_C, m) {
     info["cuda_compiled"] = fp_cuda_compiled() != 0;
     info["cuda_archs"] = fp_cuda_archs();
     info["openmp_max_threads"] = fp_openmp_max_threads();
+    info["cpu_capability"] = fp_cpu_capability();
+    info["cpu_capability_reason"] = fp_cpu_capability_reason();
+    info["cpu_capabilities_built"] = fp_cpu_capabilities_built();
     return info;
   });
 }

@@ -173,6 +173,13 @@ FP_API int fp_abi_version(void);
 FP_API int fp_cuda_compiled(void);      /* 1 if CUDA kernels were compiled in */
 FP_API const char* fp_cuda_archs(void); /* e.g. "80;90" or "" */
 FP_API int fp_openmp_max_threads(void); /* 1 when built without OpenMP */
+/* The CPU kernels in use, "default", "avx2" or "avx512": chosen at the first call from what the CPU and OS
+ * support, and lowered (never raised) by the environment variable FASTPRUNE_CPU_CAPABILITY. The reason
+ * says what the CPU supports and what the environment asked for. */
+FP_API const char* fp_cpu_capability(void);
+FP_API const char* fp_cpu_capability_reason(void);
+/* The capabilities compiled into this library: "default,avx2,avx512" on x86-64, "default" elsewhere. */
+FP_API const char* fp_cpu_capabilities_built(void);
 /* FP_OK when a CUDA device can be used; otherwise a status and fp_last_error() says why. */
 FP_API fp_status fp_cuda_device_check(void);
 

@@ -17,14 +17,9 @@
 #include <math.h>
 #include <stdint.h>
 
-#if defined(__CUDACC__)
-#define FP_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define FP_HOST_DEVICE inline
-#endif
+#include "fastprune/detail/host_device.h"
 
-namespace fp {
-namespace detail {
+FP_DETAIL_BEGIN
 
 enum class Accumulation { kAbs, kSquare };
 
@@ -91,7 +86,6 @@ FP_HOST_DEVICE bool gram_needs_direct(float gram_sq_distance, float sq_norm_a, f
   return !(gram_sq_distance >= kGramTrustFraction * (sq_norm_a + sq_norm_b));
 }
 
-}  // namespace detail
-}  // namespace fp
+FP_DETAIL_END
 
 #endif  // FASTPRUNE_DETAIL_DISTANCE_H

@@ -19,19 +19,9 @@
 #include <stdint.h>
 #include <string.h>
 
-// The branch-free routines of this header and small_closed_forms.h: forced inline on the host, because
-// the CPU's SIMD loops vectorise only if the whole routine is inlined into the loop body (a routine
-// called from two places is otherwise kept out of line by GCC's heuristics).
-#if defined(__CUDACC__)
-#define FP_LANE __host__ __device__ __forceinline__
-#elif defined(__GNUC__)
-#define FP_LANE inline __attribute__((always_inline))
-#else
-#define FP_LANE inline
-#endif
+#include "fastprune/detail/host_device.h"
 
-namespace fp {
-namespace detail {
+FP_DETAIL_BEGIN
 
 FP_LANE uint64_t fm_bits(double x) {
 #if defined(__CUDA_ARCH__)
@@ -171,7 +161,6 @@ FP_LANE double fm_cos_small(double t) {
   return (1.0 - 0.5 * z) + z * z * c;
 }
 
-}  // namespace detail
-}  // namespace fp
+FP_DETAIL_END
 
 #endif  // FASTPRUNE_DETAIL_FAST_MATH_H

@@ -6,11 +6,11 @@
 
 #include <math.h>
 
-#include "fastprune/detail/distance.h"  // FP_HOST_DEVICE
+#include "fastprune/detail/distance.h"
+#include "fastprune/detail/host_device.h"
 #include "fastprune/detail/small_matrix.h"
 
-namespace fp {
-namespace detail {
+FP_DETAIL_BEGIN
 
 constexpr int kCriterionWeight = 0;
 constexpr int kCriterionDet = 1;
@@ -129,7 +129,6 @@ FP_HOST_DEVICE float kernel_criterion(int criterion, const float* k, int n) {
   }
 }
 
-}  // namespace detail
-}  // namespace fp
+FP_DETAIL_END
 
 #endif  // FASTPRUNE_DETAIL_KERNEL_CRITERIA_H

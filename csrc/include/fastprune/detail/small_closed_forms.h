@@ -15,9 +15,9 @@
 #include <stdint.h>
 
 #include "fastprune/detail/fast_math.h"
+#include "fastprune/detail/host_device.h"
 
-namespace fp {
-namespace detail {
+FP_DETAIL_BEGIN
 
 FP_LANE double sm_det3(const double* a) {
   return a[0] * (a[4] * a[8] - a[5] * a[7]) - a[1] * (a[3] * a[8] - a[5] * a[6]) +
@@ -222,7 +222,6 @@ FP_LANE double sm3_det(const float* k) {
   return finite ? d : NAN;
 }
 
-}  // namespace detail
-}  // namespace fp
+FP_DETAIL_END
 
 #endif  // FASTPRUNE_DETAIL_SMALL_CLOSED_FORMS_H

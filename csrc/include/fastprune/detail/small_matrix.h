@@ -13,18 +13,10 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "fastprune/detail/host_device.h"
 #include "fastprune/detail/small_closed_forms.h"
 
-#ifndef FP_HOST_DEVICE
-#if defined(__CUDACC__)
-#define FP_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define FP_HOST_DEVICE inline
-#endif
-#endif
-
-namespace fp {
-namespace detail {
+FP_DETAIL_BEGIN
 
 constexpr int kSmallMaxN = 7;
 // Status codes of small_eigvals / small_svdvals.
@@ -469,7 +461,6 @@ FP_HOST_DEVICE EigExtremes eig_extremes(const float* re, const float* im, int n)
   return x;
 }
 
-}  // namespace detail
-}  // namespace fp
+FP_DETAIL_END
 
 #endif  // FASTPRUNE_DETAIL_SMALL_MATRIX_H

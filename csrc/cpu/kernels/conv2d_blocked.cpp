@@ -5,20 +5,23 @@
 // microkernel are described in conv2d_blocked_plan.h, the weight gradient is in conv2d_blocked_backward.cpp.
 // Dense 3x3 stride-1 blocks whose buffers fit L2 go to Winograd F(2x2, 3x3) (conv2d_winograd.cpp), which
 // runs its GEMMs on the same microkernel.
-#include "cpu/conv2d_blocked.h"
+#include "cpu/kernels/conv2d_blocked.h"
 
 #include <algorithm>
 #include <cstdint>
 #include <vector>
 
-#include "cpu/conv2d_blocked_plan.h"
+#include "cpu/kernels/conv2d_blocked_plan.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
+#include "cpu/kernels/capability.h"
+
 namespace fp {
 namespace cpu {
+inline namespace FP_CAP {
 
 using namespace blocked;  // NOLINT: the plan, microkernel and vector helpers
 
@@ -138,5 +141,6 @@ void conv2d_sparse_forward(const ConvGeometry& g, const float* x, const int32_t*
                  });
 }
 
+}  // namespace FP_CAP
 }  // namespace cpu
 }  // namespace fp

@@ -2,7 +2,7 @@
 //
 // Layout (masked_conv2d_staging.h). Per image, each used input channel c is staged as kw horizontally
 // shifted copies xs[c][kx][yp][ox] = x_pad[c][yp][ox * sw + kx * dw] (ox < Wo, lanes up to
-// Wv = roundup(Wo, 8) zero), so every tap of every output row reads one contiguous row:
+// Wv = roundup(Wo, kLanes) zero), so every tap of every output row reads one contiguous row:
 //     grad_x  stride 1: the forward pass on grad_y with transposed lists and flipped kernels (so the
 //             kernels of conv2d_blocked.cpp); otherwise gxs[i][kx][yp][:] = sum over the transposed list of
 //             i and the (ky, oy) reaching row yp, then folded back to (H, W)
@@ -14,12 +14,14 @@
 #include <cstring>
 #include <vector>
 
-#include "cpu/conv2d_blocked.h"
-#include "cpu/masked_conv2d.h"
-#include "cpu/masked_conv2d_staging.h"
+#include "cpu/kernels/capability.h"
+#include "cpu/kernels/conv2d_blocked.h"
+#include "cpu/kernels/masked_conv2d.h"
+#include "cpu/kernels/masked_conv2d_staging.h"
 
 namespace fp {
 namespace cpu {
+inline namespace FP_CAP {
 namespace {
 
 using namespace staging;  // NOLINT: the shared vector type and staging helpers
@@ -254,5 +256,6 @@ void masked_conv2d_backward_weight(const ConvGeometry& g, const float* x, const 
   }
 }
 
+}  // namespace FP_CAP
 }  // namespace cpu
 }  // namespace fp

@@ -5,11 +5,13 @@
 // partial[row][other tile] and each score adds its slots in ascending tile order afterwards.
 #include <limits>
 
-#include "cpu/cpu_ops.h"
-#include "cpu/distance_tiles.h"
+#include "cpu/kernels/capability.h"
+#include "cpu/kernels/cpu_ops.h"
+#include "cpu/kernels/distance_tiles.h"
 
 namespace fp {
 namespace cpu {
+inline namespace FP_CAP {
 
 fp_status gm_scores(const std::vector<detail::LayerSpan>& layers, const std::vector<const float*>& layer_rows,
                     int metric, const uint8_t* keep_mask, float* out, std::string& error) {
@@ -58,5 +60,6 @@ fp_status gm_scores(const std::vector<detail::LayerSpan>& layers, const std::vec
   return FP_OK;
 }
 
+}  // namespace FP_CAP
 }  // namespace cpu
 }  // namespace fp

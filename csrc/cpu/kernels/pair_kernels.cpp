@@ -6,21 +6,26 @@
 // whole-vector operations, and no horizontal sums are needed. Each output is a sequential sum over k in
 // one vector lane: the same operations wherever the pair sits in the tile, so results do not depend on
 // the tiling or on the thread that computes the tile.
-#include "cpu/pair_kernels.h"
+#include "cpu/kernels/pair_kernels.h"
 
 #include <string.h>
 
 #include <algorithm>
 #include <vector>
 
+#include "cpu/kernels/capability.h"
+
 namespace fp {
 namespace cpu {
+inline namespace FP_CAP {
 
 namespace {
 
-constexpr int kLanes = 16;
+constexpr int kLanes = kFloatLanes;  // one register of the capability
 typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
-constexpr int kRows = 6;  // a rows per micro-kernel: 6 x kVecs accumulators + kVecs panel loads
+// a rows per micro-kernel: 6 x kVecs (<= 2) accumulators + kVecs panel loads + 1 broadcast fit 16 registers
+// (BLIS: a 6 x 16 sgemm tile of 12 ymm accumulators on Haswell)
+constexpr int kRows = 6;
 
 inline Vec load(const float* p) {
   Vec v;
@@ -178,5 +183,6 @@ float pair_reduce(PairOp op, const float* a, const float* b, int64_t d) {
   return pair_reduce_impl<PairOp::kSquaredDifference>(a, b, d);
 }
 
+}  // namespace FP_CAP
 }  // namespace cpu
 }  // namespace fp

@@ -10,16 +10,19 @@
 #include <cstring>
 #include <vector>
 
-#include "cpu/conv2d_blocked.h"
-#include "cpu/conv2d_blocked_plan.h"
-#include "cpu/vector_gather.h"
+#include "cpu/kernels/conv2d_blocked.h"
+#include "cpu/kernels/conv2d_blocked_plan.h"
+#include "cpu/kernels/vector_gather.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
+#include "cpu/kernels/capability.h"
+
 namespace fp {
 namespace cpu {
+inline namespace FP_CAP {
 namespace {
 
 using namespace blocked;  // NOLINT: the plan and vector helpers
@@ -52,11 +55,11 @@ __attribute__((noinline)) void weight_microkernel(const float* const* gy, int64_
       vec xv[KB];
       for (int k = 0; k < KB; ++k) {
         xv[k] = load(xr[k] + p);
-        asm("" : "+v"(xv[k]));  // each staged vector loaded once: GCC would reload it in each of FB FMAs
+        FP_KEEP_IN_REGISTER(xv[k]);  // each staged vector loaded once: GCC would reload it in each of FB FMAs
       }
       for (int f = 0; f < FB; ++f) {
         vec gv = load(g[f] + p);
-        asm("" : "+v"(gv));  // keeps gv in a register: GCC would fold its load into each of the KB FMAs
+        FP_KEEP_IN_REGISTER(gv);  // keeps gv in a register: GCC would fold its load into each of the KB FMAs
         for (int k = 0; k < KB; ++k) a[f][k] += gv * xv[k];
       }
       p += kLanes;
@@ -188,5 +191,6 @@ void conv2d_blocked_backward_weight(const ConvGeometry& g, const float* x, const
   }
 }
 
+}  // namespace FP_CAP
 }  // namespace cpu
 }  // namespace fp

@@ -1,5 +1,6 @@
 // Helpers shared by the masked-convolution passes (csrc/cpu/masked_conv2d*.cpp): the float vector type and
-// the staging of input channels and output gradients into zero-padded rows of Wv = roundup(Wo, 8) floats.
+// the staging of input channels and output gradients into zero-padded rows of Wv = roundup(Wo, kLanes)
+// floats.
 #ifndef FASTPRUNE_CPU_MASKED_CONV2D_STAGING_H
 #define FASTPRUNE_CPU_MASKED_CONV2D_STAGING_H
 
@@ -9,14 +10,18 @@
 #include <utility>
 #include <vector>
 
-#include "cpu/masked_conv2d.h"
+#include "cpu/kernels/capability.h"
+#include "cpu/kernels/masked_conv2d.h"
 
 namespace fp {
 namespace cpu {
+inline namespace FP_CAP {
 namespace staging {
 
-constexpr int64_t kLanes = 8;  // one AVX2 register of floats (GCC/Clang vector extension, any ISA)
-typedef float vec __attribute__((vector_size(32)));
+// Floats per vector: one AVX2 register (also with AVX-512: measured no faster at 16 on these short rows),
+// one SSE/NEON register on the default capability.
+constexpr int64_t kLanes = kFloatLanes < 8 ? kFloatLanes : 8;
+typedef float vec __attribute__((vector_size(kLanes * sizeof(float))));
 
 inline vec load(const float* p) {
   vec v;
@@ -41,7 +46,7 @@ inline float hsum(vec v) {
 }
 
 struct Staging {
-  int64_t Hp, Wv, nvec, row;  // padded height, row width (multiple of 8), vectors per row, kx block size
+  int64_t Hp, Wv, nvec, row;  // padded height, row width (multiple of kLanes), vectors per row, kx block size
   int64_t channel;            // floats per staged channel: kw * Hp * Wv
   explicit Staging(const ConvGeometry& g)
       : Hp(g.H + 2 * g.ph),
@@ -112,6 +117,7 @@ inline bool uniform_channels(const ConvGeometry& g, const int32_t* row_ptr, cons
 }
 
 }  // namespace staging
+}  // namespace FP_CAP
 }  // namespace cpu
 }  // namespace fp
 

@@ -1,14 +1,16 @@
-#include "cpu/distance_tiles.h"
+#include "cpu/kernels/distance_tiles.h"
 
 #include <math.h>
 
 #include <algorithm>
 
-#include "cpu/pair_kernels.h"
+#include "cpu/kernels/capability.h"
+#include "cpu/kernels/pair_kernels.h"
 #include "fastprune/detail/distance.h"
 
 namespace fp {
 namespace cpu {
+inline namespace FP_CAP {
 
 using detail::Accumulation;
 
@@ -179,5 +181,6 @@ void DistanceTiles::for_each_tile(const std::function<void(const Tile&)>& consum
   }
 }
 
+}  // namespace FP_CAP
 }  // namespace cpu
 }  // namespace fp

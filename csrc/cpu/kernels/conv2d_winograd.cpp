@@ -18,17 +18,20 @@
 #include <cstring>
 #include <vector>
 
-#include "cpu/conv2d_blocked.h"
-#include "cpu/conv2d_blocked_plan.h"
-#include "cpu/vector_gather.h"
-#include "cpu/winograd_transforms.h"
+#include "cpu/kernels/conv2d_blocked.h"
+#include "cpu/kernels/conv2d_blocked_plan.h"
+#include "cpu/kernels/vector_gather.h"
+#include "cpu/kernels/winograd_transforms.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
+#include "cpu/kernels/capability.h"
+
 namespace fp {
 namespace cpu {
+inline namespace FP_CAP {
 namespace blocked {
 namespace {
 
@@ -300,5 +303,6 @@ void conv2d_winograd_forward(const ConvGeometry& g, const float* x, const DenseB
 }
 
 }  // namespace blocked
+}  // namespace FP_CAP
 }  // namespace cpu
 }  // namespace fp

@@ -26,12 +26,14 @@
 #include <memory>
 #include <vector>
 
-#include "cpu/conv2d_blocked.h"
-#include "cpu/conv2d_blocked_plan.h"
-#include "cpu/winograd_transforms.h"
+#include "cpu/kernels/capability.h"
+#include "cpu/kernels/conv2d_blocked.h"
+#include "cpu/kernels/conv2d_blocked_plan.h"
+#include "cpu/kernels/winograd_transforms.h"
 
 namespace fp {
 namespace cpu {
+inline namespace FP_CAP {
 namespace blocked {
 namespace {
 
@@ -244,5 +246,6 @@ void conv2d_winograd_backward_weight(const ConvGeometry& g, const float* x, cons
 }
 
 }  // namespace blocked
+}  // namespace FP_CAP
 }  // namespace cpu
 }  // namespace fp

@@ -7,11 +7,13 @@
 #include <string>
 #include <vector>
 
+#include "cpu/kernels/capability.h"
 #include "fastprune/detail/ragged.h"
 #include "fastprune/fastprune.h"
 
 namespace fp {
 namespace cpu {
+inline namespace FP_CAP {
 
 fp_status pairwise_distances(const std::vector<detail::LayerSpan>& layers,
                              const std::vector<const float*>& layer_rows, int metric, float* out,
@@ -29,6 +31,7 @@ void small_det(const float* matrices, int64_t count, int n, float* out);
 void kernel_scores(const std::vector<detail::LayerSpan>& layers, const std::vector<const float*>& layer_rows,
                    const std::vector<int>& kernel_sizes, int criterion, float* out);
 
+}  // namespace FP_CAP
 }  // namespace cpu
 }  // namespace fp
 

@@ -6,16 +6,18 @@
 // through the filter's own list of tap offsets (conv2d_sparse_forward). The backward passes are in
 // masked_conv2d_backward.cpp. Every output element is summed by one thread in a fixed order: results are
 // bitwise the same for every thread count.
-#include "cpu/masked_conv2d.h"
+#include "cpu/kernels/masked_conv2d.h"
 
 #include <algorithm>
 #include <vector>
 
-#include "cpu/conv2d_blocked.h"
-#include "cpu/masked_conv2d_staging.h"
+#include "cpu/kernels/capability.h"
+#include "cpu/kernels/conv2d_blocked.h"
+#include "cpu/kernels/masked_conv2d_staging.h"
 
 namespace fp {
 namespace cpu {
+inline namespace FP_CAP {
 
 using staging::kept_filters;
 using staging::uniform_channels;
@@ -48,5 +50,6 @@ void masked_conv2d_forward(const ConvGeometry& g, const float* x, const int32_t*
   conv2d_sparse_forward(g, x, row_ptr, col, used_channels(g, row_ptr, col), kernels, bias, y);
 }
 
+}  // namespace FP_CAP
 }  // namespace cpu
 }  // namespace fp

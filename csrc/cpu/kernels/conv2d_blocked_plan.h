@@ -36,20 +36,24 @@
 #include <type_traits>
 #include <vector>
 
-#include "cpu/conv2d_blocked.h"
-#include "cpu/masked_conv2d_staging.h"  // with_width
-#include "cpu/vector_gather.h"
+#include "cpu/kernels/capability.h"
+#include "cpu/kernels/conv2d_blocked.h"
+#include "cpu/kernels/masked_conv2d_staging.h"  // with_width
+#include "cpu/kernels/vector_gather.h"
 
 namespace fp {
 namespace cpu {
+inline namespace FP_CAP {
 namespace blocked {
 
 using staging::with_width;
 
-constexpr int kLanes = 16;         // one AVX-512 register of floats (two AVX2 registers elsewhere)
-constexpr int kFilters = 6;        // at most 6 filters per register block
-constexpr int kVectors = 8;        // at most 8 vectors (128 positions, or 8 taps) per block
-constexpr int kAccumulators = 24;  // of the 32 vector registers, leaving room for the operands
+constexpr int kLanes = kFloatLanes;  // one register of floats: 16 (AVX-512), 8 (AVX2), 4 (SSE2, NEON)
+constexpr int kFilters = 6;          // at most 6 filters per register block
+constexpr int kVectors = 8;          // at most 8 vectors (8 kLanes positions, or 8 taps) per block
+// 24 of AVX-512's 32 registers, 12 of AVX2's 16 (6 filters x 2 vectors: BLIS's Haswell tile), leaving
+// room for the NV loaded vectors and the broadcast.
+constexpr int kAccumulators = kAccumulatorRegisters;
 
 // count items in the fewest register blocks of at most kFilters, each of the smallest `size` that covers
 // them: block b covers [b * size, min(count, (b + 1) * size)), only the last one may be smaller. 8 filters
@@ -132,13 +136,15 @@ inline void store_lanes(float* p, vec v, int64_t lanes) {
 class AlignedFloats {
  public:
   explicit AlignedFloats(size_t count, bool zeroed = true)
-      : storage_(zeroed ? new float[count + kLanes]() : new float[count + kLanes]) {}
+      : storage_(zeroed ? new float[count + kSlack]() : new float[count + kSlack]) {}
   float* data() {
     const auto address = reinterpret_cast<std::uintptr_t>(storage_.get());
     return storage_.get() + ((64 - address % 64) % 64) / sizeof(float);
   }
 
  private:
+  // Room for the shift to the next cache line: up to 15 floats, whatever the vector width.
+  static constexpr size_t kSlack = 64 / sizeof(float);
   std::unique_ptr<float[]> storage_;
 };
 
@@ -385,6 +391,7 @@ struct Plan {
 };
 
 }  // namespace blocked
+}  // namespace FP_CAP
 }  // namespace cpu
 }  // namespace fp
 

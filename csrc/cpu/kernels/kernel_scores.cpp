@@ -9,12 +9,14 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif
-#include "cpu/cpu_ops.h"
-#include "cpu/small_blocks.h"
+#include "cpu/kernels/capability.h"
+#include "cpu/kernels/cpu_ops.h"
+#include "cpu/kernels/small_blocks.h"
 #include "fastprune/detail/kernel_criteria.h"
 
 namespace fp {
 namespace cpu {
+inline namespace FP_CAP {
 namespace {
 
 template <int Criterion>
@@ -75,5 +77,6 @@ void kernel_scores(const std::vector<detail::LayerSpan>& layers, const std::vect
   }
 }
 
+}  // namespace FP_CAP
 }  // namespace cpu
 }  // namespace fp

@@ -5,8 +5,11 @@
 
 #include <stdint.h>
 
+#include "cpu/kernels/capability.h"
+
 namespace fp {
 namespace cpu {
+inline namespace FP_CAP {
 
 template <class Body>
 void for_each_item(int64_t count, const Body& body) {
@@ -14,6 +17,7 @@ void for_each_item(int64_t count, const Body& body) {
   for (int64_t item = 0; item < count; ++item) body(item);
 }
 
+}  // namespace FP_CAP
 }  // namespace cpu
 }  // namespace fp
 

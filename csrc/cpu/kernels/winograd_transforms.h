@@ -10,10 +10,12 @@
 
 #include <cstdint>
 
-#include "cpu/conv2d_blocked_plan.h"  // vec
+#include "cpu/kernels/capability.h"
+#include "cpu/kernels/conv2d_blocked_plan.h"  // vec
 
 namespace fp {
 namespace cpu {
+inline namespace FP_CAP {
 namespace blocked {
 
 // V = B^T d B of 16 tiles at once (d[r][c]: the patches' float (r, c)); store(c, v) receives component c.
@@ -83,6 +85,7 @@ inline void weight_gradient_transform(const float* u, int64_t step, float* out) 
 }
 
 }  // namespace blocked
+}  // namespace FP_CAP
 }  // namespace cpu
 }  // namespace fp
 

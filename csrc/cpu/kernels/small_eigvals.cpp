@@ -7,13 +7,15 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif
-#include "cpu/batched.h"
-#include "cpu/cpu_ops.h"
-#include "cpu/small_blocks.h"
+#include "cpu/kernels/batched.h"
+#include "cpu/kernels/capability.h"
+#include "cpu/kernels/cpu_ops.h"
+#include "cpu/kernels/small_blocks.h"
 #include "fastprune/detail/small_matrix.h"
 
 namespace fp {
 namespace cpu {
+inline namespace FP_CAP {
 
 void small_eigvals(const float* matrices, int64_t count, int n, float* out) {
   if (n == 3) {
@@ -36,5 +38,6 @@ void small_eigvals(const float* matrices, int64_t count, int n, float* out) {
   });
 }
 
+}  // namespace FP_CAP
 }  // namespace cpu
 }  // namespace fp

@@ -7,27 +7,12 @@
 #include <cstdint>
 #include <vector>
 
-#include "cpu/masked_conv2d.h"
+#include "cpu/kernels/capability.h"
+#include "cpu/kernels/masked_conv2d.h"
 
 namespace fp {
 namespace cpu {
-
-// A dense sub-convolution: filters[f] (f < n_filters) of the output read channels[j] (j < n_channels) of
-// the input, with weights (n_filters, n_channels, kh, kw) packed in that order:
-//     y[n][filters[f]] = bias[f] + sum_j sum_{ky,kx} weights[f][j][ky][kx] * x_pad[n][channels[j]][...]
-// then max(., 0) when relu. With accumulate, the planes' existing values are added first (a residual add in
-// place: y[n][filters[f]] = relu(y[n][filters[f]] + conv + bias)). Output planes of filters not listed are
-// not touched, or with `others` (O values) set to others[o] (a pruned filter's bias). bias may be NULL.
-struct DenseBlock {
-  int64_t n_filters, n_channels;
-  const int64_t* filters;
-  const int64_t* channels;
-  const float* weights;
-  const float* bias;
-  bool relu;
-  bool accumulate = false;
-  const float* others = nullptr;
-};
+inline namespace FP_CAP {
 
 void conv2d_blocked_forward(const ConvGeometry& g, const float* x, const DenseBlock& block, float* y);
 
@@ -47,6 +32,7 @@ void conv2d_sparse_forward(const ConvGeometry& g, const float* x, const int32_t*
 void conv2d_blocked_backward_weight(const ConvGeometry& g, const float* x, const float* grad_y,
                                     const DenseBlock& block, float* grad_weights);
 
+}  // namespace FP_CAP
 }  // namespace cpu
 }  // namespace fp
 

@@ -1,10 +1,12 @@
 // pairwise_distances on the CPU: every tile of the distance engine is copied into its layer's
 // N x N block and mirrored, so each unordered pair is computed once.
-#include "cpu/cpu_ops.h"
-#include "cpu/distance_tiles.h"
+#include "cpu/kernels/capability.h"
+#include "cpu/kernels/cpu_ops.h"
+#include "cpu/kernels/distance_tiles.h"
 
 namespace fp {
 namespace cpu {
+inline namespace FP_CAP {
 
 fp_status pairwise_distances(const std::vector<detail::LayerSpan>& layers,
                              const std::vector<const float*>& layer_rows, int metric, float* out,
@@ -29,5 +31,6 @@ fp_status pairwise_distances(const std::vector<detail::LayerSpan>& layers,
   return FP_OK;
 }
 
+}  // namespace FP_CAP
 }  // namespace cpu
 }  // namespace fp

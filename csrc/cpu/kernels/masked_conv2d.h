@@ -6,13 +6,12 @@
 
 #include <cstdint>
 
+#include "cpu/kernel_table.h"  // ConvGeometry
+#include "cpu/kernels/capability.h"
+
 namespace fp {
 namespace cpu {
-
-// x (N, C, H, W), weight (O, C, kh, kw), output (N, O, Ho, Wo); strides, padding, dilation per axis.
-struct ConvGeometry {
-  int64_t N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo;
-};
+inline namespace FP_CAP {
 
 void masked_conv2d_forward(const ConvGeometry& g, const float* x, const int32_t* row_ptr, const int32_t* col,
                            const float* kernels, const float* bias, float* y);
@@ -21,6 +20,7 @@ void masked_conv2d_backward_input(const ConvGeometry& g, const float* grad_y, co
 void masked_conv2d_backward_weight(const ConvGeometry& g, const float* x, const float* grad_y,
                                    const int32_t* row_ptr, const int32_t* col, float* grad_kernels);
 
+}  // namespace FP_CAP
 }  // namespace cpu
 }  // namespace fp
 

@@ -19,8 +19,11 @@
 #include <immintrin.h>
 #endif
 
+#include "cpu/kernels/capability.h"
+
 namespace fp {
 namespace cpu {
+inline namespace FP_CAP {
 
 class VectorGather {
  public:
@@ -132,6 +135,7 @@ class VectorGather {
   std::vector<int64_t> scattered_;
 };
 
+}  // namespace FP_CAP
 }  // namespace cpu
 }  // namespace fp
 

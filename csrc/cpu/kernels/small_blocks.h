@@ -14,10 +14,12 @@
 
 #include <stdint.h>
 
+#include "cpu/kernels/capability.h"
 #include "fastprune/detail/fast_math.h"  // FP_LANE
 
 namespace fp {
 namespace cpu {
+inline namespace FP_CAP {
 
 // 16 lanes: two AVX-512 vectors of doubles (the routines compute in double), enough independent work to
 // hide the latency of the divisions.
@@ -90,6 +92,7 @@ inline void for_blocks3_nowait(const float* matrices, int64_t count, float* out,
   }
 }
 
+}  // namespace FP_CAP
 }  // namespace cpu
 }  // namespace fp
 

@@ -12,11 +12,13 @@
 #include <string>
 #include <vector>
 
+#include "cpu/kernels/capability.h"
 #include "fastprune/detail/ragged.h"
 #include "fastprune/fastprune.h"
 
 namespace fp {
 namespace cpu {
+inline namespace FP_CAP {
 
 // Rows per tile side: large enough to amortise packing, small enough that a ResNet-50 layer
 // (N = 2048) splits into dozens of tasks for load balancing.
@@ -60,6 +62,7 @@ class DistanceTiles {
   std::vector<double> scales_;    // cosine: 1 / |original row| (0 for a zero row)
 };
 
+}  // namespace FP_CAP
 }  // namespace cpu
 }  // namespace fp
 

@@ -4,8 +4,11 @@
 
 #include <stdint.h>
 
+#include "cpu/kernels/capability.h"
+
 namespace fp {
 namespace cpu {
+inline namespace FP_CAP {
 
 enum class PairOp {
   kDot,                // sum_k a_k b_k            (Gram form of l2 / sqeuclidean / cosine)
@@ -26,6 +29,7 @@ double row_sq_norm(const float* x, int64_t d);
 // The same reduction for one pair (used where a handful of pairs need recomputing).
 float pair_reduce(PairOp op, const float* a, const float* b, int64_t d);
 
+}  // namespace FP_CAP
 }  // namespace cpu
 }  // namespace fp
 
