@@ -6,7 +6,8 @@
     fastprune/lib/cmake/fastprune/        CMake package config for find_package(fastprune)
 
 Environment: FASTPRUNE_CUDA=0/1 (default: compile CUDA kernels when nvcc is found),
-FASTPRUNE_CUDA_ARCHS (default "80-real;90"), FASTPRUNE_NATIVE=0 to build portable CPU code,
+FASTPRUNE_CUDA_ARCHS (default "80-real;90"), FASTPRUNE_NATIVE=1 to tune for the build machine's CPU
+(local experiments only: the library then runs only on CPUs like it; the default is portable),
 CMAKE_BUILD_PARALLEL_LEVEL for build jobs.
 """
 
@@ -16,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
@@ -50,8 +51,8 @@ class CMakeBuild(build_ext):
             args.append(f"-Dpybind11_DIR={pybind11.get_cmake_dir()}")
         except ImportError:
             pass
-        if os.environ.get("FASTPRUNE_NATIVE") == "0":
-            args.append("-DFASTPRUNE_NATIVE=OFF")
+        if os.environ.get("FASTPRUNE_NATIVE") == "1":
+            args.append("-DFASTPRUNE_NATIVE=ON")
         jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 1))
         subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build_dir), *args], check=True)
         subprocess.run(["cmake", "--build", str(build_dir), "-j", jobs], check=True)
@@ -63,14 +64,11 @@ class CMakeBuild(build_ext):
 
 
 setup(
-    packages=[
-        "fastprune",
-        "fastprune.ops",
-        "fastprune.pruning",
-        "fastprune.data",
-        "fastprune.benchmarks",
-        "fastprune.triton_kernels",
-    ],
+    # Found, never listed by hand (tests/test_wheel.py checks the wheel against the source): fastprune and
+    # every package under it, and the top-level triton_kernels/ (subpackages included) as
+    # fastprune.triton_kernels.
+    packages=find_packages(include=["fastprune", "fastprune.*"])
+    + ["fastprune." + name for name in find_packages(include=["triton_kernels", "triton_kernels.*"])],
     package_dir={"fastprune.triton_kernels": "triton_kernels"},
     package_data={"fastprune.data": ["digits.csv.gz", "*.txt"]},
     ext_modules=[CMakeExtension("fastprune._C")],
