@@ -10,7 +10,7 @@ DEPS_STAMP := $(VENV)/.deps-stamp
 BUILD_STAMP := $(VENV)/.build-stamp
 NATIVE_SOURCES := $(shell find csrc cmake -type f) CMakeLists.txt setup.py pyproject.toml
 
-.PHONY: demo test build lint format bench bench-pytest info clean
+.PHONY: demo test build lint format bench bench-pytest info clean aarch64-check
 
 demo: $(BUILD_STAMP)
 	$(PY) -m fastprune demo --out runs/demo
@@ -53,3 +53,10 @@ format: $(DEPS_STAMP)
 
 clean:
 	rm -rf build fastprune/lib fastprune/include fastprune/_C*.so $(BUILD_STAMP)
+
+# make aarch64-check - cross-compile libfastprune and the C ABI example for aarch64 (Debian's
+# g++-aarch64-linux-gnu, cmake/aarch64-linux-gnu.cmake) and run the example under qemu-aarch64 (qemu-user);
+# installs those Debian packages when missing. No venv. Build folder: AARCH64_BUILD (default build/aarch64).
+AARCH64_BUILD ?= build/aarch64
+aarch64-check:
+	AARCH64_BUILD='$(AARCH64_BUILD)' JOBS=2 bash tools/aarch64_check.sh

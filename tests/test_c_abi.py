@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from fastprune import cpu_capability
 from fastprune.cli import cmake_prefix
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "c_abi"
@@ -35,6 +36,11 @@ def _build_and_run(source: Path, build: Path, program: str) -> subprocess.Comple
 def test_c_program_finds_package_calls_abi_and_checks_results(tmp_path: Path) -> None:
     run = _build_and_run(EXAMPLE, tmp_path / "build", "fastprune_c_abi_example")
     assert "all checks passed" in run.stdout
+    capability = cpu_capability()
+    assert (
+        f"CPU kernels {capability.name} (built: {','.join(capability.built)}): {capability.reason}"
+        in run.stdout
+    )
     # Error paths answered with a status and a message naming the argument.
     assert "null batch -> FP_ERR_INVALID_ARGUMENT: filters: expected a fp_ragged_batch pointer" in run.stdout
     assert "negative rows -> FP_ERR_INVALID_ARGUMENT: filters->num_rows[1]: expected 1 <=" in run.stdout

@@ -33,6 +33,8 @@ int main(void) {
   const fp_exec cpu = {FP_DEVICE_CPU, NULL};
   fp_ragged_batch batch = {kData, NULL, 2, kRows, kDims};
   printf("fastprune %s, ABI %d, CUDA compiled %d\n", fp_version(), fp_abi_version(), fp_cuda_compiled());
+  printf("CPU kernels %s (built: %s): %s\n", fp_cpu_capability(), fp_cpu_capabilities_built(),
+         fp_cpu_capability_reason());
 
   /* l2 distances: layer 0 rows (0,0), (3,4), (6,8) are 5 and 10 apart; layer 1 rows are 3 apart. */
   float dist[3 * 3 + 2 * 2];

@@ -14,6 +14,15 @@ from typing import Callable
 import torch
 
 
+def cpu_capability_name() -> str:
+    """The CPU capability fastprune's kernels run with in this process ("avx2" when FASTPRUNE_CPU_CAPABILITY
+    forces it on an AVX-512 machine), or "unavailable" without the native library."""
+    from fastprune import _native
+    from fastprune.backends import cpu_capability
+
+    return "unavailable" if _native.unavailable_reason() else cpu_capability().name
+
+
 def machine_name() -> str:
     model = platform.processor() or platform.machine()
     try:
@@ -23,7 +32,10 @@ def machine_name() -> str:
                 break
     except OSError:
         pass
-    return f"{model}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+    return (
+        f"{model}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
+        f"fastprune CPU kernels {cpu_capability_name()}"
+    )
 
 
 def commit() -> str:
@@ -54,7 +66,11 @@ def median_seconds(fn: Callable[[], object], min_runs: int = 3, budget_s: float 
 def append_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
     """Appends rows to a CSV (header written when the file is new) and says where. When the benchmark
     gained columns since the file was started, the file is rewritten with the union of both headers (old
-    rows leave the new columns empty), so every column stays under its own name."""
+    rows leave the new columns empty), so every column stays under its own name. Every row records the CPU
+    capability of fastprune's kernels (column cpu_capability)."""
+    capability = cpu_capability_name()
+    rows = [{"cpu_capability": capability, **row} for row in rows]
+    fields = fields if "cpu_capability" in fields else [*fields, "cpu_capability"]
     old_fields: list[str] = []
     old_rows: list[dict] = []
     if path.exists():
