@@ -128,10 +128,33 @@ def cpu_capability() -> CpuCapability:
     )
 
 
-# Where the cpu backend's kernels lose to PyTorch's own way (oneDNN / MKL through torch) on a capability:
-# "auto" then takes torch for the op, and `fastprune info` prints the reason. Measured by
-# `python -m fastprune bench ... ` with FASTPRUNE_CPU_CAPABILITY forcing each capability (README, "CPUs").
-_CPU_SLOWER_THAN_TORCH: dict[tuple[str, str], str] = {}
+# Where the cpu backend's kernels lose to PyTorch's own way (oneDNN / MKL through torch) on a capability,
+# whatever the input: "auto" then takes torch for the op, and `fastprune info` prints the reason. Measured
+# with FASTPRUNE_CPU_CAPABILITY forcing each capability on a 2-core Zen 4 (README, "CPUs and capabilities").
+_CPU_SLOWER_THAN_TORCH: dict[tuple[str, str], str] = {
+    # SSE2 (x86-64 baseline) against oneDNN's AVX2/AVX-512: ResNet-56 layers, filter 30% 0.34-0.50x
+    # dense forward (kernel 90%: 1.1-1.9x, not worth a second rule for the rare CPU without AVX2).
+    ("default", "masked_conv2d"): "are slower than PyTorch's convolution (no SIMD beyond the baseline)",
+    ("default", "conv2d"): "are slower than PyTorch's convolution (no SIMD beyond the baseline)",
+}
+
+# Kernel-level masks (filters keeping different channels): the cpu kernels beat the dense convolution of
+# W * M (forward + backward, ResNet-56 layers, interleaved) only when few kernels are kept. Crossover
+# measured at 60-67% pruned on avx512 and 67-75% on avx2; auto takes torch above these kept fractions.
+MASKED_CONV_MAX_KEPT = {"avx512": 1 / 3, "avx2": 1 / 4}
+
+
+def masked_conv_auto_fallback(kept_fraction: float, uniform: bool) -> Optional[str]:
+    """Why "auto" takes torch for a masked_conv2d whose kernel mask keeps `kept_fraction` of the kernels
+    (`uniform`: every filter keeps all its kernels or none, i.e. a filter mask), or None."""
+    capability = cpu_capability().name
+    limit = MASKED_CONV_MAX_KEPT.get(capability)
+    if uniform or limit is None or kept_fraction <= limit:
+        return None
+    return (
+        f"the {capability} CPU kernels of masked_conv2d are slower than the dense convolution for kernel "
+        f"masks keeping more than {limit:.0%} of the kernels (this one keeps {kept_fraction:.0%})"
+    )
 
 
 def auto_fallback(op: str, device_type: str = "cpu") -> Optional[str]:
@@ -145,9 +168,19 @@ def auto_fallback(op: str, device_type: str = "cpu") -> Optional[str]:
 
 
 def auto_fallbacks(device_type: str = "cpu") -> dict[str, str]:
-    """For each op where "auto" takes torch instead of the cpu backend for speed, the reason."""
+    """For each op where "auto" takes torch instead of the cpu backend for speed, the reason; inputs
+    that decide it (masked_conv2d's kernel density) are described in general terms."""
     ops = sorted(SCORING_OPS | SPECTRAL_OPS | CONV_OPS | DENSE_CONV_OPS)
-    return {op: why for op in ops if (why := auto_fallback(op, device_type)) is not None}
+    reasons = {op: why for op in ops if (why := auto_fallback(op, device_type)) is not None}
+    if device_type == "cpu" and "masked_conv2d" not in reasons and _native.unavailable_reason() is None:
+        limit = MASKED_CONV_MAX_KEPT.get(cpu_capability().name)
+        if limit is not None:
+            reasons["masked_conv2d"] = (
+                f"for kernel masks keeping more than {limit:.0%} of the kernels (the {cpu_capability().name} "
+                "CPU kernels are slower than the dense convolution there); filter masks and sparser kernel "
+                "masks take the cpu backend"
+            )
+    return reasons
 
 
 def refusal_reasons(
@@ -179,9 +212,16 @@ def use_backend(name: str) -> Iterator[None]:
         _context_backend.reset(token)
 
 
-def select_backend(requested: str, device_type: str, op: str, matrix_n: Optional[int] = None) -> str:
+def select_backend(
+    requested: str,
+    device_type: str,
+    op: str,
+    matrix_n: Optional[int] = None,
+    cpu_slower: Optional[Callable[[], Optional[str]]] = None,
+) -> str:
     """Resolves the backend for one call of `op` on tensors of `device_type` (see module docstring);
-    `matrix_n` is the largest matrix size of a small-matrix op's input."""
+    `matrix_n` is the largest matrix size of a small-matrix op's input. `cpu_slower`, called only when
+    "auto" reaches the cpu backend, says why the cpu kernels would be slower than torch on this input."""
     _check_name(requested, "backend")
     source = "backend argument"
     if requested == "auto" and _context_backend.get() is not None:
@@ -193,7 +233,7 @@ def select_backend(requested: str, device_type: str, op: str, matrix_n: Optional
         for name in _AUTO_ORDER.get(device_type, ("torch",)):
             if _REGISTRY[name].refusal(device_type, op, matrix_n) is not None:
                 continue
-            if name == "cpu" and auto_fallback(op, device_type) is not None:
+            if name == "cpu" and (auto_fallback(op, device_type) or (cpu_slower and cpu_slower())):
                 continue
             return name
         return "torch"

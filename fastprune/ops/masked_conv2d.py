@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from fastprune.backends import select_backend
+from fastprune.backends import masked_conv_auto_fallback, select_backend
 from fastprune.ops._conv_args import IntPair, check_conv_args, empty_output
 from fastprune.ops._library import LIBRARY, register
-from fastprune.ops._mask_lists import kept_lists, kernel_mask, transposed_lists
+from fastprune.ops._mask_lists import kept_lists, kernel_mask, mask_lists, transposed_lists
 from fastprune.ops._masked_conv2d_native import (
     DEVICE_CPU,
     DEVICE_CUDA,
@@ -264,6 +264,15 @@ def check_mask(mask: object, weight_shape: Sequence[int], device: torch.device) 
     return mask
 
 
+def _cpu_slower(mask: torch.Tensor, in_channels: int) -> Optional[str]:
+    """Why the cpu kernels would be slower than the dense convolution for this mask (see
+    fastprune.backends.MASKED_CONV_MAX_KEPT), from its cached lists (the cpu backend derives them anyway)."""
+    if mask.dim() == 1 or torch.compiler.is_compiling():
+        return None
+    lists = mask_lists(mask, in_channels)
+    return masked_conv_auto_fallback(lists.col.numel() / max(1, mask.numel()), lists.kept is not None)
+
+
 def masked_conv2d(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -293,7 +302,9 @@ def masked_conv2d(
     requested = backend
     if x.dtype is torch.float64 and backend == "auto":
         requested = "torch"  # the only backend that computes in float64
-    name = select_backend(requested, x.device.type, "masked_conv2d")
+    name = select_backend(
+        requested, x.device.type, "masked_conv2d", cpu_slower=lambda: _cpu_slower(mask, weight.shape[1])
+    )
     if name in ("cpu", "cuda", "triton") and x.dtype is not torch.float32:
         raise TypeError(
             f"x: the {name} backend computes in float32, got {x.dtype}; convert with .float() or use "
