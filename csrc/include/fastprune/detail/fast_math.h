@@ -81,16 +81,37 @@ FP_LANE double fm_sqrt(double x) {
   return x > 0.0 ? s : 0.0;
 }
 
+// u (< 2^63) as a double, rounded once: the two 32-bit halves placed in the mantissas of 2^84 and 2^52.
+// Integer and/or/shift only: a conversion instruction between 64-bit integers and doubles exists from
+// AVX-512DQ on, and a SIMD loop with a static_cast between them stays scalar on AVX2 (and SSE2, NEON).
+FP_LANE double fm_u64_to_double(uint64_t u) {
+  const double high = fm_from_bits((u >> 32) | 0x4530000000000000ull) - 0x1p84;  // (u >> 32) 2^32, exact
+  const double low = fm_from_bits((u & 0xFFFFFFFFull) | 0x4330000000000000ull) - 0x1p52;
+  return high + low;
+}
+
+// t (|t| < 2^62) rounded to an integer, in the same way: each half through the 1.5 2^52 rounding constant
+// (for |v| < 2^51, v + 1.5 2^52 holds round(v) in its low mantissa bits).
+FP_LANE int64_t fm_round_to_int64(double t) {
+  const double magic = 0x1.8p52;
+  const double high = (t * 0x1p-32 + magic) - magic;  // round(t / 2^32)
+  const double low = t - high * 0x1p32;               // exact, |low| <= 2^31
+  const int64_t high_i = static_cast<int64_t>(fm_bits(high + magic) - fm_bits(magic));
+  const int64_t low_i = static_cast<int64_t>(fm_bits(low + magic) - fm_bits(magic));
+  return high_i * 0x100000000LL + low_i;
+}
+
 // x^(-1/3) for finite x > 0, without a division. Guess: minus a third of x's bit pattern plus a constant
 // (the exponent divided by -3, relative error <= 3.5%; the division by 3 goes through double, which
-// vectorises where 64-bit integer division does not), then four Newton steps y <- y + y (1 - x y^3) / 3
-// (error 2e-3, 1e-5, 3e-10, then rounding). Max error 1.3 ulp; cbrt(x) = x y^2 to 3.6 ulp, and 1/cbrt(x) =
-// y. x below 2^-960 is scaled by 2^999 first (and the result by 2^333).
+// vectorises where 64-bit integer division does not, converted by fm_u64_to_double/fm_round_to_int64),
+// then four Newton steps y <- y + y (1 - x y^3) / 3 (error 2e-3, 1e-5, 3e-10, then rounding). Max error
+// 1.3 ulp; cbrt(x) = x y^2 to 3.6 ulp, and 1/cbrt(x) = y. x below 2^-960 is scaled by 2^999 first (and the
+// result by 2^333).
 FP_LANE double fm_rcbrt(double x) {
   const bool tiny = x < 0x1p-960;
   const double xs = x * (tiny ? 0x1p999 : 1.0);
-  const double third = static_cast<double>(static_cast<int64_t>(fm_bits(xs))) * (1.0 / 3.0);
-  double y = fm_from_bits(static_cast<uint64_t>(0x553EF0FF289DD794LL - static_cast<int64_t>(third)));
+  const double third = fm_u64_to_double(fm_bits(xs)) * (1.0 / 3.0);
+  double y = fm_from_bits(static_cast<uint64_t>(0x553EF0FF289DD794LL - fm_round_to_int64(third)));
   for (int i = 0; i < 4; ++i) y = y + y * (1.0 - xs * y * y * y) * (1.0 / 3.0);
   return y * (tiny ? 0x1p333 : 1.0);
 }
