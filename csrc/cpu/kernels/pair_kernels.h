@@ -18,7 +18,8 @@ enum class PairOp {
 
 // out (ni x nj, row-major) [i][j] = op over rows a_i (of a, ni x d) and b_j (of b, nj x d).
 // symmetric (a == b, ni == nj): only entries with j >= i are guaranteed (others may be written too).
-// Bitwise the same value for a pair wherever it lies in the tile.
+// Bitwise the same value for a pair wherever it lies in the tile (tiles of up to 64 columns: the value
+// pair_reduce gives).
 void pair_tile(PairOp op, const float* a, int64_t ni, const float* b, int64_t nj, int64_t d, bool symmetric,
                float* out);
 
