@@ -7,7 +7,9 @@
 // apart (the Winograd tiles of several rows, conv2d_winograd.cpp) take four loads, two vpermt2ps and a
 // blend; vectors reading consecutive sources (a row cut by padding, most of a stride-1 staging) one masked
 // load (kernel-level 90% forward on ResNet-56, in-process A/B: 1.4-4% faster). Vectors whose sources
-// spread wider (and every vector without AVX-512) read each source by its index.
+// spread wider read each source by its index. With AVX2 (no AVX-512): contiguous vectors are two masked
+// loads, the others two masked gathers (vgatherdps); the scalar copy, a compare and a store per lane, had
+// taken most of the Winograd input transform on avx2. Without either, every vector is read by its indices.
 #ifndef FASTPRUNE_CPU_VECTOR_GATHER_H
 #define FASTPRUNE_CPU_VECTOR_GATHER_H
 
@@ -15,7 +17,7 @@
 #include <cstdint>
 #include <cstring>
 #include <vector>
-#ifdef __AVX512F__
+#if defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -44,6 +46,8 @@ class VectorGather {
       s.scattered = -1;
 #ifdef __AVX512F__
       const bool window = hi - lo < 4 * kLanes;  // also when no lane reads (hi < lo)
+#elif defined(__AVX2__)
+      const bool window = hi - lo < kLanes;  // AVX2: contiguous steps only (two masked loads)
 #else
       const bool window = false;
 #endif
@@ -55,6 +59,18 @@ class VectorGather {
           if (shift == INT64_MIN) shift = lane[l] - l;
           contiguous = lane[l] - l == shift;
         }
+#if defined(__AVX2__) && !defined(__AVX512F__)
+      contiguous = contiguous || hi < 0;  // a vector of padding alone: a load of no lane
+      if (window && contiguous) {
+        s.base = hi < 0 ? 0 : shift;
+        s.contiguous = true;
+        for (int64_t l = 0; l < kLanes; ++l)
+          if (lane[l] >= 0) s.lanes |= static_cast<uint16_t>(1u << l);
+      } else {
+        s.scattered = static_cast<int64_t>(indices32_.size());
+        for (int64_t l = 0; l < kLanes; ++l) indices32_.push_back(static_cast<int32_t>(lane[l]));
+      }
+#else
       if (window) {
         s.base = hi < 0 ? 0 : lo;
         for (int64_t l = 0; l < kLanes; ++l)
@@ -69,6 +85,7 @@ class VectorGather {
         s.scattered = static_cast<int64_t>(scattered_.size());
         scattered_.insert(scattered_.end(), lane, lane + kLanes);
       }
+#endif
       steps_.push_back(s);
     }
   }
@@ -83,6 +100,35 @@ class VectorGather {
       const Step& s = steps_[v];
       float* o = out + static_cast<int64_t>(v) * kLanes;
       const int64_t count = std::min<int64_t>(kLanes, n_ - static_cast<int64_t>(v) * kLanes);
+#if defined(__AVX2__) && !defined(__AVX512F__)
+      // AVX2: each half of the 16 outputs is a masked load (contiguous sources) or a masked gather.
+      const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+      const __m256i lane_index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+      for (int64_t h = 0; h < 2; ++h) {
+        __m256 r;
+        if (s.contiguous) {
+          const __m256i bits = _mm256_set1_epi32(static_cast<int>((s.lanes >> (8 * h)) & 0xFF));
+          const __m256i read = _mm256_cmpeq_epi32(_mm256_and_si256(bits, lane_bit), lane_bit);
+          // base may lie before src (a row's leading padding lanes): the address is formed as an integer
+          const auto* row = reinterpret_cast<const float*>(
+              reinterpret_cast<std::uintptr_t>(src) + (s.base + 8 * h) * static_cast<int64_t>(sizeof(float)));
+          r = _mm256_maskload_ps(row, read);
+        } else {
+          const __m256i index =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(indices32_.data() + s.scattered + 8 * h));
+          const __m256 read = _mm256_castsi256_ps(_mm256_cmpgt_epi32(index, _mm256_set1_epi32(-1)));
+          r = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), src, index, read, 4);
+        }
+        if (count >= 8 * (h + 1)) {
+          _mm256_storeu_ps(o + 8 * h, r);
+        } else if (count > 8 * h) {
+          const __m256i keep =
+              _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count - 8 * h)), lane_index);
+          _mm256_maskstore_ps(o + 8 * h, keep, r);
+        }
+      }
+      continue;
+#endif
       if (s.scattered >= 0) {
         const int64_t* lane = scattered_.data() + s.scattered;
         for (int64_t l = 0; l < count; ++l) o[l] = lane[l] >= 0 ? src[lane[l]] : 0.0f;
@@ -122,7 +168,7 @@ class VectorGather {
  private:
   struct Step {
     int64_t base;         // window start in src (contiguous: the source of lane 0, maybe before src)
-    int64_t scattered;    // >= 0: the vector's 16 indices start at scattered_[scattered]
+    int64_t scattered;    // >= 0: the vector's 16 indices start at scattered_[scattered] (AVX2: indices32_)
     uint64_t loads;       // window floats read (bit i: base + i)
     uint16_t lanes;       // output lanes read from the window (the others are zero)
     uint16_t upper;       // lanes whose float lies in the window's upper 32
@@ -133,6 +179,7 @@ class VectorGather {
   bool identity_;
   std::vector<Step> steps_;
   std::vector<int64_t> scattered_;
+  std::vector<int32_t> indices32_;  // AVX2: each scattered vector's 16 indices for the gathers
 };
 
 }  // namespace FP_CAP
