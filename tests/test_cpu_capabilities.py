@@ -232,6 +232,16 @@ def test_linked_library_keeps_wide_code_in_its_capability() -> None:
     assert _violations(functions, capability_of) == []
 
 
+@requires_objdump_x86
+def test_python_module_is_baseline_code() -> None:
+    """fastprune._C (pybind11) is compiled without capability flags: no ymm/zmm instruction at all."""
+    import fastprune._C as module
+
+    functions = _wide_registers(Path(module.__file__))
+    assert len(functions) > 10
+    assert _violations(functions, lambda _name: "baseline") == []
+
+
 def _build_objects() -> Path:
     """The object files of the in-place build (make build), where they are."""
     directory = ROOT / "build" / "cmake" / "CMakeFiles"

@@ -14,9 +14,9 @@
 // and tap (ky, kx) reads plane (j, kx, ky dh % sh) at q + (ky dh / sh) * Wo. Either way the convolution is
 // a GEMM whose K = C kh kw rows are offsets into the staged planes:
 //     y[f][q] = bias[f] + sum_k w[f][k] * S[off_k + q].
-// The microkernel keeps FB filters x NV vectors of 16 positions in registers (at most 24 accumulators;
-// filters are split into blocks of at most 6 (see Split), NV = min(8, 24 / FB)): each k costs NV loads and FB
-// broadcasts for FB * NV FMAs.
+// The microkernel keeps FB filters x NV vectors of kLanes positions in registers (at most kAccumulators:
+// 24 with AVX-512, 12 with 16 registers; filters are split into blocks of at most 6 (see Split), NV =
+// min(8, kAccumulators / FB)): each k costs NV loads and FB broadcasts for FB * NV FMAs.
 //
 // Kernel-level masks (each filter its own channel list) use the same staging (shifted, so no computed
 // column is discarded) and microkernel one filter at a time, through the filter's own list of tap offsets.
