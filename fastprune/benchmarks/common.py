@@ -23,6 +23,17 @@ def cpu_capability_name() -> str:
     return "unavailable" if _native.unavailable_reason() else cpu_capability().name
 
 
+# Variables that cap the instruction set of PyTorch's own kernels (oneDNN, ATen, MKL): set together with
+# FASTPRUNE_CPU_CAPABILITY, they make an AVX-512 machine time both sides as an AVX2-only CPU would.
+BASELINE_ISA_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def baseline_isa() -> str:
+    """How PyTorch's side of a benchmark is capped: "native" (nothing set), else the variables' values."""
+    caps = [f"{name}={os.environ[name]}" for name in BASELINE_ISA_VARIABLES if os.environ.get(name)]
+    return " ".join(caps) or "native"
+
+
 def machine_name() -> str:
     model = platform.processor() or platform.machine()
     try:
@@ -34,7 +45,7 @@ def machine_name() -> str:
         pass
     return (
         f"{model}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
-        f"fastprune CPU kernels {cpu_capability_name()}"
+        f"fastprune CPU kernels {cpu_capability_name()}, torch ISA {baseline_isa()}"
     )
 
 
@@ -67,10 +78,10 @@ def append_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
     """Appends rows to a CSV (header written when the file is new) and says where. When the benchmark
     gained columns since the file was started, the file is rewritten with the union of both headers (old
     rows leave the new columns empty), so every column stays under its own name. Every row records the CPU
-    capability of fastprune's kernels (column cpu_capability)."""
-    capability = cpu_capability_name()
-    rows = [{"cpu_capability": capability, **row} for row in rows]
-    fields = fields if "cpu_capability" in fields else [*fields, "cpu_capability"]
+    capability of fastprune's kernels (column cpu_capability) and any cap on PyTorch's (baseline_isa)."""
+    extra = {"cpu_capability": cpu_capability_name(), "baseline_isa": baseline_isa()}
+    rows = [{**extra, **row} for row in rows]
+    fields = [*fields, *(name for name in extra if name not in fields)]
     old_fields: list[str] = []
     old_rows: list[dict] = []
     if path.exists():
