@@ -23,9 +23,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from fastprune import cpu_capability
+from fastprune.backends import MASKED_CONV_MAX_KEPT, auto_fallback, select_backend
 from fastprune.cli import cmake_prefix
+from fastprune.ops import masked_conv2d
+from fastprune.ops.masked_conv2d import _cpu_slower
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPABILITIES = ("default", "avx2", "avx512")
@@ -145,6 +149,53 @@ def test_c_abi_and_cli_report_the_same_choice() -> None:
         [sys.executable, "-m", "fastprune", "info"], capture_output=True, text=True, timeout=120, check=True
     )
     assert f"CPU kernels: {chosen.name} (built: {', '.join(chosen.built)})" in info.stdout
+
+
+def _kernel_mask(kept_fraction: float, seed: int = 0) -> torch.Tensor:
+    """A (16, 16) kernel mask keeping exactly that fraction, not filter-uniform."""
+    order = torch.randperm(256, generator=torch.Generator().manual_seed(seed))
+    mask = torch.zeros(256, dtype=torch.bool)
+    mask[order[: round(256 * kept_fraction)]] = True
+    return mask.view(16, 16)
+
+
+def test_auto_takes_torch_for_dense_kernel_masks() -> None:
+    """Kernel masks keeping more than the capability's crossover go to torch under "auto" (same result as
+    backend="torch"); filter masks and sparse kernel masks stay on the cpu kernels; a named backend runs."""
+    limit = MASKED_CONV_MAX_KEPT.get(cpu_capability().name)
+    half, sparse = _kernel_mask(0.5), _kernel_mask(0.1)
+    filters = torch.arange(16) % 2 == 0
+    assert _cpu_slower(filters, 16) is None
+    assert _cpu_slower(filters[:, None].expand(16, 16).contiguous(), 16) is None  # uniform: a filter mask
+    assert _cpu_slower(sparse, 16) is None
+    why = _cpu_slower(half, 16)
+    assert (why is not None) == (limit is not None and limit < 0.5)
+    if why is not None:
+        assert "keeps 50%" in why and f"{limit:.0%}" in why
+    gen = torch.Generator().manual_seed(1)
+    x, w = torch.randn(2, 16, 6, 6, generator=gen), torch.randn(16, 16, 3, 3, generator=gen)
+    auto = masked_conv2d(x, w, half, None, 1, 1)
+    expected = "torch" if why or auto_fallback("masked_conv2d") else "cpu"  # default: every mask to torch
+    assert torch.equal(auto, masked_conv2d(x, w, half, None, 1, 1, backend=expected))
+    named = masked_conv2d(x, w, half, None, 1, 1, backend="cpu")  # still runs when named
+    torch.testing.assert_close(named, auto, rtol=1e-4, atol=1e-4)
+    assert select_backend("auto", "cpu", "masked_conv2d", cpu_slower=lambda: "slower") == "torch"
+    assert select_backend("cpu", "cpu", "masked_conv2d", cpu_slower=lambda: "slower") == "cpu"
+
+
+def test_default_capability_routes_convolutions_to_torch() -> None:
+    code = (
+        "from fastprune.backends import auto_fallbacks, select_backend; f = auto_fallbacks(); "
+        "print(sorted(f)); print(select_backend('auto', 'cpu', 'conv2d'), select_backend('auto', 'cpu', "
+        "'gm_scores'))"
+    )
+    run = _child(code, "default")
+    assert run.returncode == 0, run.stderr
+    ops, chosen = run.stdout.splitlines()
+    assert ops == str(["conv2d", "masked_conv2d"])
+    assert chosen == "torch cpu"
+    info = _child("from fastprune.cli import main; main(['info'])", "default")
+    assert "auto uses torch for conv2d: the default CPU kernels of conv2d are slower" in info.stdout
 
 
 @pytest.mark.parametrize("cap", CAPABILITIES)
