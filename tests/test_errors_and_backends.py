@@ -124,3 +124,14 @@ def test_import_loads_no_native_code_and_does_not_initialise_cuda() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False", "False"]
+
+
+@pytest.mark.parametrize("command", [[], ["demo"], ["train"], ["compact"], ["bench"], ["info"]])
+def test_cli_help_works_for_every_command(command: list[str], capsys) -> None:
+    """argparse formats help strings with %: a bare percent sign in one makes --help crash."""
+    from fastprune.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: fastprune" in capsys.readouterr().out

@@ -32,7 +32,7 @@ HELP = {
     "device": "cpu or cuda",
     "backend": "fastprune backend of the scoring kernels (auto, cpu, cuda, triton, torch)",
     "masked_conv": "train held-zero convs (fine-tuning, hard mode) on fastprune.nn.MaskedConv2d, skipping "
-    "the pruned filters/kernels (off by default: ~3% faster end to end on the demo's ResNet-20)",
+    "the pruned filters/kernels (off by default: ~3%% faster end to end on the demo's ResNet-20)",
     "progress": "show progress bars and per-epoch lines",
     "max_batches": "stop each epoch after this many batches (smoke tests)",
 }
