@@ -47,8 +47,12 @@ void forward_images(const ConvGeometry& g, const Plan& plan, const float* x, flo
         fill_planes(fills, plan.L.P, y + n * image_out);
         for (int64_t j = 0; j < plan.block.n_channels; ++j)
           plan.stage(x + n * image_in, j, s.data() + j * plan.L.channel);
-        for (int64_t t = 0; t < plan.n_tiles; ++t)
-          for (int64_t i = 0; i < items_per_tile; ++i) compute(s.data(), t, i, y + n * image_out);
+        // Tiles in groups whose staged rows stay in L2, each item (filter block) running over the whole
+        // group: its weights (kFilters x K floats) are then read once per group, not once per tile.
+        for (int64_t t0 = 0; t0 < plan.n_tiles; t0 += plan.tile_group)
+          for (int64_t i = 0; i < items_per_tile; ++i)
+            for (int64_t t = t0; t < std::min(plan.n_tiles, t0 + plan.tile_group); ++t)
+              compute(s.data(), t, i, y + n * image_out);
       }
     }
     return;

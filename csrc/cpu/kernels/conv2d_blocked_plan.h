@@ -301,6 +301,7 @@ struct Plan {
   Split split;   // the filter blocks
   int64_t tile;  // output positions per tile: split.width vectors
   int64_t n_tiles;
+  int64_t tile_group;   // tiles a work item runs over in a row: their staged rows (~tile K floats) in 256 KB
   bool gathered;        // stride 1: channels staged by `gather`, else by stage_channel
   VectorGather gather;  // one staged channel from its input plane
 
@@ -313,6 +314,7 @@ struct Plan {
         split(b.n_filters, kVectors),
         tile(split.width * kLanes),
         n_tiles((L.Q + tile - 1) / tile),
+        tile_group(std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, tile * K))),
         gathered(geometry.sh == 1 && geometry.sw == 1),
         gather(gathered ? L.channel : 0, [&](int64_t p) { return staged_source(geometry, L, p); }) {
     for (int64_t ky = 0; ky < g.kh; ++ky) phase_used[static_cast<size_t>(ky * g.dh % g.sh)] = 1;
