@@ -116,10 +116,12 @@ class CpuCapability(NamedTuple):
     built: tuple[str, ...]  # the capabilities compiled in ("default", "avx2", "avx512" on x86-64)
 
 
+@functools.cache
 def cpu_capability() -> CpuCapability:
     """The capability whose kernels the cpu backend runs: the best the CPU and OS support, lowered (never
     raised) by the environment variable FASTPRUNE_CPU_CAPABILITY=default|avx2|avx512, fixed for the process
-    at the native library's first call. Raises RuntimeError when the native library cannot be loaded."""
+    at the native library's first call (and so cached here). Raises RuntimeError when the native library
+    cannot be loaded."""
     info = _native.native().build_info()
     return CpuCapability(
         info["cpu_capability"],

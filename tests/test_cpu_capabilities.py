@@ -198,6 +198,27 @@ def test_default_capability_routes_convolutions_to_torch() -> None:
     assert "auto uses torch for conv2d: the default CPU kernels of conv2d are slower" in info.stdout
 
 
+def test_inference_form_follows_the_conv_fallback() -> None:
+    """The compact inference form calls fastprune's conv kernel directly (no dispatcher): it must skip it
+    where "auto" would, on the default capability."""
+    code = (
+        "import importlib, torch\n"
+        "conv = importlib.import_module('fastprune.ops.conv2d')\n"  # the module, not the op
+        "from fastprune import models\n"
+        "from fastprune.pruning.compact import compact\n"
+        "calls, direct = [], conv.conv2d_cpu_inference\n"
+        "conv.conv2d_cpu_inference = lambda *a: calls.append(1) or direct(*a)\n"
+        "net = compact(models.create('resnet20', num_classes=10).eval()).for_inference()\n"
+        "with torch.no_grad():\n"
+        "    net(torch.randn(2, 3, 32, 32))\n"
+        "print(len(calls) > 0)\n"
+    )
+    for cap, expected in (("default", "False"), (None, str(_best_for_this_cpu() != "default"))):
+        run = _child(code, cap)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == expected, f"FASTPRUNE_CPU_CAPABILITY={cap}"
+
+
 @pytest.mark.parametrize("cap", CAPABILITIES)
 def test_numeric_suites_per_capability(cap: str, tmp_path: Path) -> None:
     if (why := _missing_reason(cap)) is not None:

@@ -5,8 +5,9 @@
 Backends: "cpu" (fastprune's register-blocked direct convolution through the C ABI, float32; the kernel
 the masked convolution runs for filter masks, see csrc/cpu/conv2d_blocked.cpp) and "torch" (F.conv2d and
 relu; any device and dtype). "auto" takes cpu for float32 CPU tensors and torch otherwise (cuDNN on a
-GPU). The cpu kernel vectorises over output positions rather than channels, so the odd channel counts of
-a pruned layer (10, 20, 39) cost what their FLOPs say; oneDNN's channel-blocked kernels round them up.
+GPU, and CPUs whose capability's kernel is slower: fastprune.backends.auto_fallbacks). The cpu kernel
+vectorises over output positions rather than channels, so the odd channel counts of a pruned layer (10,
+20, 39) cost what their FLOPs say; oneDNN's channel-blocked kernels round them up.
 
 Registered as torch.ops.fastprune.conv2d with a fake implementation and autograd (the backward is
 PyTorch's convolution backward through the ReLU's mask), so it trains, compiles and passes opcheck.
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from fastprune._native import native
-from fastprune.backends import select_backend
+from fastprune.backends import auto_fallback, select_backend
 from fastprune.ops._conv_args import (
     IntPair,
     address,
@@ -66,6 +67,13 @@ def cpu_kernel_ready(*tensors: Optional[torch.Tensor]) -> bool:
         for t in tensors
         if t is not None
     )
+
+
+def cpu_conv_preferred() -> bool:
+    """Whether "auto" runs fastprune's CPU conv kernel on this machine (not where the CPU capability's kernel
+    is slower than PyTorch's: fastprune.backends.auto_fallback). Callers of the direct entry points below
+    follow the same rule as the op."""
+    return auto_fallback("conv2d") is None
 
 
 def conv2d_cpu_inference(

@@ -292,7 +292,9 @@ def masked_conv2d(
     (0 without bias). Differentiable in x, weight and bias; the weight gradient is exactly 0 on masked
     entries. groups = 1 only, zero padding only. Backends: "cpu" (C++, float32), "cuda" and "triton"
     (float32), "torch", or "auto" (cpu for float32 CPU tensors; cuda, else triton, for float32 CUDA
-    tensors; torch otherwise, e.g. float64).
+    tensors; torch otherwise, e.g. float64, and where this CPU's kernels are slower than the dense
+    convolution: kernel masks keeping many kernels, the SIMD-less default capability; see
+    fastprune.backends.auto_fallbacks).
     """
     stride_, padding_, dilation_ = check_conv_args(x, weight, bias, stride, padding, dilation)
     for t, name in ((x, "x"), (weight, "weight")):

@@ -83,14 +83,16 @@ class FoldedConvBN(_ContiguousWeight):
         self.register_buffer("bias", shift.to(conv.weight.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from fastprune.ops.conv2d import conv2d, conv2d_cpu_inference
+        from fastprune.ops.conv2d import conv2d, conv2d_cpu_inference, cpu_conv_preferred
 
         if self.empty:
             return _empty_output(x, self.geometry)
         x = self.adapt(x)
         if self.padding_mode != "zeros":
             x = F.pad(x, self.pre_pad, mode=self.padding_mode)
-        y = conv2d_cpu_inference(x, self.weight, self.bias, self.conv_args, self.relu)
+        y = None
+        if cpu_conv_preferred():
+            y = conv2d_cpu_inference(x, self.weight, self.bias, self.conv_args, self.relu)
         if y is None:
             a = self.conv_args
             y = conv2d(x, self.weight, self.bias, a[0:2], a[2:4], a[4:6], relu=self.relu)
@@ -154,12 +156,12 @@ class FusedResidualBlock(_ContiguousWeight):
         return self.block.main
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from fastprune.ops.conv2d import conv2d_accumulate_cpu, cpu_kernel_ready
+        from fastprune.ops.conv2d import conv2d_accumulate_cpu, cpu_conv_preferred, cpu_kernel_ready
 
         last, combine = self.block.main[-1], self.block.combine
         h = self.head(x)
         res = self.shortcut(x)
-        if not cpu_kernel_ready(h, res, self.weight, self.bias):
+        if not cpu_kernel_ready(h, res, self.weight, self.bias) or not cpu_conv_preferred():
             return combine(last(h), res)
         h = last.adapt(h)  # the channels the last conv reads (selection, constant planes)
         if self.res_in_place:
