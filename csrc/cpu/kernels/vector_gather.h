@@ -67,8 +67,8 @@ class VectorGather {
         for (int64_t l = 0; l < kLanes; ++l)
           if (lane[l] >= 0) s.lanes |= static_cast<uint16_t>(1u << l);
       } else {
-        s.scattered = static_cast<int64_t>(indices32_.size());
-        for (int64_t l = 0; l < kLanes; ++l) indices32_.push_back(static_cast<int32_t>(lane[l]));
+        s.scattered = static_cast<int64_t>(halves_.size());
+        for (int64_t h = 0; h < 2; ++h) halves_.push_back(Half(lane + 8 * h));
       }
 #else
       if (window) {
@@ -114,10 +114,7 @@ class VectorGather {
               reinterpret_cast<std::uintptr_t>(src) + (s.base + 8 * h) * static_cast<int64_t>(sizeof(float)));
           r = _mm256_maskload_ps(row, read);
         } else {
-          const __m256i index =
-              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(indices32_.data() + s.scattered + 8 * h));
-          const __m256 read = _mm256_castsi256_ps(_mm256_cmpgt_epi32(index, _mm256_set1_epi32(-1)));
-          r = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), src, index, read, 4);
+          r = halves_[static_cast<size_t>(s.scattered + h)].gather(src, lane_bit);
         }
         if (count >= 8 * (h + 1)) {
           _mm256_storeu_ps(o + 8 * h, r);
@@ -168,7 +165,7 @@ class VectorGather {
  private:
   struct Step {
     int64_t base;         // window start in src (contiguous: the source of lane 0, maybe before src)
-    int64_t scattered;    // >= 0: the vector's 16 indices start at scattered_[scattered] (AVX2: indices32_)
+    int64_t scattered;    // >= 0: the vector's 16 indices start at scattered_[scattered] (AVX2: halves_)
     uint64_t loads;       // window floats read (bit i: base + i)
     uint16_t lanes;       // output lanes read from the window (the others are zero)
     uint16_t upper;       // lanes whose float lies in the window's upper 32
@@ -179,7 +176,50 @@ class VectorGather {
   bool identity_;
   std::vector<Step> steps_;
   std::vector<int64_t> scattered_;
-  std::vector<int32_t> indices32_;  // AVX2: each scattered vector's 16 indices for the gathers
+#if defined(__AVX2__) && !defined(__AVX512F__)
+  // AVX2: 8 lanes of a vector whose sources are not consecutive. Sources within 16 floats (the stride-2
+  // columns of a Winograd tile row, say) are two masked loads, two vpermps and a blend; wider ones a
+  // masked gather (vgatherdps, microcoded and slow on AMD cores).
+  struct Half {
+    int64_t base = 0;    // window: the first float of the window
+    int32_t idx[8];      // window: the lane's float in the window (0..15); else its source (-1: zero)
+    uint16_t loads = 0;  // window: the floats read (bit i: base + i)
+    uint8_t lanes = 0;   // lanes read
+    bool window = false;
+
+    explicit Half(const int64_t* lane) {
+      int64_t lo = INT64_MAX, hi = -1;
+      for (int l = 0; l < 8; ++l)
+        if (lane[l] >= 0) lo = std::min(lo, lane[l]), hi = std::max(hi, lane[l]);
+      window = hi - lo < 16;  // also when no lane reads
+      base = hi < 0 ? 0 : lo;
+      for (int l = 0; l < 8; ++l) {
+        idx[l] = static_cast<int32_t>(lane[l] < 0 ? -1 : window ? lane[l] - lo : lane[l]);
+        if (lane[l] >= 0) {
+          lanes |= static_cast<uint8_t>(1u << l);
+          if (window) loads |= static_cast<uint16_t>(1u << (lane[l] - lo));
+        }
+      }
+    }
+
+    __m256 gather(const float* src, __m256i lane_bit) const {
+      const __m256i index = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx));
+      const __m256i read = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(lanes), lane_bit), lane_bit);
+      if (!window)
+        return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), src, index, _mm256_castsi256_ps(read), 4);
+      const float* w = src + base;  // masked loads: floats outside the ones read are never touched
+      const auto mask = [&](int shift) {
+        const __m256i bits = _mm256_set1_epi32((loads >> shift) & 0xFF);
+        return _mm256_cmpeq_epi32(_mm256_and_si256(bits, lane_bit), lane_bit);
+      };
+      const __m256 low = _mm256_permutevar8x32_ps(_mm256_maskload_ps(w, mask(0)), index);
+      const __m256 high = _mm256_permutevar8x32_ps(_mm256_maskload_ps(w + 8, mask(8)), index);
+      const __m256 upper = _mm256_castsi256_ps(_mm256_cmpgt_epi32(index, _mm256_set1_epi32(7)));
+      return _mm256_and_ps(_mm256_blendv_ps(low, high, upper), _mm256_castsi256_ps(read));
+    }
+  };
+  std::vector<Half> halves_;  // two per vector that is neither contiguous nor all padding
+#endif
 };
 
 }  // namespace FP_CAP
