@@ -177,27 +177,29 @@ class VectorGather {
   std::vector<Step> steps_;
   std::vector<int64_t> scattered_;
 #if defined(__AVX2__) && !defined(__AVX512F__)
-  // AVX2: 8 lanes of a vector whose sources are not consecutive. Sources within 16 floats (the stride-2
-  // columns of a Winograd tile row, say) are two masked loads, two vpermps and a blend; wider ones a
-  // masked gather (vgatherdps, microcoded and slow on AMD cores).
+  // AVX2: 8 lanes of a vector whose sources are not consecutive. Sources within 32 floats (the stride-2
+  // columns of Winograd tile rows, several short rows of a small map) are masked loads of the window's
+  // 8-float pieces, a vpermps each and blends on the index bits; wider ones a masked gather (vgatherdps,
+  // microcoded and slow on AMD cores: it had taken most of the Winograd input transform on avx2).
   struct Half {
     int64_t base = 0;    // window: the first float of the window
-    int32_t idx[8];      // window: the lane's float in the window (0..15); else its source (-1: zero)
-    uint16_t loads = 0;  // window: the floats read (bit i: base + i)
+    int32_t idx[8];      // window: the lane's float in the window (0..31); else its source (-1: zero)
+    uint32_t loads = 0;  // window: the floats read (bit i: base + i)
     uint8_t lanes = 0;   // lanes read
-    bool window = false;
+    int pieces = 0;      // window: 8-float pieces it spans (1 to 4); 0: a gather
 
     explicit Half(const int64_t* lane) {
       int64_t lo = INT64_MAX, hi = -1;
       for (int l = 0; l < 8; ++l)
         if (lane[l] >= 0) lo = std::min(lo, lane[l]), hi = std::max(hi, lane[l]);
-      window = hi - lo < 16;  // also when no lane reads
+      const bool window = hi - lo < 32;  // also when no lane reads
       base = hi < 0 ? 0 : lo;
+      pieces = !window ? 0 : hi < 0 ? 1 : static_cast<int>((hi - lo) / 8 + 1);
       for (int l = 0; l < 8; ++l) {
         idx[l] = static_cast<int32_t>(lane[l] < 0 ? -1 : window ? lane[l] - lo : lane[l]);
         if (lane[l] >= 0) {
           lanes |= static_cast<uint8_t>(1u << l);
-          if (window) loads |= static_cast<uint16_t>(1u << (lane[l] - lo));
+          if (window) loads |= 1u << (lane[l] - lo);
         }
       }
     }
@@ -205,17 +207,22 @@ class VectorGather {
     __m256 gather(const float* src, __m256i lane_bit) const {
       const __m256i index = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx));
       const __m256i read = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(lanes), lane_bit), lane_bit);
-      if (!window)
+      if (pieces == 0)
         return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), src, index, _mm256_castsi256_ps(read), 4);
       const float* w = src + base;  // masked loads: floats outside the ones read are never touched
-      const auto mask = [&](int shift) {
-        const __m256i bits = _mm256_set1_epi32((loads >> shift) & 0xFF);
-        return _mm256_cmpeq_epi32(_mm256_and_si256(bits, lane_bit), lane_bit);
+      const auto piece = [&](int p) {
+        const __m256i bits = _mm256_set1_epi32(static_cast<int>((loads >> (8 * p)) & 0xFF));
+        const __m256i mask = _mm256_cmpeq_epi32(_mm256_and_si256(bits, lane_bit), lane_bit);
+        return _mm256_permutevar8x32_ps(_mm256_maskload_ps(w + 8 * p, mask), index);
       };
-      const __m256 low = _mm256_permutevar8x32_ps(_mm256_maskload_ps(w, mask(0)), index);
-      const __m256 high = _mm256_permutevar8x32_ps(_mm256_maskload_ps(w + 8, mask(8)), index);
-      const __m256 upper = _mm256_castsi256_ps(_mm256_cmpgt_epi32(index, _mm256_set1_epi32(7)));
-      return _mm256_and_ps(_mm256_blendv_ps(low, high, upper), _mm256_castsi256_ps(read));
+      // blendv selects by the sign bit: index bit 3 picks the odd piece, bit 4 the upper pair
+      const __m256 bit3 = _mm256_castsi256_ps(_mm256_slli_epi32(index, 28));
+      __m256 r = pieces == 1 ? piece(0) : _mm256_blendv_ps(piece(0), piece(1), bit3);
+      if (pieces > 2) {
+        const __m256 upper = pieces == 3 ? piece(2) : _mm256_blendv_ps(piece(2), piece(3), bit3);
+        r = _mm256_blendv_ps(r, upper, _mm256_castsi256_ps(_mm256_slli_epi32(index, 27)));
+      }
+      return _mm256_and_ps(r, _mm256_castsi256_ps(read));
     }
   };
   std::vector<Half> halves_;  // two per vector that is neither contiguous nor all padding
