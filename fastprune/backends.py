@@ -175,11 +175,12 @@ def auto_fallbacks(device_type: str = "cpu") -> dict[str, str]:
     ops = sorted(SCORING_OPS | SPECTRAL_OPS | CONV_OPS | DENSE_CONV_OPS)
     reasons = {op: why for op in ops if (why := auto_fallback(op, device_type)) is not None}
     if device_type == "cpu" and "masked_conv2d" not in reasons and _native.unavailable_reason() is None:
-        limit = MASKED_CONV_MAX_KEPT.get(cpu_capability().name)
+        capability = cpu_capability().name
+        limit = MASKED_CONV_MAX_KEPT.get(capability)
         if limit is not None:
             reasons["masked_conv2d"] = (
-                f"for kernel masks keeping more than {limit:.0%} of the kernels (the {cpu_capability().name} "
-                "CPU kernels are slower than the dense convolution there); filter masks and sparser kernel "
+                f"for kernel masks keeping more than {limit:.0%} of the kernels (the {capability} CPU "
+                "kernels are slower than the dense convolution there); filter masks and sparser kernel "
                 "masks take the cpu backend"
             )
     return reasons

@@ -18,8 +18,8 @@ namespace cpu {
 inline namespace FP_CAP {
 namespace staging {
 
-// Floats per vector: one AVX2 register (also with AVX-512: measured no faster at 16 on these short rows),
-// one SSE/NEON register on the default capability.
+// Floats per vector: one AVX2 register, also with AVX-512 (the width these kernels were written and
+// measured with), one SSE/NEON register on the default capability.
 constexpr int64_t kLanes = kFloatLanes < 8 ? kFloatLanes : 8;
 typedef float vec __attribute__((vector_size(kLanes * sizeof(float))));
 

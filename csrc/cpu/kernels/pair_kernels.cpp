@@ -193,10 +193,9 @@ void dot_tile(const float* a, int64_t ni, const float* b, int64_t nj, int64_t d,
 
 }  // namespace
 
-// Panel width of wide tiles: 32 floats, as many vectors as that takes while kRows x kVecs accumulators,
-// kVecs panel loads and a broadcast fit the registers (AVX-512: 2 vectors; AVX2, SSE2, NEON: 2).
-constexpr int kMaxVecs = (kVectorRegisters - 1) / (kRows + 1);
-constexpr int kWideVecs = std::min(kMaxVecs, std::max(1, 32 / kLanes));
+// Panel width of wide tiles in vectors, on every capability: kRows x 2 accumulators, 2 panel loads and a
+// broadcast are 15 registers, within the 16 of AVX2 and SSE2 (32 floats a panel with AVX-512, 16 with AVX2).
+constexpr int kWideVecs = 2;
 
 template <PairOp op>
 void pair_tile_dispatch(const float* a, int64_t ni, const float* b, int64_t nj, int64_t d, bool symmetric,

@@ -21,8 +21,8 @@ namespace fp {
 namespace cpu {
 inline namespace FP_CAP {
 
-// 16 lanes: two AVX-512 vectors of doubles (the routines compute in double), enough independent work to
-// hide the latency of the divisions.
+// 16 lanes: two AVX-512 vectors of doubles (the routines compute in double; four AVX2, eight SSE2 or NEON
+// vectors), enough independent work to hide the latency of the divisions.
 constexpr int kBlock = 16;
 
 // Forces a lambda inline (GCC's heuristics keep large ones out of line, which defeats the SIMD loop).

@@ -8,8 +8,9 @@
 // blend; vectors reading consecutive sources (a row cut by padding, most of a stride-1 staging) one masked
 // load (kernel-level 90% forward on ResNet-56, in-process A/B: 1.4-4% faster). Vectors whose sources
 // spread wider read each source by its index. With AVX2 (no AVX-512): contiguous vectors are two masked
-// loads, the others two masked gathers (vgatherdps); the scalar copy, a compare and a store per lane, had
-// taken most of the Winograd input transform on avx2. Without either, every vector is read by its indices.
+// loads, the others are taken 8 lanes at a time by masked loads and vpermps within 32 floats, else by a
+// masked gather (see Half); the scalar copy, a compare and a store per lane, had taken most of the Winograd
+// input transform on avx2. Without either, every vector is read by its indices.
 #ifndef FASTPRUNE_CPU_VECTOR_GATHER_H
 #define FASTPRUNE_CPU_VECTOR_GATHER_H
 
@@ -47,7 +48,7 @@ class VectorGather {
 #ifdef __AVX512F__
       const bool window = hi - lo < 4 * kLanes;  // also when no lane reads (hi < lo)
 #elif defined(__AVX2__)
-      const bool window = hi - lo < kLanes;  // AVX2: contiguous steps only (two masked loads)
+      const bool window = true;  // AVX2: the contiguous test below; other vectors go to halves_
 #else
       const bool window = false;
 #endif
@@ -61,7 +62,7 @@ class VectorGather {
         }
 #if defined(__AVX2__) && !defined(__AVX512F__)
       contiguous = contiguous || hi < 0;  // a vector of padding alone: a load of no lane
-      if (window && contiguous) {
+      if (contiguous) {
         s.base = hi < 0 ? 0 : shift;
         s.contiguous = true;
         for (int64_t l = 0; l < kLanes; ++l)
