@@ -6,7 +6,7 @@ import torch
 
 from fastprune import models
 from fastprune.benchmarks.compaction import prune_l2, random_bn_stats
-from fastprune.pruning.compact import compact
+from fastprune.compaction import compact
 
 
 @pytest.fixture(scope="module")

@@ -8,17 +8,17 @@ from fastprune._version import __version__
 from fastprune.backends import CpuCapability, available_backends, cpu_capability, use_backend
 
 # Loaded on first use, so `import fastprune` stays light (no torch, no native code).
-_SUBMODULES = ("ops", "criteria", "models", "data", "pruning")
+_SUBMODULES = ("ops", "criteria", "models", "data", "pruning", "compaction")
 _LAZY_NAMES = {
     "KernelPruner": "fastprune.pruning",
     "SoftFilterPruner": "fastprune.pruning",
     "count_flops": "fastprune.pruning",
     "paper_flops_reduction": "fastprune.pruning",
     "channel_liveness": "fastprune.pruning",
-    "compact": "fastprune.pruning",
-    "save_compact": "fastprune.pruning",
-    "load_compact": "fastprune.pruning",
-    "CompactionReport": "fastprune.pruning",
+    "compact": "fastprune.compaction",
+    "save_compact": "fastprune.compaction",
+    "load_compact": "fastprune.compaction",
+    "CompactionReport": "fastprune.compaction",
 }
 
 __all__ = [

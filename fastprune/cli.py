@@ -113,10 +113,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     demo_parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="report folder")
     demo_parser.add_argument("--epochs", type=int, default=6, help="epochs of the baseline run")
-    importlib.import_module("fastprune.pruning.compact_cli").register(commands)
+    importlib.import_module("fastprune.compaction.cli").register(commands)
     args = parser.parse_args(argv)
     if args.command == "compact":
-        return importlib.import_module("fastprune.pruning.compact_cli").compact_command(args)
+        return importlib.import_module("fastprune.compaction.cli").compact_command(args)
 
     if args.command == "info":
         if args.cmake_prefix:

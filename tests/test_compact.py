@@ -9,9 +9,9 @@ from torch import nn
 
 import fastprune
 from fastprune import models
+from fastprune.compaction import apply_masks, compact, count_compact_flops, load_compact, save_compact
 from fastprune.models import BasicBlock, Bottleneck, ShortcutA
 from fastprune.pruning import KernelPruner, SoftFilterPruner, UnsupportedModelError, count_flops
-from fastprune.pruning.compact import apply_masks, compact, count_compact_flops, load_compact, save_compact
 
 RTOL = 1e-5
 
@@ -355,8 +355,8 @@ def _modules_of(model, kind):
     ],
 )
 def test_for_inference_matches_masked_model(arch, rate, finalize, size):
-    from fastprune.pruning.compact_inference import FoldedConvBN
-    from fastprune.pruning.compact_modules import ConvBN
+    from fastprune.compaction.inference import FoldedConvBN
+    from fastprune.compaction.modules import ConvBN
 
     model, small = _pruned(arch, rate, finalize)
     before = {k: v.clone() for k, v in small.state_dict().items()}
@@ -444,8 +444,8 @@ def _conv_bn_spec(c_in, c_out, *, bias, affine, relu, select=None, n_const=0, tr
     "bias, affine, relu", [(True, False, True), (False, True, False), (True, True, True)]
 )
 def test_folded_conv_bn_unit_matches_conv_bn(bias, affine, relu):
-    from fastprune.pruning.compact_inference import FoldedConvBN
-    from fastprune.pruning.compact_modules import ConvBN
+    from fastprune.compaction.inference import FoldedConvBN
+    from fastprune.compaction.modules import ConvBN
 
     spec = _conv_bn_spec(5, 7, bias=bias, affine=affine, relu=relu, select=[0, 2, 3, 5], n_const=1)
     unit = ConvBN(spec)
@@ -473,8 +473,8 @@ def test_folded_conv_bn_unit_matches_conv_bn(bias, affine, relu):
 
 
 def test_for_inference_refuses_batch_norm_without_running_stats():
-    from fastprune.pruning.compact_inference import FoldedConvBN
-    from fastprune.pruning.compact_modules import ConvBN
+    from fastprune.compaction.inference import FoldedConvBN
+    from fastprune.compaction.modules import ConvBN
 
     _, small = _pruned("resnet20", 0.3, seed=7)
     unit = small.blocks[0].main[0]
@@ -523,7 +523,7 @@ def test_for_inference_fuses_residual_adds(batch):
     """The benchmark's network (l2-pruned ResNet-56, BN zeroed): most residual adds run inside the convs
     (fp_conv2d_accumulate), some blocks with constant channels off the main path included."""
     from fastprune.benchmarks.compaction import prune_l2, random_bn_stats
-    from fastprune.pruning.compact_inference import FusedResidualBlock
+    from fastprune.compaction.inference import FusedResidualBlock
 
     torch.manual_seed(0)
     masked = prune_l2(random_bn_stats(models.create("resnet56")), 0.4).eval()
@@ -537,7 +537,7 @@ def test_for_inference_fuses_residual_adds(batch):
 
 def test_for_inference_imagenet_stem_maxpool():
     """The 7x7 stem + max-pool of the ImageNet layout: the inference form pools in channels_last."""
-    from fastprune.pruning.compact_inference import ChannelsLastMaxPool
+    from fastprune.compaction.inference import ChannelsLastMaxPool
 
     torch.manual_seed(3)
     model = _random_bn(models.create("resnet18", num_classes=10, small_input=False), 3).eval()

@@ -205,7 +205,7 @@ def test_inference_form_follows_the_conv_fallback() -> None:
         "import importlib, torch\n"
         "conv = importlib.import_module('fastprune.ops.conv2d')\n"  # the module, not the op
         "from fastprune import models\n"
-        "from fastprune.pruning.compact import compact\n"
+        "from fastprune.compaction import compact\n"
         "calls, direct = [], conv.conv2d_cpu_inference\n"
         "conv.conv2d_cpu_inference = lambda *a: calls.append(1) or direct(*a)\n"
         "net = compact(models.create('resnet20', num_classes=10).eval()).for_inference()\n"

@@ -196,7 +196,7 @@ def test_bad_config_is_rejected(tmp_path, change, message):
 
 def test_unknown_arch_and_criterion(tmp_path):
     with pytest.raises(ValueError, match="resnet56"):
-        train(TrainConfig(out_dir=str(tmp_path), **{**TINY, "arch": "vgg16"}))
+        train(TrainConfig(out_dir=str(tmp_path), **{**TINY, "arch": "alexnet"}))
     with pytest.raises(ValueError, match="criterion"):
         train(TrainConfig(out_dir=str(tmp_path), criterion="magic", **TINY))
 

@@ -373,7 +373,7 @@ def test_installed_wheel_end_to_end(built, installed, tmp_path):
         timeout=600,
     )
     imported = json.loads(proc.stdout.strip().splitlines()[-1])["imported"]
-    assert "fastprune.pruning.compact" in imported and "fastprune.models" in imported, imported
+    assert "fastprune.compaction.resnet" in imported and "fastprune.models" in imported, imported
 
     # The console script and `python -m fastprune` of the installed package.
     script = env_dir / "bin" / "fastprune"

@@ -104,7 +104,7 @@ def run(
     import copy
 
     from fastprune import models
-    from fastprune.pruning.compact import compact, count_compact_flops
+    from fastprune.compaction import compact, count_compact_flops
 
     rows = []
     built: dict[tuple[str, float], tuple[nn.Module, nn.Module, nn.Module]] = {}

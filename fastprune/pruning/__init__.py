@@ -6,7 +6,6 @@ from fastprune.pruning.channels import (
     UnsupportedModelError,
     channel_liveness,
 )
-from fastprune.pruning.compact import CompactionReport, compact, load_compact, save_compact
 from fastprune.pruning.filter_pruner import SoftFilterPruner, StepRecord
 from fastprune.pruning.flops import FlopsReport, FlopsRow, count_flops, paper_flops_reduction, paper_macs
 from fastprune.pruning.keep_masks import KeepMasks
@@ -17,6 +16,19 @@ from fastprune.pruning.kernel_pruner import (
     compression_score,
     l1_kernel_penalty,
 )
+
+# Compaction lives in fastprune.compaction (which imports this package): its names stay reachable from
+# here, loaded on first use.
+_COMPACTION_NAMES = ("CompactionReport", "compact", "load_compact", "save_compact")
+
+
+def __getattr__(name: str):
+    if name in _COMPACTION_NAMES:
+        import fastprune.compaction
+
+        return getattr(fastprune.compaction, name)
+    raise AttributeError(f"module 'fastprune.pruning' has no attribute {name!r}")
+
 
 __all__ = [
     "KeepMasks",

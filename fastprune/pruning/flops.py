@@ -19,14 +19,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import nn
 
 from fastprune.pruning.channels import channel_liveness
 
-__all__ = ["FlopsRow", "FlopsReport", "count_flops", "paper_macs", "paper_flops_reduction"]
+__all__ = [
+    "FlopsRow",
+    "FlopsReport",
+    "count_flops",
+    "count_dense_flops",
+    "paper_macs",
+    "paper_flops_reduction",
+]
 
 
 @dataclass
@@ -116,6 +123,19 @@ def _default_input_shape(model: nn.Module) -> tuple[int, int, int]:
     raise ValueError("count_flops: input_shape is required for a model without a known `family`")
 
 
+def _resolve_input_shape(model: nn.Module, input_shape: Optional[Sequence[int]]) -> tuple[int, int, int]:
+    if input_shape is None:
+        return _default_input_shape(model)
+    dims = tuple(int(d) for d in input_shape)
+    if len(dims) == 4:
+        dims = dims[1:]
+    if len(dims) != 3 or min(dims) < 1:
+        raise ValueError(
+            f"count_flops: input_shape must be (C, H, W) or (N, C, H, W), got {tuple(input_shape)}"
+        )
+    return (dims[0], dims[1], dims[2])
+
+
 def _output_sizes(
     model: nn.Module, shape: tuple[int, int, int], names: set[str]
 ) -> dict[str, tuple[int, ...]]:
@@ -168,23 +188,9 @@ def count_flops(model: nn.Module, input_shape: Optional[Sequence[int]] = None) -
         :class:`FlopsReport` with ``.macs`` (conv + FC), ``.conv_macs``, ``.fc_macs``, ``.params``,
         their ``dense_*`` counterparts, ``.macs_reduction`` and per-layer ``.rows``.
     """
-    from fastprune.pruning.compact_modules import CompactResNet
-
-    if isinstance(model, CompactResNet):
-        from fastprune.pruning.compact_report import count_compact_flops
-
-        return count_compact_flops(model, input_shape)
-    if input_shape is None:
-        shape = _default_input_shape(model)
-    else:
-        dims = tuple(int(d) for d in input_shape)
-        if len(dims) == 4:
-            dims = dims[1:]
-        if len(dims) != 3 or min(dims) < 1:
-            raise ValueError(
-                f"count_flops: input_shape must be (C, H, W) or (N, C, H, W), got {tuple(input_shape)}"
-            )
-        shape = (dims[0], dims[1], dims[2])
+    if getattr(model, "compacted", False):  # a compact network: dense, everything in it is alive
+        return count_dense_flops(model, input_shape)
+    shape = _resolve_input_shape(model, input_shape)
     liveness = channel_liveness(model)
     sizes = _output_sizes(model, shape, set(liveness.layers))
     modules = dict(model.named_modules())
@@ -237,6 +243,45 @@ def count_flops(model: nn.Module, input_shape: Optional[Sequence[int]] = None) -
             removed_params += dense_params - params
     report.dense_params = sum(p.numel() for p in model.parameters())
     report.params = report.dense_params - removed_params
+    return report
+
+
+def count_dense_flops(model: nn.Module, input_shape: Optional[Sequence[int]] = None) -> FlopsReport:
+    """MACs and parameters of any network counted dense (every channel alive; e.g. a compact one), per
+    sample, in :func:`count_flops` terms: conv ``out * in/groups * kh * kw * H_out * W_out``, FC
+    ``out * in``; params = every parameter. One forward pass of zeros with hooks (eval mode, no grad; the
+    training flags are restored)."""
+    shape = _resolve_input_shape(model, input_shape)
+    report = FlopsReport(input_shape=shape)
+
+    def hook(module: nn.Module, _inp: Any, out: torch.Tensor, name: str) -> None:
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            macs = out[0].numel() * module.in_channels // module.groups * kh * kw
+            kind = "Conv2d"
+        else:
+            macs, kind = module.in_features * module.out_features, "Linear"
+        params = sum(p.numel() for p in module.parameters(recurse=False))
+        report.rows.append(FlopsRow(name, kind, macs, params, macs, params))
+
+    handles = [
+        m.register_forward_hook(lambda mod, i, o, name=name: hook(mod, i, o, name))
+        for name, m in model.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
+    param = next(model.parameters(), None)
+    flags = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros((1, *shape), device=param.device if param is not None else "cpu",
+                              dtype=param.dtype if param is not None else torch.float32))  # fmt: skip
+    finally:
+        for h in handles:
+            h.remove()
+        for m, flag in flags.items():
+            m.training = flag
+    report.params = report.dense_params = sum(p.numel() for p in model.parameters())
     return report
 
 

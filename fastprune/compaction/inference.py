@@ -21,20 +21,16 @@ results. Not for training (no BatchNorm left) nor for export (export the compact
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastprune.pruning.compact_modules import (
-    CompactBlock,
-    CompactResNet,
-    ConvBN,
-    ResidualCombine,
-    Subsample,
-    _empty_output,
-)
+from fastprune.compaction.modules import CompactBlock, ConvBN, ResidualCombine, Subsample, _empty_output
+
+if TYPE_CHECKING:
+    from fastprune.compaction.network import CompactResNet
 
 
 class _ContiguousWeight(nn.Module):

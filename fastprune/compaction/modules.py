@@ -1,8 +1,8 @@
-"""The layers a compacted ResNet is built from (see :mod:`fastprune.pruning.compact`).
+"""The layers a compacted ResNet is built from (see :mod:`fastprune.compaction.resnet`).
 
 Only standard layers (Conv2d, BatchNorm2d, Linear, MaxPool2d, pooling) plus three small index-map
 modules, all TorchScript-able; every index map and constant is a buffer, so ``state_dict`` holds the whole
-network and :func:`build_compact` rebuilds it from a JSON-able spec:
+network and :func:`fastprune.compaction.network.build_compact` rebuilds it from a JSON-able spec:
 
 * :class:`ChannelAdapter` prepares a map for a conv or the FC layer: ``index_select`` of the channels the
   layer reads (when it reads fewer than are present), then constant channels appended (the CONST channels
@@ -170,7 +170,7 @@ class ResidualCombine(nn.Module):
             self.register_buffer(f"{key}_keep", _long(part["keep"]))
             self.register_buffer(f"{key}_pos", _long(part["pos"]))
         self.register_buffer("bias", torch.zeros(self.width))
-        # Set by for_inference (compact_inference.py): the shortcut tensor (the block's input, internal to
+        # Set by for_inference (inference.py): the shortcut tensor (the block's input, internal to
         # the network) may be overwritten by the add, which saves a copy of the residual stream per block.
         self.inplace = False
 
@@ -223,7 +223,7 @@ class CompactBlock(nn.Module):
         return self.combine(self.main(x), self.shortcut(x))
 
 
-def _pool(spec: Optional[dict[str, Any]]) -> nn.Module:
+def pool_from_spec(spec: Optional[dict[str, Any]]) -> nn.Module:
     if spec is None:
         return nn.Identity()
     args = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items() if k != "type"}
@@ -234,60 +234,3 @@ def _pool(spec: Optional[dict[str, Any]]) -> nn.Module:
     if spec["type"] == "AvgPool2d":
         return nn.AvgPool2d(**args)
     raise ValueError(f"compact spec: unknown pooling {spec['type']!r}")
-
-
-class CompactResNet(nn.Module):
-    """A compacted ResNet: stem, blocks, pooling, FC; built from a spec by :func:`build_compact`.
-
-    ``spec_json`` holds the JSON spec (widths, index maps, original layer names); ``arch``/``family``
-    name the network it came from.
-    """
-
-    def __init__(self, spec: dict[str, Any]) -> None:
-        super().__init__()
-        import json
-
-        self.spec_json = json.dumps(spec, sort_keys=True)
-        self.arch = str(spec.get("arch", ""))
-        self.family = str(spec.get("family", ""))
-        self.stem = ConvBN(spec["stem"])
-        self.maxpool = _pool(spec["maxpool"])
-        self.stem_scatter = ChannelScatter(spec["stem_scatter"])
-        self.blocks = nn.Sequential(*[CompactBlock(b) for b in spec["blocks"]])
-        self.avgpool = _pool(spec["avgpool"])
-        fc = spec["fc"]
-        self.has_fc = fc is not None
-        if fc is not None:
-            self.fc_adapt = ChannelAdapter(fc["select"], 0)
-            self.fc: nn.Module = nn.Linear(fc["in"], fc["out"], bias=fc["bias"])
-            self.out_scatter: nn.Module = nn.Identity()
-        else:
-            self.fc_adapt = ChannelAdapter(None, 0)
-            self.fc = nn.Identity()
-            self.out_scatter = ChannelScatter(spec["out_scatter"])
-
-    def for_inference(self) -> CompactResNet:
-        """A copy for inference (:func:`fastprune.pruning.compact_inference.for_inference`): BatchNorm
-        folded into the convs, ReLU and residual adds fused into them, the convs run by fastprune's CPU
-        kernel. Outputs equal this model's in eval mode (to float32 rounding); this model is not changed.
-        Not for training or export (use this model)."""
-        from fastprune.pruning.compact_inference import for_inference
-
-        return for_inference(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem_scatter(self.maxpool(self.stem(x)))
-        x = self.avgpool(self.blocks(x))
-        if self.has_fc:
-            return self.fc(torch.flatten(self.fc_adapt(x), 1))
-        return torch.flatten(self.out_scatter(x), 1)
-
-
-def build_compact(
-    spec: dict[str, Any], state_dict: Optional[dict[str, torch.Tensor]] = None
-) -> CompactResNet:
-    """A :class:`CompactResNet` from its spec, in eval mode, with ``state_dict`` loaded (strict)."""
-    model = CompactResNet(spec)
-    if state_dict is not None:
-        model.load_state_dict(state_dict, strict=True)
-    return model.eval()

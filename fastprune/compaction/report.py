@@ -1,16 +1,9 @@
-"""What compaction did (:class:`CompactionReport`) and the dense cost of any network
-(:func:`count_compact_flops`, in :func:`fastprune.pruning.flops.count_flops` terms)."""
+"""What compaction did: :class:`CompactionReport`, one :class:`LayerCompaction` per conv or FC layer."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Sequence
-
-import torch
-from torch import nn
-
-from fastprune.pruning.flops import FlopsReport, FlopsRow
+from typing import Any, Mapping, Optional
 
 
 @dataclass
@@ -73,51 +66,11 @@ class CompactionReport:
         return "\n".join(lines)
 
 
-def _input_shape(spec: Mapping[str, Any], required: bool = True) -> Optional[tuple[int, int, int]]:
+def spec_input_shape(spec: Mapping[str, Any]) -> Optional[tuple[int, int, int]]:
+    """The default input (C, H, W) of the network a compact spec came from; None for an unknown family."""
     c = int(spec.get("in_channels", 3))
     if spec.get("family") == "cifar":
         return (c, 32, 32)
     if spec.get("family") == "imagenet":
         return (c, 64, 64) if spec.get("small_input") else (c, 224, 224)
-    if required:
-        raise ValueError("count_compact_flops: input_shape is required for a model of unknown family")
     return None
-
-
-def count_compact_flops(model: nn.Module, input_shape: Optional[Sequence[int]] = None) -> FlopsReport:
-    """Dense MACs and parameters of any network (e.g. a compact one) per sample, in count_flops' terms:
-    conv ``out * in/groups * kh * kw * H_out * W_out``, FC ``out * in``; params = every parameter."""
-    if input_shape is None:
-        input_shape = _input_shape(json.loads(model.spec_json) if hasattr(model, "spec_json") else {})
-    shape = tuple(int(d) for d in input_shape)[-3:]
-    report = FlopsReport(input_shape=shape)  # type: ignore[arg-type]
-
-    def hook(module: nn.Module, _inp: Any, out: torch.Tensor, name: str) -> None:
-        if isinstance(module, nn.Conv2d):
-            kh, kw = module.kernel_size
-            macs = out[0].numel() * module.in_channels // module.groups * kh * kw
-            kind = "Conv2d"
-        else:
-            macs, kind = module.in_features * module.out_features, "Linear"
-        params = sum(p.numel() for p in module.parameters(recurse=False))
-        report.rows.append(FlopsRow(name, kind, macs, params, macs, params))
-
-    handles = [
-        m.register_forward_hook(lambda mod, i, o, name=name: hook(mod, i, o, name))
-        for name, m in model.named_modules()
-        if isinstance(m, (nn.Conv2d, nn.Linear))
-    ]
-    param = next(model.parameters(), None)
-    flags = {m: m.training for m in model.modules()}
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros((1, *shape), device=param.device if param is not None else "cpu",
-                              dtype=param.dtype if param is not None else torch.float32))  # fmt: skip
-    finally:
-        for h in handles:
-            h.remove()
-        for m, flag in flags.items():
-            m.training = flag
-    report.params = report.dense_params = sum(p.numel() for p in model.parameters())
-    return report

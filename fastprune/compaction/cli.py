@@ -59,7 +59,7 @@ def _load(path: Path) -> dict[str, Any]:
 def masked_model_from_checkpoint(state: dict[str, Any]) -> nn.Module:
     """The pruned network a model.pt / checkpoint.pt describes, masks applied, in eval mode."""
     from fastprune import models
-    from fastprune.pruning.compact import apply_masks
+    from fastprune.compaction import apply_masks
 
     weights = state["model"]
     config = state.get("config") or {}
@@ -96,7 +96,7 @@ def compact_command(args: argparse.Namespace) -> int:
     """Run `fastprune compact` (see the module docstring)."""
     import torch
 
-    from fastprune.pruning.compact import compact, count_compact_flops, save_compact
+    from fastprune.compaction import compact, count_compact_flops, save_compact
 
     state = _load(args.checkpoint)
     masked = masked_model_from_checkpoint(state)
@@ -141,7 +141,7 @@ def compact_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Optional[list[str]] = None) -> int:  # `python -m fastprune.pruning.compact_cli ...`
+def main(argv: Optional[list[str]] = None) -> int:  # `python -m fastprune.compaction.cli ...`
     parser = argparse.ArgumentParser(prog="fastprune")
     register(parser.add_subparsers(dest="command", required=True))
     return compact_command(parser.parse_args(argv))

@@ -1,4 +1,4 @@
-"""Compaction: a pruned (masked) ResNet -> a genuinely smaller dense network with the same outputs.
+"""Compaction of a pruned (masked) ResNet into a genuinely smaller dense network with the same outputs.
 
     small = fastprune.compact(model)                  # model: zeroed filters/kernels, eval-mode BN
     small, report = fastprune.compact(model, return_report=True); print(report)
@@ -15,11 +15,11 @@ Each map between layers holds only some of its channels ("physical" channels, in
 * inside a block, the filters the previous conv kept. A removed filter leaves BN's constant
   ``c = beta - gamma * mu / sqrt(var + eps)`` (ReLU'd): when the next conv still reads that CONST channel
   (``alive_in``; it must, since zero padding makes a constant input's contribution position-dependent),
-  :class:`~fastprune.pruning.compact_modules.ChannelAdapter` appends it as a constant plane (a buffer,
+  :class:`~fastprune.compaction.modules.ChannelAdapter` appends it as a constant plane (a buffer,
   no parameters, as count_flops counts it: input MACs yes, BN parameters no);
 * the residual stream: every channel that is not ZERO for certain (LIVE or CONST); a channel is dropped
   only when it is zero in every contributor (after the ReLU). The residual add
-  (:class:`~fastprune.pruning.compact_modules.ResidualCombine`) places the main path's kept filters and
+  (:class:`~fastprune.compaction.modules.ResidualCombine`) places the main path's kept filters and
   the shortcut's channels into the block's output channels by index maps (the option-A shortcut is a
   subsample whose zero padding is just such an index map; projection shortcuts are pruned convs like
   any other) and adds, as a per-channel bias before the final ReLU, the BN constants of every removed
@@ -36,31 +36,19 @@ JSON-able spec (widths, index maps) plus a ``state_dict`` (constants and index m
 from __future__ import annotations
 
 import copy
-import json
 import math
-import os
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
+from fastprune.compaction.network import FORMAT, CompactResNet, build_compact
+from fastprune.compaction.report import CompactionReport, LayerCompaction, spec_input_shape
 from fastprune.models._blocks import ShortcutA
 from fastprune.pruning.channels import UnsupportedModelError, _relu, channel_liveness
-from fastprune.pruning.compact_modules import CompactResNet, build_compact
-from fastprune.pruning.compact_report import (
-    CompactionReport,
-    LayerCompaction,
-    _input_shape,
-    count_compact_flops,
-)
-from fastprune.pruning.flops import count_flops
+from fastprune.pruning.flops import count_dense_flops, count_flops
 
-__all__ = [
-    "CompactionReport", "LayerCompaction", "compact", "save_compact", "load_compact", "count_compact_flops",
-    "apply_masks", "CompactResNet",
-]  # fmt: skip
-
-FORMAT = "fastprune-compact/1"
+__all__ = ["apply_masks", "compact"]
 
 
 class _Map:
@@ -341,37 +329,10 @@ def compact(
     if return_report:
         report.params_before = sum(p.numel() for p in model.parameters())
         report.params_after = sum(p.numel() for p in small.parameters())
-        shape = input_shape or _input_shape(spec, required=False)
+        shape = input_shape or spec_input_shape(spec)
         if shape is not None:
             report.input_shape = tuple(int(d) for d in shape)[-3:]
             report.macs_before = count_flops(model, report.input_shape).dense_macs
-            report.macs_after = count_compact_flops(small, report.input_shape).macs
+            report.macs_after = count_dense_flops(small, report.input_shape).macs
         return small, report
     return small
-
-
-def save_compact(model: CompactResNet, path: Union[str, os.PathLike]) -> None:
-    """One file: ``{"format", "spec" (JSON text), "state_dict"}`` (tensors and strings only, no pickled
-    classes; ``torch.load(..., weights_only=True)`` reads it)."""
-    if not isinstance(model, CompactResNet):
-        raise TypeError(
-            f"save_compact: expected a CompactResNet (from compact()), got {type(model).__name__}"
-        )
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"format": FORMAT, "spec": model.spec_json, "state_dict": state}, os.fspath(path))
-
-
-def load_compact(path: Union[str, os.PathLike], map_location: Any = "cpu") -> CompactResNet:
-    """Rebuild a network saved by :func:`save_compact` (eval mode); the original model is not needed."""
-    try:
-        blob = torch.load(os.fspath(path), map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as error:
-        raise ValueError(f"load_compact: {path} is not a readable torch file ({error})") from error
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise ValueError(f"load_compact: {path} was not written by save_compact (format {FORMAT!r})")
-    spec = json.loads(blob["spec"])
-    model = build_compact(spec, None).to(getattr(torch, spec["dtype"]))
-    model.load_state_dict(blob["state_dict"], strict=True)
-    return model.eval()
