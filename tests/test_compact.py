@@ -145,7 +145,7 @@ def test_soft_filter_pruner_masks(finalize):
 
 def test_kernel_pruner_masks_and_dead_inputs():
     model = _net("mini-basic", seed=2)
-    masks = KernelPruner("spectral_norm", mode="sorted", fraction=0.5).compute_masks(model)
+    masks = KernelPruner(model, criterion="spectral_norm", mode="sorted", fraction=0.5).compute_masks()
     masks["layer1.0.conv2"][:, :3] = False  # input channels dead for every filter: dropped
     masks["layer2.0.conv1"][:, 5] = False
     filters = _random_filter_masks(model, 0.3, seed=3)

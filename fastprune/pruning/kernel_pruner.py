@@ -17,8 +17,9 @@ conv except an ImageNet 7x7 stem (and never a fully connected layer).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import torch
 from torch import nn
@@ -104,19 +105,27 @@ def _convs(model: nn.Module) -> Iterable[tuple[str, nn.Conv2d]]:
     return ((name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d))
 
 
+_UNSET: Any = object()
+
+
 class KernelPruner:
     """Scores every kernel of the selected convs with one criterion and masks the weak ones.
 
-    Example:
-        pruner = KernelPruner("spectral_norm", mode="threshold", threshold=1e-4)
-        masks = pruner.compute_masks(model)     # {conv name: (O, I) bool, True = kept}
-        report = pruner.apply(model, masks)     # zeroes pruned kernels in place
+    Example (model first, as :class:`~fastprune.pruning.SoftFilterPruner`):
+        pruner = KernelPruner(model, criterion="spectral_norm", mode="threshold", threshold=1e-4)
+        masks = pruner.compute_masks()          # {conv name: (O, I) bool, True = kept}
+        report = pruner.apply(masks=masks)      # zeroes pruned kernels in place
         print(report); report.compression_score(acc_pruned, acc_unpruned)
+
+    The methods also take another model (``pruner.compute_masks(other)``). The older form with the
+    criterion first and the model given later, ``KernelPruner("min_eig").compute_masks(model)``, still
+    works and warns (DeprecationWarning).
     """
 
     def __init__(
         self,
-        criterion: str = "spectral_norm",
+        model: Optional[nn.Module] = None,
+        criterion: str = _UNSET,
         *,
         mode: str = "threshold",
         threshold: float = 1e-4,
@@ -125,6 +134,19 @@ class KernelPruner:
         layer_filter: Callable[[str, nn.Conv2d], bool] = default_layer_filter,
         backend: str = "auto",
     ) -> None:
+        if isinstance(model, str):  # the old form: KernelPruner(criterion, ...)
+            if criterion is not _UNSET:
+                raise TypeError("KernelPruner: the model comes first: KernelPruner(model, criterion=...)")
+            warnings.warn(
+                "KernelPruner(criterion, ...) is deprecated: pass the model first, "
+                "KernelPruner(model, criterion=...), and call compute_masks() / apply() without it",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            model, criterion = None, model
+        if model is not None and not isinstance(model, nn.Module):
+            raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+        criterion = "spectral_norm" if criterion is _UNSET else criterion
         if criterion not in CRITERIA:
             raise ValueError(
                 f"criterion: expected one of {', '.join(repr(c) for c in CRITERIA)}, got {criterion!r}"
@@ -136,19 +158,32 @@ class KernelPruner:
                 raise ValueError(f"{arg}: expected a finite number > 0, got {value!r}")
         if not (isinstance(fraction, (int, float)) and 0.0 <= fraction <= 1.0):
             raise ValueError(f"fraction: expected a number in [0, 1], got {fraction!r}")
+        self.model = model
         self.criterion, self.mode, self.backend = criterion, mode, backend
         self.threshold, self.contrib, self.fraction = float(threshold), float(contrib), float(fraction)
         self.layer_filter = layer_filter
 
-    def layers(self, model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
+    def _model(self, model: Optional[nn.Module]) -> nn.Module:
+        model = self.model if model is None else model
+        if model is None:
+            raise ValueError("model: none given (KernelPruner(model, ...) or compute_masks(model))")
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+        return model
+
+    def layers(self, model: Optional[nn.Module] = None) -> list[tuple[str, nn.Conv2d]]:
+        """The selected convs, (name, module), of `model` (default: the pruner's)."""
+        model = self._model(model)
         selected = [(name, conv) for name, conv in _convs(model) if self.layer_filter(name, conv)]
         if not selected:
             raise ValueError("model: no conv layer matches the layer filter")
         return selected
 
     @torch.no_grad()
-    def compute_masks(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        """{conv name: (O, I) bool keep-mask}; scores of every selected layer come from one native call."""
+    def compute_masks(self, model: Optional[nn.Module] = None) -> dict[str, torch.Tensor]:
+        """{conv name: (O, I) bool keep-mask} of `model` (default: the pruner's); the scores of every
+        selected layer come from one native call."""
+        model = self._model(model)
         layers = self.layers(model)
         weights = [conv.weight for _, conv in layers]
         scores = kernel_scores(weights, self.criterion, backend=self.backend)
@@ -174,8 +209,12 @@ class KernelPruner:
         return alive & (position >= drop_count[:, None])
 
     @torch.no_grad()
-    def apply(self, model: nn.Module, masks: Optional[dict[str, torch.Tensor]] = None) -> PruningReport:
-        """Zeroes every pruned kernel in place (computing masks when not given) and reports what went."""
+    def apply(
+        self, model: Optional[nn.Module] = None, masks: Optional[dict[str, torch.Tensor]] = None
+    ) -> PruningReport:
+        """Zeroes every pruned kernel of `model` (default: the pruner's) in place, computing the masks when
+        not given, and reports what went."""
+        model = self._model(model)
         masks = self.compute_masks(model) if masks is None else masks
         report = PruningReport(model_parameters=sum(p.numel() for p in model.parameters()))
         for name, conv in self.layers(model):

@@ -180,7 +180,10 @@ def train(
                 attribute=config.attribute, optimizer=optimizer, backend=config.backend,
             )  # fmt: skip
         kernel_pruner = KernelPruner(
-            config.kernel_criterion, mode=config.kernel_mode, threshold=config.kernel_threshold
+            model,
+            criterion=config.kernel_criterion,
+            mode=config.kernel_mode,
+            threshold=config.kernel_threshold,
         )
         keep_masks: Optional[KeepMasks] = None
         metrics: list[EpochMetrics] = []
