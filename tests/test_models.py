@@ -31,6 +31,8 @@ PARAMS = {
     "resnet44": (10, 658_586),
     "resnet56": (10, 853_018),
     "resnet110": (10, 1_727_962),
+    "vgg16": (10, 14_987_722),  # = vgg16_params(10), the cfg arithmetic below
+    "mobilenet_v2": (10, 2_296_922),  # = mobilenet_v2_params(10), the cfg arithmetic below
     "resnet18": (1000, 11_689_512),
     "resnet34": (1000, 21_797_672),
     "resnet50": (1000, 25_557_032),
@@ -44,6 +46,8 @@ def test_names_and_families():
         "resnet44",
         "resnet56",
         "resnet110",
+        "vgg16",
+        "mobilenet_v2",
         "resnet18",
         "resnet34",
         "resnet50",
@@ -57,9 +61,7 @@ def test_parameter_counts_and_attributes(name):
     model = cached(name, classes)
     assert n_params(model) == expected
     assert model.arch == name
-    assert model.family == (
-        "cifar" if name in ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110") else "imagenet"
-    )
+    assert model.family == ("imagenet" if name in ("resnet18", "resnet34", "resnet50") else "cifar")
 
 
 def test_resnet20_option_b_count_differs_by_the_projections():
@@ -74,8 +76,8 @@ def test_create_is_case_insensitive_and_validates():
     assert create(" RESNET20 ", 100).fc.out_features == 100
     with pytest.raises(ValueError, match="resnet20.*resnet50"):
         create("resnet21")
-    with pytest.raises(ValueError, match="valid names"):
-        create("vgg16")
+    with pytest.raises(ValueError, match="valid names.*vgg16, mobilenet_v2"):
+        create("vgg19")
     with pytest.raises(ValueError, match="num_classes"):
         create("resnet20", 0)
     with pytest.raises(ValueError, match="CIFAR"):
@@ -175,3 +177,148 @@ def test_models_module_reachable_lazily():
     import fastprune
 
     assert fastprune.models is models
+
+
+# --- CIFAR VGG-16 and MobileNetV2: counts computed from the published layouts, not from the models ---
+
+VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
+
+
+def vgg16_params(classes: int) -> int:
+    """3x3 convs without bias, BN (weight + bias) after each; Linear 512-512, BN1d, Linear 512-classes."""
+    total, cin = 0, 3
+    for v in VGG16_CFG:
+        if v != "M":
+            total += 9 * cin * v + 2 * v
+            cin = v
+    return total + (512 * 512 + 512) + 2 * 512 + (512 * classes + classes)
+
+
+# (expansion, out, blocks, first stride): kuangliu/pytorch-cifar mobilenetv2.py
+MBV2_CFG = [
+    (1, 16, 1, 1),
+    (6, 24, 2, 1),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+]
+
+
+def mobilenet_v2_params(classes: int) -> int:
+    """Stem 3x3 3->32 + BN; per block (hidden h = t * cin): 1x1 cin->h, BN, depthwise 3x3 (9h), BN,
+    1x1 h->cout, BN, plus a 1x1 cin->cout + BN shortcut when stride 1 and cin != cout; 1x1 320->1280 + BN;
+    FC."""
+    total, cin = 27 * 32 + 2 * 32, 32
+    for t, cout, n, first_stride in MBV2_CFG:
+        for b in range(n):
+            h = t * cin
+            total += cin * h + 2 * h + 9 * h + 2 * h + h * cout + 2 * cout
+            if (first_stride if b == 0 else 1) == 1 and cin != cout:
+                total += cin * cout + 2 * cout
+            cin = cout
+    return total + 320 * 1280 + 2 * 1280 + 1280 * classes + classes
+
+
+def test_vgg16_and_mobilenet_v2_counts_match_the_arithmetic():
+    assert vgg16_params(10) == PARAMS["vgg16"][1]
+    assert round(vgg16_params(10) / 1e7, 1) == 1.5  # Li et al. Table 2: VGG-16 on CIFAR-10, 1.5e7
+    assert mobilenet_v2_params(10) == PARAMS["mobilenet_v2"][1]
+    for name, expected in (("vgg16", vgg16_params), ("mobilenet_v2", mobilenet_v2_params)):
+        assert n_params(cached(name, 100)) == expected(100)
+
+
+@pytest.mark.parametrize("name", ["vgg16", "mobilenet_v2"])
+def test_cifar_extra_models_forward_and_create(name):
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert cached(name).eval()(x).shape == (2, 10)
+        assert cached(name, 100).eval()(x).shape == (2, 100)
+    assert create(f" {name.upper()} ", 7).arch == name
+    assert create(name, small_input=True).family == "cifar"
+    with pytest.raises(ValueError, match="small_input=False.*CIFAR"):
+        create(name, small_input=False)
+    with pytest.raises(ValueError, match="num_classes"):
+        create(name, 0)
+    traced = torch.fx.symbolic_trace(cached(name).eval())  # plain module calls, traceable
+    with torch.no_grad():
+        assert torch.equal(traced(x), cached(name)(x))
+
+
+def test_vgg16_layout():
+    model = cached("vgg16")
+    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [v for v in VGG16_CFG if v != "M"]
+    assert all(c.kernel_size == (3, 3) and c.padding == (1, 1) and c.bias is None for c in convs)
+    kinds = [type(m).__name__ for m in model.features]
+    assert kinds.count("MaxPool2d") == 4 and kinds[-3:] == ["Conv2d", "BatchNorm2d", "ReLU"]
+    for i, kind in enumerate(kinds):
+        if kind == "Conv2d":
+            assert kinds[i + 1 : i + 3] == ["BatchNorm2d", "ReLU"]
+    assert [type(m).__name__ for m in model.classifier] == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
+    assert (model.classifier[0].in_features, model.classifier[0].out_features) == (512, 512)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        feats = model.eval().features(x)
+        assert feats.shape == (2, 512, 2, 2)
+        # the reference code pools with nn.AvgPool2d(2) on the 2x2 map
+        assert torch.allclose(model(x), model.classifier(nn.AvgPool2d(2)(feats).flatten(1)), atol=1e-6)
+
+
+def test_mobilenet_v2_layout_and_shortcuts():
+    model = cached("mobilenet_v2")
+    blocks = list(model.layers)
+    assert len(blocks) == 17 and model.conv1.stride == (1, 1) and model.conv1.out_channels == 32
+    strides = [b.conv2.stride[0] for b in blocks]
+    assert strides == [1, 1, 1, 2, 1, 1, 2, 1, 1, 1, 1, 1, 1, 2, 1, 1, 1]
+    assert all(b.conv2.groups == b.conv2.in_channels == b.conv2.out_channels for b in blocks)
+    projected = [(b.conv1.in_channels, b.conv3.out_channels) for b in blocks if b.shortcut is not None]
+    assert projected == [(32, 16), (16, 24), (64, 96), (160, 320)]
+    assert blocks[0].conv1.out_channels == 32  # expansion 1 still has the 1x1 expand conv (reference)
+    shapes = {}
+    hooks = [
+        blocks[i].register_forward_hook(lambda _m, _i, o, i=i: shapes.__setitem__(i, o.shape))
+        for i in (2, 5, 9, 16)
+    ]
+    with torch.no_grad():
+        model.eval()(torch.randn(2, 3, 32, 32))
+    for h in hooks:
+        h.remove()
+    assert [tuple(shapes[i][1:]) for i in (2, 5, 9, 16)] == [
+        (24, 32, 32),
+        (32, 16, 16),
+        (64, 8, 8),
+        (320, 4, 4),
+    ]
+
+
+def test_mobilenet_v2_residual_rule():
+    # With the projecting conv3 zeroed (and default BN statistics, eval mode) a block outputs its shortcut.
+    x = torch.randn(2, 24, 8, 8)
+    identity, strided = models.InvertedResidual(24, 24, 6, 1), models.InvertedResidual(24, 32, 6, 2)
+    projection = models.InvertedResidual(24, 32, 6, 1)
+    for block in (identity, strided, projection):
+        nn.init.zeros_(block.conv3.weight)
+        block.eval()
+    with torch.no_grad():
+        assert torch.equal(identity(x), x)
+        assert strided(x).shape == (2, 32, 4, 4) and not strided(x).any()
+        assert torch.equal(projection(x), projection.shortcut(x)) and projection.shortcut(x).any()
+
+
+def test_vgg16_and_mobilenet_v2_init():
+    vgg, mbv2 = cached("vgg16"), cached("mobilenet_v2")
+    w = vgg.features[-3].weight  # 512 -> 512, fan_out = 9 * 512
+    assert abs(w.std().item() / math.sqrt(2 / (9 * 512)) - 1) < 0.01
+    expand = mbv2.layers[-1].conv1.weight  # 1x1 160 -> 960, fan_out = 960
+    assert abs(expand.std().item() / math.sqrt(2 / 960) - 1) < 0.02
+    depthwise = mbv2.layers[-1].conv2.weight  # (960, 1, 3, 3), fan_out = 9 * 960
+    assert abs(depthwise.std().item() / math.sqrt(2 / (9 * 960)) - 1) < 0.05
+    for linear in (vgg.classifier[0], vgg.classifier[3], mbv2.linear):
+        assert abs(linear.weight.std().item() / 0.01 - 1) < 0.1 and not linear.bias.any()
+    bns = [
+        m for model in (vgg, mbv2) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    ]
+    assert len(bns) == 13 + 1 + 1 + 17 * 3 + 4 + 1
+    assert all(torch.all(b.weight == 1) and not b.bias.any() for b in bns)

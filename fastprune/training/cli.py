@@ -9,7 +9,8 @@ import typing
 from fastprune.training.config import TrainConfig
 
 HELP = {
-    "arch": "model: resnet20/32/44/56/110 (CIFAR layout) or resnet18/34/50 (ImageNet layout)",
+    "arch": "model: resnet20/32/44/56/110, vgg16 or mobilenet_v2 (CIFAR layout) or resnet18/34/50 "
+    "(ImageNet layout)",
     "dataset": "digits (embedded), cifar10, cifar100 or tinyimagenet (these need --data-dir)",
     "data_dir": "folder (or archive) holding the data set files",
     "out_dir": "run folder: checkpoint.pt, metrics.csv/json, model.pt",
