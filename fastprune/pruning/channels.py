@@ -83,6 +83,15 @@ class LayerLiveness:
     in_state: torch.Tensor
     out_state: torch.Tensor
     bn: Optional[str] = None
+    groups: int = 1  # a conv's groups: filter o reads the channels of group o // (out / groups)
+
+    def alive_pairs(self) -> int:
+        """Sum over groups of alive filters x alive input channels: the (filter, channel) kernels a
+        compacted layer computes (alive_out * alive_in without groups)."""
+        g = self.groups
+        outs = self.alive_out.view(g, -1).sum(1)
+        ins = self.alive_in.view(g, -1).sum(1)
+        return int((outs * ins).sum())
 
     @property
     def removed_out(self) -> torch.Tensor:
@@ -132,6 +141,51 @@ class ChannelLiveness:
         return [layer for layer in self.layers.values() if layer.kind == "conv"]
 
 
+def kernel_liveness(
+    kernel_nonzero: torch.Tensor, bias: Optional[torch.Tensor], state: torch.Tensor, groups: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(alive_in [C], alive_out [O]) of a conv (or linear: 1x1 kernels) with ``kernel_nonzero`` (O, C/g)
+    reading channel states ``state`` [C]: filter o (group o // (O/g)) is alive iff its bias is nonzero or a
+    nonzero kernel reads a channel that is not ZERO; channel c is alive iff it is not ZERO and a kept
+    filter of its group has a nonzero kernel on it."""
+    out_channels, per_group = kernel_nonzero.shape
+    zero_in = (state == 0).view(groups, 1, per_group)
+    nonzero = kernel_nonzero.view(groups, out_channels // groups, per_group)
+    alive_out = (nonzero & ~zero_in).any(2).reshape(out_channels)
+    if bias is not None:
+        alive_out |= bias != 0
+    used = (nonzero & alive_out.view(groups, -1, 1)).any(1)  # (groups, C/g)
+    alive_in = (~zero_in.view(groups, per_group) & used).reshape(-1)
+    return alive_in, alive_out
+
+
+def batchnorm_state(bn: nn.Module, state: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Channel states after an eval-mode BatchNorm (see the module docstring), in `dtype`."""
+    live = torch.isnan(state)
+    gamma = bn.weight.detach().cpu() if bn.weight is not None else None
+    beta = bn.bias.detach().cpu() if bn.bias is not None else torch.zeros(state.numel())
+    if bn.running_mean is not None and bn.running_var is not None:
+        x = torch.where(live, 0.0, state).to(bn.running_mean.dtype).view(1, -1, 1, 1)
+        out = F.batch_norm(
+            x,
+            bn.running_mean.detach().cpu(),
+            bn.running_var.detach().cpu(),
+            gamma,
+            beta,
+            False,
+            0.0,
+            bn.eps,
+        )
+        out = out.view(-1).to(dtype)
+    else:  # batch statistics of a constant channel: x - mean = 0
+        out = beta.to(dtype).clone()
+    out[live] = float("nan")
+    if gamma is not None:
+        flat = live & (gamma == 0)
+        out[flat] = beta.to(dtype)[flat]
+    return out
+
+
 def _relu(state: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isnan(state), state, state.clamp(min=0))
 
@@ -159,11 +213,8 @@ class _Analyzer:
             kernel_nonzero = weight.reshape(weight.shape[:2]).ne(0).cpu()  # (O, I)
         else:
             kernel_nonzero = weight.ne(0).flatten(2).any(-1).cpu()
-        zero_in = state == 0
-        alive_out = (kernel_nonzero & ~zero_in[None, :]).any(1)
-        if conv.bias is not None:
-            alive_out |= conv.bias.detach().cpu() != 0
-        alive_in = ~zero_in & (kernel_nonzero & alive_out[:, None]).any(0)
+        bias = conv.bias.detach().cpu() if conv.bias is not None else None
+        alive_in, alive_out = kernel_liveness(kernel_nonzero, bias, state)
         raw = torch.where(alive_out, float("nan"), 0.0).to(self.dtype)
         layer = LayerLiveness(
             name, "conv", conv.in_channels, conv.out_channels, alive_in, alive_out, state, raw
@@ -178,29 +229,7 @@ class _Analyzer:
             raise UnsupportedModelError(
                 f"{name}: {bn.num_features} features for a {state.numel()}-channel map"
             )
-        live = torch.isnan(state)
-        gamma = bn.weight.detach().cpu() if bn.weight is not None else None
-        beta = bn.bias.detach().cpu() if bn.bias is not None else torch.zeros(state.numel())
-        if bn.running_mean is not None and bn.running_var is not None:
-            x = torch.where(live, 0.0, state).to(bn.running_mean.dtype).view(1, -1, 1, 1)
-            out = F.batch_norm(
-                x,
-                bn.running_mean.detach().cpu(),
-                bn.running_var.detach().cpu(),
-                gamma,
-                beta,
-                False,
-                0.0,
-                bn.eps,
-            )
-            out = out.view(-1).to(self.dtype)
-        else:  # batch statistics of a constant channel: x - mean = 0
-            out = beta.to(self.dtype).clone()
-        out[live] = float("nan")
-        if gamma is not None:
-            flat = live & (gamma == 0)
-            out[flat] = beta.to(self.dtype)[flat]
-        return out
+        return batchnorm_state(bn, state, self.dtype)
 
     def relu_of(self, module: nn.Module, name: str, state: torch.Tensor) -> torch.Tensor:
         relu = getattr(module, "relu", None)

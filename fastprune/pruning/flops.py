@@ -24,7 +24,7 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import nn
 
-from fastprune.pruning.channels import channel_liveness
+from fastprune.pruning.channels import ChannelLiveness, UnsupportedModelError, channel_liveness
 
 __all__ = [
     "FlopsRow",
@@ -191,7 +191,7 @@ def count_flops(model: nn.Module, input_shape: Optional[Sequence[int]] = None) -
     if getattr(model, "compacted", False):  # a compact network: dense, everything in it is alive
         return count_dense_flops(model, input_shape)
     shape = _resolve_input_shape(model, input_shape)
-    liveness = channel_liveness(model)
+    liveness = analyse_channels(model, shape)
     sizes = _output_sizes(model, shape, set(liveness.layers))
     modules = dict(model.named_modules())
     report = FlopsReport(input_shape=shape)
@@ -199,51 +199,59 @@ def count_flops(model: nn.Module, input_shape: Optional[Sequence[int]] = None) -
     for layer in liveness:
         module = modules[layer.name]
         a_in, a_out = layer.n_alive_in, layer.n_alive_out
+        bias = module.bias is not None
         if layer.kind == "conv":
             kh, kw = module.kernel_size
             h, w = sizes[layer.name][2:]
-            bias = module.bias is not None
-            dense_params = layer.out_channels * (layer.in_channels * kh * kw + bias)
-            params = a_out * (a_in * kh * kw + bias)
-            shape_text = (
-                f"{_frac(a_in, layer.in_channels)}->{_frac(a_out, layer.out_channels)} {kh}x{kw} @{h}x{w}"
+            dense_pairs = layer.out_channels * layer.in_channels // layer.groups
+            pairs = layer.alive_pairs()
+            dense_params, params = (
+                dense_pairs * kh * kw + bias * layer.out_channels,
+                pairs * kh * kw + bias * a_out,
             )
-            report.rows.append(
-                FlopsRow(
-                    layer.name,
-                    "Conv2d",
-                    a_out * a_in * kh * kw * h * w,
-                    params,
-                    layer.out_channels * layer.in_channels * kh * kw * h * w,
-                    dense_params,
-                    shape_text,
-                )
-            )
-            removed_params += dense_params - params
+            shape_text = f"{_frac(a_in, layer.in_channels)}->{_frac(a_out, layer.out_channels)} {kh}x{kw}"
+            shape_text += f" @{h}x{w}" + (f" g{layer.groups}" if layer.groups > 1 else "")
+            row = FlopsRow(
+                layer.name, "Conv2d", pairs * kh * kw * h * w, params, dense_pairs * kh * kw * h * w,
+                dense_params, shape_text,
+            )  # fmt: skip
+        else:
+            dense_params = layer.out_channels * (layer.in_channels + bias)
+            params = a_out * (a_in + bias)
+            shape_text = f"{_frac(a_in, layer.in_channels)}->{_frac(a_out, layer.out_channels)}"
+            row = FlopsRow(
+                layer.name, "Linear", a_out * a_in, params, layer.out_channels * layer.in_channels,
+                dense_params, shape_text,
+            )  # fmt: skip
+        report.rows.append(row)
+        removed_params += dense_params - params
+        if layer.bn is not None:
             bn = modules[layer.bn]
             per_channel = 2 if bn.weight is not None else 0
             dense_bn = per_channel * layer.out_channels
-            report.rows.append(FlopsRow(layer.bn, "BatchNorm2d", 0, per_channel * a_out, 0, dense_bn))
+            kind = type(bn).__name__
+            report.rows.append(FlopsRow(layer.bn, kind, 0, per_channel * a_out, 0, dense_bn))
             removed_params += dense_bn - per_channel * a_out
-        else:
-            bias = module.bias is not None
-            dense_params = layer.out_channels * (layer.in_channels + bias)
-            params = layer.out_channels * (a_in + bias)
-            report.rows.append(
-                FlopsRow(
-                    layer.name,
-                    "Linear",
-                    layer.out_channels * a_in,
-                    params,
-                    layer.out_channels * layer.in_channels,
-                    dense_params,
-                    f"{_frac(a_in, layer.in_channels)}->{layer.out_channels}",
-                )
-            )
-            removed_params += dense_params - params
     report.dense_params = sum(p.numel() for p in model.parameters())
     report.params = report.dense_params - removed_params
     return report
+
+
+def analyse_channels(model: nn.Module, shape: tuple[int, int, int]) -> ChannelLiveness:
+    """Channel liveness of `model`: the ResNet analysis where it applies (no tracing), else the traced
+    graph of any CNN (:func:`fastprune.pruning.graph_liveness.graph_liveness`) for a (1, *shape) input."""
+    try:
+        return channel_liveness(model)
+    except UnsupportedModelError:
+        from fastprune.pruning.graph_liveness import graph_liveness
+
+        param = next(model.parameters(), None)
+        example = torch.zeros(
+            (1, *shape),
+            device=param.device if param is not None else "cpu",
+            dtype=param.dtype if param is not None else torch.float32,
+        )
+        return graph_liveness(model, example)
 
 
 def count_dense_flops(model: nn.Module, input_shape: Optional[Sequence[int]] = None) -> FlopsReport:
