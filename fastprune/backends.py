@@ -13,7 +13,8 @@ Which backend a call uses, first match wins:
     3. the environment variable FASTPRUNE_BACKEND (read at each call, never cached at import);
     4. "auto": cpu for CPU tensors; cuda, else triton, for CUDA tensors; torch when nothing else accepts,
        or where fastprune's kernel is slower than PyTorch's own way on this machine (see auto_fallbacks:
-       the cpu kernels of the CPU capability in use, e.g. the SIMD-less default ones).
+       the cpu kernels of the CPU capability in use, e.g. the SIMD-less default ones), or for inputs the
+       op sends to torch on every device (masked_conv2d with groups > 1).
 A backend named by 1-3 that refuses the input raises BackendError listing every backend's reasons; a
 backend named explicitly runs even where "auto" would fall back for speed.
 
@@ -159,6 +160,14 @@ def masked_conv_auto_fallback(kept_fraction: float, uniform: bool) -> Optional[s
     )
 
 
+# Grouped and depthwise convolutions: the masked_conv2d kernels know groups = 1 only (a named backend runs
+# a grouped call as the ungrouped one with a block-diagonal mask); "auto" takes PyTorch's grouped kernels.
+MASKED_CONV_GROUPED = (
+    "grouped convolutions (groups > 1) always, on every device (PyTorch's grouped convolution; "
+    "fastprune's kernels take groups = 1)"
+)
+
+
 def auto_fallback(op: str, device_type: str = "cpu") -> Optional[str]:
     """Why "auto" does not pick the cpu backend for `op` on this machine although it could run it (its
     kernels for the CPU capability in use are slower than PyTorch's), or None."""
@@ -170,8 +179,9 @@ def auto_fallback(op: str, device_type: str = "cpu") -> Optional[str]:
 
 
 def auto_fallbacks(device_type: str = "cpu") -> dict[str, str]:
-    """For each op where "auto" takes torch instead of the cpu backend for speed, the reason; inputs
-    that decide it (masked_conv2d's kernel density) are described in general terms."""
+    """For each op where "auto" takes torch instead of fastprune's kernels (the cpu backend's for CPU
+    tensors) for speed, the reason; inputs that decide it (masked_conv2d's kernel density and groups)
+    are described in general terms."""
     ops = sorted(SCORING_OPS | SPECTRAL_OPS | CONV_OPS | DENSE_CONV_OPS)
     reasons = {op: why for op in ops if (why := auto_fallback(op, device_type)) is not None}
     if device_type == "cpu" and "masked_conv2d" not in reasons and _native.unavailable_reason() is None:
@@ -183,6 +193,10 @@ def auto_fallbacks(device_type: str = "cpu") -> dict[str, str]:
                 "kernels are slower than the dense convolution there); filter masks and sparser kernel "
                 "masks take the cpu backend"
             )
+    if "masked_conv2d" in reasons:
+        reasons["masked_conv2d"] += "; " + MASKED_CONV_GROUPED
+    else:
+        reasons["masked_conv2d"] = MASKED_CONV_GROUPED
     return reasons
 
 
@@ -221,10 +235,12 @@ def select_backend(
     op: str,
     matrix_n: Optional[int] = None,
     cpu_slower: Optional[Callable[[], Optional[str]]] = None,
+    auto_torch: Optional[str] = None,
 ) -> str:
     """Resolves the backend for one call of `op` on tensors of `device_type` (see module docstring);
     `matrix_n` is the largest matrix size of a small-matrix op's input. `cpu_slower`, called only when
-    "auto" reaches the cpu backend, says why the cpu kernels would be slower than torch on this input."""
+    "auto" reaches the cpu backend, says why the cpu kernels would be slower than torch on this input.
+    `auto_torch`, when not None, is why "auto" takes torch for this input on every device."""
     _check_name(requested, "backend")
     source = "backend argument"
     if requested == "auto" and _context_backend.get() is not None:
@@ -233,6 +249,8 @@ def select_backend(
         requested = _check_name(os.environ["FASTPRUNE_BACKEND"], "FASTPRUNE_BACKEND environment variable")
         source = "FASTPRUNE_BACKEND environment variable"
     if requested == "auto":
+        if auto_torch is not None:
+            return "torch"
         for name in _AUTO_ORDER.get(device_type, ("torch",)):
             if _REGISTRY[name].refusal(device_type, op, matrix_n) is not None:
                 continue

@@ -266,7 +266,9 @@ def test_bad_input_errors() -> None:
         masked_conv2d(x, w, torch.ones(4))
     with pytest.raises(ValueError, match=r"mask: expected a tensor on cpu"):
         masked_conv2d(x, w, torch.ones(4, dtype=torch.bool, device="meta"))
-    with pytest.raises(ValueError, match=r"weight: expected 3 input channels like x \(groups = 1 only\)"):
+    with pytest.raises(
+        ValueError, match=r"weight: expected 3 input channels per group \(x's 3 channels / groups = 1\)"
+    ):
         masked_conv2d(x, torch.randn(4, 1, 3, 3), keep)
     with pytest.raises(ValueError, match=r"x: expected a 4-D tensor \(N, C, H, W\), got shape \(3, 8, 8\)"):
         masked_conv2d(x[0], w, keep)
@@ -368,8 +370,10 @@ def test_convert_errors_leave_model_untouched() -> None:
     keep = torch.ones(8, dtype=torch.bool)
     with pytest.raises(TypeError, match=r"masks\['1'\]: expected an nn.Conv2d, got ReLU"):
         convert(model, {"0": keep, "1": keep})
-    with pytest.raises(ValueError, match=r"masks\['2'\]: MaskedConv2d supports groups = 1 only, got 2"):
-        convert(model, {"2": keep})
+    with pytest.raises(
+        ValueError, match=r"masks\['2'\]: mask: expected a filter mask \(8,\) or a kernel mask \(8, 4\)"
+    ):
+        convert(model, {"0": keep, "2": torch.ones(8, 8, dtype=torch.bool)})  # groups = 2: (O, C / 2)
     with pytest.raises(ValueError, match=r"masks\['9'\]: the model has no submodule '9'"):
         convert(model, {"9": keep})
     with pytest.raises(ValueError, match=r"masks\['0'\]: mask: expected a filter mask \(8,\)"):
@@ -377,8 +381,6 @@ def test_convert_errors_leave_model_untouched() -> None:
     with pytest.raises(TypeError, match=r"masks\['0'\]: mask: expected dtype torch.bool"):
         convert(model, {"0": torch.ones(8)})
     assert type(model[0]) is nn.Conv2d
-    with pytest.raises(ValueError, match="groups = 1 only"):
-        MaskedConv2d.from_conv(nn.Conv2d(4, 4, 3, groups=2))
 
 
 def test_cpu_list_cache_never_serves_a_changed_mask():

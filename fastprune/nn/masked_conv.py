@@ -1,8 +1,9 @@
 """MaskedConv2d: nn.Conv2d whose pruned filters / kernels are never computed (fastprune.ops.masked_conv2d).
 
-y = conv2d(x, W * M, b) with the mask M held as a bool buffer: (O,) filter mask or (O, C) kernel mask,
-True = kept. The weight keeps its full (O, C, kh, kw) shape (masked entries get exactly zero gradient), so
-a model converted with convert() trains, saves and loads like the original one.
+y = conv2d(x, W * M, b, groups=groups) with the mask M held as a bool buffer: (O,) filter mask or
+(O, C/groups) kernel mask, True = kept. The weight keeps its full (O, C/groups, kh, kw) shape (masked
+entries get exactly zero gradient), so a model converted with convert() trains, saves and loads like the
+original one. Grouped and depthwise convs (MobileNet) convert too.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from fastprune.ops.masked_conv2d import check_mask, masked_conv2d
 
 
 class MaskedConv2d(nn.Conv2d):
-    """nn.Conv2d (groups = 1, zero padding) computing only the kept filters/kernels of `mask`
-    (default: all kept). `backend` as in fastprune.ops.masked_conv2d."""
+    """nn.Conv2d (any groups, zero padding) computing only the kept filters/kernels of `mask`
+    (default: all kept): a filter mask (out_channels,) or a kernel mask (out_channels,
+    in_channels / groups), like the weight's first two dimensions. `backend` as in
+    fastprune.ops.masked_conv2d (under "auto", groups > 1 runs PyTorch's grouped convolution)."""
 
     def __init__(self, *args, mask: Optional[torch.Tensor] = None, backend: str = "auto", **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if self.groups != 1:
-            raise ValueError(f"groups: MaskedConv2d supports groups = 1 only, got {self.groups}")
         if self.padding_mode != "zeros" or isinstance(self.padding, str):
             raise ValueError(
                 f"padding: MaskedConv2d supports numeric zero padding only, got padding={self.padding!r}, "
@@ -35,7 +36,7 @@ class MaskedConv2d(nn.Conv2d):
             self.set_mask(mask)
 
     def set_mask(self, mask: torch.Tensor) -> None:
-        """Replaces the mask: bool (O,) filter mask or (O, C) kernel mask on the weight's device."""
+        """Replaces the mask: bool (O,) filter mask or (O, C/groups) kernel mask on the weight's device."""
         check_mask(mask, self.weight.shape, self.weight.device)
         self.mask = mask.detach().clone()
 
@@ -48,6 +49,7 @@ class MaskedConv2d(nn.Conv2d):
             self.stride,
             self.padding,
             self.dilation,
+            self.groups,
             backend=self.backend,
         )
 
@@ -58,8 +60,6 @@ class MaskedConv2d(nn.Conv2d):
         """A MaskedConv2d sharing conv's parameters (the same Parameter objects: optimizers keep working)."""
         if not isinstance(conv, nn.Conv2d):
             raise TypeError(f"conv: expected an nn.Conv2d, got {type(conv).__name__}")
-        if conv.groups != 1:
-            raise ValueError(f"conv: MaskedConv2d supports groups = 1 only, got groups = {conv.groups}")
         module = cls(
             conv.in_channels,
             conv.out_channels,
@@ -67,6 +67,7 @@ class MaskedConv2d(nn.Conv2d):
             stride=conv.stride,
             padding=conv.padding,
             dilation=conv.dilation,
+            groups=conv.groups,
             bias=conv.bias is not None,
             padding_mode=conv.padding_mode,
             device="meta",  # no throwaway allocation: the parameters are conv's
@@ -94,8 +95,6 @@ def convert(model: nn.Module, masks: Mapping[str, torch.Tensor], backend: str = 
             raise ValueError(f"masks[{name!r}]: the model has no submodule {name!r}") from None
         if not isinstance(conv, nn.Conv2d):
             raise TypeError(f"masks[{name!r}]: expected an nn.Conv2d, got {type(conv).__name__}")
-        if conv.groups != 1:
-            raise ValueError(f"masks[{name!r}]: MaskedConv2d supports groups = 1 only, got {conv.groups}")
         try:
             check_mask(mask, conv.weight.shape, conv.weight.device)
         except (TypeError, ValueError) as exc:
@@ -119,7 +118,8 @@ def restore(model: nn.Module) -> nn.Module:
             continue
         conv = nn.Conv2d(
             module.in_channels, module.out_channels, module.kernel_size, stride=module.stride,
-            padding=module.padding, dilation=module.dilation, bias=module.bias is not None, device="meta",
+            padding=module.padding, dilation=module.dilation, groups=module.groups,
+            bias=module.bias is not None, device="meta",
         )  # fmt: skip
         conv.weight, conv.bias = module.weight, module.bias
         conv.train(module.training)

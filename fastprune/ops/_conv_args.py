@@ -29,7 +29,7 @@ def output_size(
 
 def empty_output(x: torch.Tensor, weight: torch.Tensor, stride, padding, dilation) -> torch.Tensor:
     """An uninitialised (N, O, Ho, Wo) tensor like x for the convolution of x (N, C, H, W) by weight
-    (O, C, kh, kw)."""
+    (O, C / groups, kh, kw)."""
     ho, wo = output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
     return x.new_empty(x.shape[0], weight.shape[0], ho, wo)
 
@@ -42,6 +42,22 @@ def check_tensor(t: object, name: str, dims: int, what: str) -> torch.Tensor:
     return t
 
 
+def check_groups(groups: object, in_channels: int, out_channels: int) -> int:
+    """Checks groups: a positive int dividing both the input channels C and the output channels O."""
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"groups: expected a positive int, got {groups!r}")
+    if in_channels % groups:
+        raise ValueError(
+            f"groups: expected a divisor of x's {in_channels} input channels, got groups = {groups}"
+        )
+    if out_channels % groups:
+        raise ValueError(
+            f"groups: expected a divisor of weight's {out_channels} output channels (its first dimension), "
+            f"got groups = {groups}"
+        )
+    return groups
+
+
 def check_conv_args(
     x: object,
     weight: object,
@@ -49,21 +65,34 @@ def check_conv_args(
     stride: IntPair,
     padding: IntPair,
     dilation: IntPair,
+    groups: object = 1,
+    *,
+    grouped: bool = False,
 ) -> tuple[list[int], list[int], list[int]]:
-    """Checks x (N, C, H, W), weight (O, C, kh, kw) of x's dtype and device, bias (O,) or None and the
-    geometry (groups = 1); returns stride, padding and dilation as pairs."""
+    """Checks x (N, C, H, W), weight (O, C / groups, kh, kw) of x's dtype and device, bias (O,) or None
+    and the geometry; returns stride, padding and dilation as pairs. grouped: the op takes groups (a
+    positive int dividing C and O); otherwise groups = 1 only, and the weight error says so."""
     check_tensor(x, "x", 4, "(N, C, H, W)")
-    check_tensor(weight, "weight", 4, "(O, C, kh, kw)")
+    check_tensor(weight, "weight", 4, "(O, C / groups, kh, kw)" if grouped else "(O, C, kh, kw)")
     assert isinstance(x, torch.Tensor) and isinstance(weight, torch.Tensor)
     if weight.dtype != x.dtype or weight.device != x.device:
         raise TypeError(
             f"weight: expected {x.dtype} on {x.device} like x, got {weight.dtype} on {weight.device}"
         )
-    if weight.shape[1] != x.shape[1]:
-        raise ValueError(
-            f"weight: expected {x.shape[1]} input channels like x (groups = 1 only), got weight of shape "
-            f"{tuple(weight.shape)} for x of shape {tuple(x.shape)}"
-        )
+    if not grouped:
+        if weight.shape[1] != x.shape[1]:
+            raise ValueError(
+                f"weight: expected {x.shape[1]} input channels like x (groups = 1 only), got weight of shape "
+                f"{tuple(weight.shape)} for x of shape {tuple(x.shape)}"
+            )
+    else:
+        groups = check_groups(groups, x.shape[1], weight.shape[0])
+        if weight.shape[1] * groups != x.shape[1]:
+            raise ValueError(
+                f"weight: expected {x.shape[1] // groups} input channels per group (x's {x.shape[1]} "
+                f"channels / groups = {groups}), got weight of shape {tuple(weight.shape)} for x of shape "
+                f"{tuple(x.shape)}"
+            )
     if bias is not None:
         check_tensor(bias, "bias", 1, "(O,)")
         assert isinstance(bias, torch.Tensor)

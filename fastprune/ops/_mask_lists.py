@@ -4,6 +4,12 @@ A bool kernel mask (O, C) (True = kept; a filter mask (O,) counts as its broadca
 compressed rows (row_ptr, col: the kept channels of each filter, ascending), the packed kernels in that
 order, and for filter-uniform masks (each filter keeps all its channels or none) the kept and pruned
 filter indices. Used by the cpu, cuda and triton backends of fastprune.ops.masked_conv2d.
+
+Grouped convolutions (groups g > 1: weight (O, C/g, kh, kw), mask (O,) or (O, C/g)) are the ungrouped
+convolution whose (O, C) kernel mask is block diagonal: filter o (group G = o // (O/g)) keeps at most the
+channels G C/g .. (G + 1) C/g - 1, its mask row placed there (block_diagonal). The lists are those of that
+mask, so the kernels (which know only groups = 1) compute the grouped convolution with work proportional
+to the kept kernels; col holds input channels of x (0..C-1), `channels` the weight's (0..C/g - 1).
 """
 
 from __future__ import annotations
@@ -27,11 +33,12 @@ class MaskLists(NamedTuple):
     """What the cpu and cuda backends derive from an (O, C) mask, once per mask (see mask_lists)."""
 
     row_ptr: torch.Tensor  # (O + 1,) int32 on the host: the C ABI reads the lists there on either device
-    col: torch.Tensor  # (nnz,) int32 on the host: kept channels, ascending per filter
-    channels: torch.Tensor  # (nnz,) int64 on the mask's device: col, for gathering kernels
+    col: torch.Tensor  # (nnz,) int32 on the host: kept input channels of x (0..C-1), ascending per filter
+    channels: torch.Tensor  # (nnz,) int64 on the mask's device: their index in the weight's dim 1, for
+    # gathering kernels (col itself when groups = 1, col - G C/g in group G otherwise)
     filters: torch.Tensor  # (nnz,) int64 on the mask's device: the filter of each kept kernel
     kept: Optional[torch.Tensor]  # filter-uniform masks (each filter keeps all or none): kept filters
-    pruned: Optional[torch.Tensor]  # ... and pruned filters (int64); None for other masks
+    pruned: Optional[torch.Tensor]  # ... and pruned filters (int64); None for other masks and groups > 1
 
 
 # Lists of recent masks: a training loop or a MaskedConv2d calls the op with the same mask every step, and
@@ -47,21 +54,45 @@ def kernel_mask(mask: torch.Tensor, in_channels: int) -> torch.Tensor:
     return mask[:, None].expand(-1, in_channels) if mask.dim() == 1 else mask
 
 
-def mask_lists(mask: torch.Tensor, in_channels: int) -> MaskLists:
-    """The lists of a filter mask (O,) or a kernel mask (O, in_channels)."""
-    key = (mask.device, mask.data_ptr(), tuple(mask.shape), mask.stride(), in_channels)
+def block_diagonal(mask: torch.Tensor, groups: int) -> torch.Tensor:
+    """A kernel mask (O, C/g) of a grouped convolution as the (O, C) kernel mask of the same convolution
+    ungrouped: row o placed at the channels of its group o // (O/g), False elsewhere."""
+    if groups == 1:
+        return mask
+    out_channels, per_group = mask.shape
+    filters = torch.arange(out_channels, device=mask.device)
+    full = mask.new_zeros(out_channels, groups, per_group)
+    full[filters, filters // (out_channels // groups)] = mask
+    return full.view(out_channels, groups * per_group)
+
+
+def weight_channels(
+    col: torch.Tensor, filters: torch.Tensor, out_channels: int, in_per_group: int, groups: int
+):
+    """The weight's dim-1 index (int64) of kept kernels given by their input channel col and filter: col
+    minus the first channel of the filter's group."""
+    if groups == 1:
+        return col.long()
+    return col.long() - filters // (out_channels // groups) * in_per_group
+
+
+def mask_lists(mask: torch.Tensor, in_channels: int, groups: int = 1) -> MaskLists:
+    """The lists of a filter mask (O,) or a kernel mask (O, in_channels), in_channels = C / groups (see
+    the module docstring for groups > 1)."""
+    key = (mask.device, mask.data_ptr(), tuple(mask.shape), mask.stride(), in_channels, groups)
     hit = _LIST_CACHE.get(key)
     if hit is not None and torch.equal(hit[0], mask):
         _LIST_CACHE.move_to_end(key)
         return hit[1]
     kernels = kernel_mask(mask, in_channels)
-    row_ptr, col, filters = kept_lists(kernels)
+    row_ptr, col, filters = kept_lists(block_diagonal(kernels, groups))
     kept = kernels.all(dim=1)
-    uniform = bool((kept | ~kernels.any(dim=1)).all())
+    # Filter-uniform lists take the whole filters (all C channels, the dense route): never for groups > 1.
+    uniform = groups == 1 and bool((kept | ~kernels.any(dim=1)).all())
     lists = MaskLists(
         row_ptr.cpu(),
         col.cpu(),
-        col.long(),
+        weight_channels(col, filters, mask.shape[0], in_channels, groups),
         filters,
         kept.nonzero().squeeze(1) if uniform else None,
         (~kept).nonzero().squeeze(1) if uniform else None,
@@ -81,8 +112,8 @@ def packed_kernels(weight: torch.Tensor, lists: MaskLists) -> torch.Tensor:
 
 
 def unpacked_kernels(grad_kernels: torch.Tensor, weight: torch.Tensor, lists: MaskLists) -> torch.Tensor:
-    """The (O, C, kh, kw) tensor holding grad_kernels (shaped as packed_kernels gives) at the kept
-    kernels, 0 elsewhere."""
+    """The weight-shaped tensor (O, C / groups, kh, kw) holding grad_kernels (shaped as packed_kernels
+    gives) at the kept kernels, 0 elsewhere."""
     out = weight.new_zeros(weight.shape)
     if lists.kept is not None:
         return out.index_copy_(0, lists.kept, grad_kernels)

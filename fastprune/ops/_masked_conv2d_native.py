@@ -2,6 +2,10 @@
 (csrc/cuda/masked_conv2d.cu), the same entry points fp_masked_conv2d_* with FP_DEVICE_CPU or
 FP_DEVICE_CUDA, over the compressed lists of fastprune.ops._mask_lists; the filter-level cpu route through
 oneDNN on the gathered filters. The op itself (checks, dispatch, autograd): fastprune.ops.masked_conv2d.
+
+The kernels know groups = 1 only: a grouped convolution (groups > 1, weight (O, C/groups, kh, kw)) runs as
+the ungrouped one whose kernel mask is block diagonal (fastprune.ops._mask_lists.block_diagonal), in one
+call, with work proportional to the kept kernels; the dense filter route is never taken for it.
 """
 
 from __future__ import annotations
@@ -86,16 +90,16 @@ class Prepared(NamedTuple):
     kernels: torch.Tensor  # the kept kernels, as packed_kernels gives them
 
 
-def prepare(x, weight, mask, stride, padding, dilation, device) -> Prepared:
-    """mask: a filter mask (O,) or kernel mask (O, C)."""
-    lists = mask_lists(mask, weight.shape[1])
+def prepare(x, weight, mask, stride, padding, dilation, device, groups=1) -> Prepared:
+    """weight (O, C/groups, kh, kw); mask: a filter mask (O,) or kernel mask (O, C/groups)."""
+    lists = mask_lists(mask, weight.shape[1], groups)
     ho, wo = output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
     dense = device == DEVICE_CPU and dense_route(lists, weight, ho * wo)
     return Prepared(lists, dense, packed_kernels(weight, lists))
 
 
-def cpu_forward(x, weight, mask, bias, stride, padding, dilation, device=DEVICE_CPU, prepared=None):
-    lists, dense, kernels = prepared or prepare(x, weight, mask, stride, padding, dilation, device)
+def cpu_forward(x, weight, mask, bias, stride, padding, dilation, groups=1, device=DEVICE_CPU, prepared=None):
+    lists, dense, kernels = prepared or prepare(x, weight, mask, stride, padding, dilation, device, groups)
     if dense:
         return _dense_filters_forward(x, weight, kernels, lists, bias, stride, padding, dilation)
     x = x.contiguous()
@@ -115,8 +119,10 @@ def cpu_forward(x, weight, mask, bias, stride, padding, dilation, device=DEVICE_
     return y
 
 
-def cpu_backward(grad_y, x, weight, mask, stride, padding, dilation, need, device=DEVICE_CPU, prepared=None):
-    lists, dense, kernels = prepared or prepare(x, weight, mask, stride, padding, dilation, device)
+def cpu_backward(
+    grad_y, x, weight, mask, stride, padding, dilation, need, groups=1, device=DEVICE_CPU, prepared=None
+):
+    lists, dense, kernels = prepared or prepare(x, weight, mask, stride, padding, dilation, device, groups)
     if dense:
         return _dense_filters_backward(grad_y, x, weight, kernels, lists, stride, padding, dilation, need)
     row_ptr, col = lists.row_ptr, lists.col
@@ -156,9 +162,9 @@ def cpu_backward(grad_y, x, weight, mask, stride, padding, dilation, need, devic
 # ---- cuda backend: the same C ABI entry points with FP_DEVICE_CUDA (csrc/cuda/masked_conv2d.cu) ---------
 
 
-def cuda_forward(x, weight, mask, bias, stride, padding, dilation):
-    return cpu_forward(x, weight, mask, bias, stride, padding, dilation, device=DEVICE_CUDA)
+def cuda_forward(x, weight, mask, bias, stride, padding, dilation, groups=1):
+    return cpu_forward(x, weight, mask, bias, stride, padding, dilation, groups, device=DEVICE_CUDA)
 
 
-def cuda_backward(grad_y, x, weight, mask, stride, padding, dilation, need):
-    return cpu_backward(grad_y, x, weight, mask, stride, padding, dilation, need, device=DEVICE_CUDA)
+def cuda_backward(grad_y, x, weight, mask, stride, padding, dilation, need, groups=1):
+    return cpu_backward(grad_y, x, weight, mask, stride, padding, dilation, need, groups, device=DEVICE_CUDA)

@@ -1,9 +1,10 @@
 """masked_conv2d: a 2-D convolution that computes only the kept filters / kernels of a pruning mask.
 
-    y = conv2d(x, W * M, b, stride, padding, dilation)
+    y = conv2d(x, W * M, b, stride, padding, dilation, groups)
 
-with M a bool filter mask (O,) or kernel mask (O, C) (True = kept). Gradients: dL/dx through the kept
-kernels only; dL/dW on kept entries and exactly 0 on masked ones; dL/db = sum of dL/dy over N, H, W.
+with W (O, C/groups, kh, kw) and M a bool filter mask (O,) or kernel mask (O, C/groups) (True = kept).
+Gradients: dL/dx through the kept kernels only; dL/dW on kept entries and exactly 0 on masked ones;
+dL/db = sum of dL/dy over N, H, W.
 
 Backends: "torch" (F.conv2d on W * M and torch.nn.grad; any device, float32 or float64, the oracle),
 "cpu" (fastprune's C++ kernels through the C ABI, float32: direct convolution over compressed lists of
@@ -13,7 +14,13 @@ same direct convolution over the same lists, float32, on CUDA tensors or interpr
 TRITON_INTERPRET=1; see triton_kernels/masked_conv2d.py) and "cuda" (the same again in CUDA C++ through
 the C ABI, float32, CUDA tensors; see csrc/cuda/masked_conv2d.cu).
 Registered as torch.ops.fastprune.masked_conv2d (+ masked_conv2d_backward) with fake implementations
-and autograd, on the (O, C) mask.
+and autograd, on the (O, C/groups) mask.
+
+Grouped convolutions (groups > 1, e.g. MobileNet's depthwise ones): "auto" takes torch (F.conv2d with
+groups), on every device. The native backends (cpu, cuda, triton), whose kernels know groups = 1 only, run
+them when named, as the ungrouped convolution with a block-diagonal (O, C) kernel mask (filter o keeps
+only channels of its group; see fastprune.ops._mask_lists): one call, work proportional to the kept
+kernels, the weight gradient gathered back to (O, C/groups, kh, kw).
 """
 
 from __future__ import annotations
@@ -24,10 +31,17 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from fastprune.backends import masked_conv_auto_fallback, select_backend
+from fastprune.backends import MASKED_CONV_GROUPED, masked_conv_auto_fallback, select_backend
 from fastprune.ops._conv_args import IntPair, check_conv_args, empty_output
 from fastprune.ops._library import LIBRARY, register
-from fastprune.ops._mask_lists import kept_lists, kernel_mask, mask_lists, transposed_lists
+from fastprune.ops._mask_lists import (
+    block_diagonal,
+    kept_lists,
+    kernel_mask,
+    mask_lists,
+    transposed_lists,
+    weight_channels,
+)
 from fastprune.ops._masked_conv2d_native import (
     DEVICE_CPU,
     DEVICE_CUDA,
@@ -45,17 +59,17 @@ def _float_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return mask.to(like.dtype)[:, :, None, None]
 
 
-def _torch_forward(x, weight, mask, bias, stride, padding, dilation):
-    return F.conv2d(x, weight * _float_mask(mask, weight), bias, stride, padding, dilation)
+def _torch_forward(x, weight, mask, bias, stride, padding, dilation, groups=1):
+    return F.conv2d(x, weight * _float_mask(mask, weight), bias, stride, padding, dilation, groups)
 
 
-def _torch_backward(grad_y, x, weight, mask, stride, padding, dilation, need):
+def _torch_backward(grad_y, x, weight, mask, stride, padding, dilation, need, groups=1):
     grad_x = grad_w = None
     if need[0]:
         masked = weight * _float_mask(mask, weight)
-        grad_x = torch.nn.grad.conv2d_input(x.shape, masked, grad_y, stride, padding, dilation)
+        grad_x = torch.nn.grad.conv2d_input(x.shape, masked, grad_y, stride, padding, dilation, groups)
     if need[1]:
-        full = torch.nn.grad.conv2d_weight(x, weight.shape, grad_y, stride, padding, dilation)
+        full = torch.nn.grad.conv2d_weight(x, weight.shape, grad_y, stride, padding, dilation, groups)
         # where(), not a product: a masked entry is exactly 0 even when the dense gradient is inf/NaN.
         grad_w = torch.where(mask[:, :, None, None], full, torch.zeros((), dtype=full.dtype))
     return grad_x, grad_w
@@ -64,26 +78,33 @@ def _torch_backward(grad_y, x, weight, mask, stride, padding, dilation, need):
 # ---- triton backend -----------------------------------------------------------------------------------
 
 
-def _triton_forward(x, weight, mask, bias, stride, padding, dilation):
+def _triton_lists(weight, mask, groups):
+    """The compressed lists of the (O, C/groups) mask as the block-diagonal (O, C) one (groups = 1: the
+    mask itself), on the mask's device, and the weight's dim-1 index of each kept kernel."""
+    row_ptr, col, filters = kept_lists(block_diagonal(mask, groups))
+    return row_ptr, col, filters, weight_channels(col, filters, weight.shape[0], weight.shape[1], groups)
+
+
+def _triton_forward(x, weight, mask, bias, stride, padding, dilation, groups=1):
     from fastprune.triton_kernels import masked_conv2d as kernels_mod
 
-    row_ptr, col, filters = kept_lists(mask)
-    kernels = weight[filters, col.long()].contiguous()
+    row_ptr, col, filters, channels = _triton_lists(weight, mask, groups)
+    kernels = weight[filters, channels].contiguous()
     bias = None if bias is None else bias.contiguous()
     return kernels_mod.forward(
         x.contiguous(), kernels, row_ptr, col, bias, weight.shape[0], stride, padding, dilation
     )
 
 
-def _triton_backward(grad_y, x, weight, mask, stride, padding, dilation, need):
+def _triton_backward(grad_y, x, weight, mask, stride, padding, dilation, need, groups=1):
     from fastprune.triton_kernels import masked_conv2d as kernels_mod
 
-    row_ptr, col, filters = kept_lists(mask)
+    row_ptr, col, filters, channels = _triton_lists(weight, mask, groups)
     grad_y = grad_y.contiguous()
     grad_x = grad_w = None
     if need[0]:
-        kernels = weight[filters, col.long()].contiguous()
-        col_ptr, csc_kernel, csc_filter = transposed_lists(col, filters, weight.shape[1])
+        kernels = weight[filters, channels].contiguous()
+        col_ptr, csc_kernel, csc_filter = transposed_lists(col, filters, x.shape[1])
         grad_x = kernels_mod.backward_input(
             grad_y, kernels, col_ptr, csc_kernel, csc_filter, x.shape, stride, padding, dilation
         )
@@ -93,7 +114,7 @@ def _triton_backward(grad_y, x, weight, mask, stride, padding, dilation, need):
             x.contiguous(), grad_y, col, filters.to(torch.int32), kh, kw, stride, padding, dilation
         )
         grad_w = weight.new_zeros(weight.shape)
-        grad_w[filters, col.long()] = grad_kernels
+        grad_w[filters, channels] = grad_kernels
     return grad_x, grad_w
 
 
@@ -108,16 +129,18 @@ _BACKWARD = {
 }
 
 
-def _forward(x, weight, mask, bias, stride, padding, dilation, backend):
-    return _FORWARD[backend](x, weight, mask, bias, stride, padding, dilation)
+def _forward(x, weight, mask, bias, stride, padding, dilation, backend, groups=1):
+    return _FORWARD[backend](x, weight, mask, bias, stride, padding, dilation, groups)
 
 
-def _forward_fake(x, weight, mask, bias, stride, padding, dilation, backend):
+def _forward_fake(x, weight, mask, bias, stride, padding, dilation, backend, groups=1):
     return empty_output(x, weight, stride, padding, dilation)
 
 
-def _backward_op(grad_y, x, weight, mask, stride, padding, dilation, output_mask, backend):
-    grad_x, grad_w = _BACKWARD[backend](grad_y, x, weight, mask, stride, padding, dilation, output_mask)
+def _backward_op(grad_y, x, weight, mask, stride, padding, dilation, output_mask, backend, groups=1):
+    grad_x, grad_w = _BACKWARD[backend](
+        grad_y, x, weight, mask, stride, padding, dilation, output_mask, groups
+    )
     # A schema returns tensors: an unneeded gradient is an empty one, never computed.
     return (
         x.new_empty(0) if grad_x is None else grad_x,
@@ -125,7 +148,7 @@ def _backward_op(grad_y, x, weight, mask, stride, padding, dilation, output_mask
     )
 
 
-def _backward_fake(grad_y, x, weight, mask, stride, padding, dilation, output_mask, backend):
+def _backward_fake(grad_y, x, weight, mask, stride, padding, dilation, output_mask, backend, groups=1):
     return (
         x.new_empty(x.shape if output_mask[0] else (0,)),
         weight.new_empty(weight.shape if output_mask[1] else (0,)),
@@ -135,40 +158,41 @@ def _backward_fake(grad_y, x, weight, mask, stride, padding, dilation, output_ma
 register(
     "masked_conv2d",
     "(Tensor x, Tensor weight, Tensor mask, Tensor? bias, int[2] stride, int[2] padding, int[2] dilation, "
-    "str backend) -> Tensor",
+    "str backend, int groups=1) -> Tensor",
     _forward,
     _forward_fake,
 )
 register(
     "masked_conv2d_backward",
     "(Tensor grad_y, Tensor x, Tensor weight, Tensor mask, int[2] stride, int[2] padding, int[2] dilation, "
-    "bool[2] output_mask, str backend) -> (Tensor, Tensor)",
+    "bool[2] output_mask, str backend, int groups=1) -> (Tensor, Tensor)",
     _backward_op,
     _backward_fake,
 )
 
 
 def _setup_context(ctx, inputs, output):
-    x, weight, mask, bias, stride, padding, dilation, backend = inputs
+    x, weight, mask, bias, stride, padding, dilation, backend, *rest = inputs
     ctx.save_for_backward(x, weight, mask)
-    ctx.conv = (stride, padding, dilation, backend)
+    ctx.conv = (stride, padding, dilation, backend, rest[0] if rest else 1)
     ctx.has_bias = bias is not None
 
 
 def _gradients(ctx, grad_y, backward):
-    """The gradients of (x, weight, mask, bias, stride, padding, dilation, backend), with `backward` the
-    backward op (or its implementation) for those of x and weight."""
+    """The gradients of (x, weight, mask, bias, stride, padding, dilation, backend, groups), with
+    `backward` the backward op (or its implementation) for those of x and weight."""
     x, weight, mask = ctx.saved_tensors
-    stride, padding, dilation, backend = ctx.conv
+    stride, padding, dilation, backend, groups = ctx.conv
     need_x, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[3]
     grad_x = grad_w = grad_b = None
     if need_x or need_w:
         grad_x, grad_w = backward(
-            grad_y, x, weight, mask, stride, padding, dilation, [need_x, need_w], backend
+            grad_y, x, weight, mask, stride, padding, dilation, [need_x, need_w], backend, groups
         )
     if ctx.has_bias and need_b:
         grad_b = grad_y.sum((0, 2, 3))
-    return grad_x if need_x else None, grad_w if need_w else None, None, grad_b, None, None, None, None
+    grad_x, grad_w = grad_x if need_x else None, grad_w if need_w else None
+    return grad_x, grad_w, None, grad_b, None, None, None, None, None
 
 
 def _autograd_backward(ctx, grad_y):
@@ -216,25 +240,28 @@ class _EagerMaskedConv2d(torch.autograd.Function):
     backends' mask lists and packed kernels are derived once for the forward and the backward."""
 
     @staticmethod
-    def forward(ctx, x, weight, mask, bias, stride, padding, dilation, backend):
-        _setup_context(ctx, (x, weight, mask, bias, stride, padding, dilation, backend), None)
+    def forward(ctx, x, weight, mask, bias, stride, padding, dilation, backend, groups):
+        _setup_context(ctx, (x, weight, mask, bias, stride, padding, dilation, backend, groups), None)
         device = _C_ABI_DEVICES.get(backend)
         if device is None:
             ctx.prepared = None
-            return _forward(x, weight, mask, bias, stride, padding, dilation, backend)
-        ctx.prepared = prepare(x, weight, mask, stride, padding, dilation, device)
-        return cpu_forward(x, weight, mask, bias, stride, padding, dilation, device, ctx.prepared)
+            return _forward(x, weight, mask, bias, stride, padding, dilation, backend, groups)
+        ctx.prepared = prepare(x, weight, mask, stride, padding, dilation, device, groups)
+        return cpu_forward(
+            x, weight, mask, bias, stride, padding, dilation, groups, device=device, prepared=ctx.prepared
+        )
 
     @staticmethod
     @once_differentiable  # as the registered backward op: no second derivatives, a clear error instead
     def backward(ctx, grad_y):
-        def backward_impl(grad_y, x, weight, mask, stride, padding, dilation, need, backend):
+        def backward_impl(grad_y, x, weight, mask, stride, padding, dilation, need, backend, groups):
             if ctx.prepared is None:
-                return _BACKWARD[backend](grad_y, x, weight, mask, stride, padding, dilation, need)
+                return _BACKWARD[backend](grad_y, x, weight, mask, stride, padding, dilation, need, groups)
             device = _C_ABI_DEVICES[backend]
             return cpu_backward(
-                grad_y, x, weight, mask, stride, padding, dilation, need, device, ctx.prepared
-            )
+                grad_y, x, weight, mask, stride, padding, dilation, need, groups, device=device,
+                prepared=ctx.prepared,
+            )  # fmt: skip
 
         return _gradients(ctx, grad_y, backward_impl)
 
@@ -248,7 +275,8 @@ _functorch_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor",
 
 
 def check_mask(mask: object, weight_shape: Sequence[int], device: torch.device) -> torch.Tensor:
-    """Checks a filter mask (O,) or kernel mask (O, C) for a weight (O, C, kh, kw); returns it."""
+    """Checks a filter mask (O,) or kernel mask (O, C/groups) for a weight (O, C/groups, kh, kw) (groups
+    = 1: (O, C)); returns it."""
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"mask: expected a bool tensor, got {type(mask).__name__}")
     if mask.dtype is not torch.bool:
@@ -281,22 +309,28 @@ def masked_conv2d(
     stride: IntPair = 1,
     padding: IntPair = 0,
     dilation: IntPair = 1,
+    groups: int = 1,
     *,
     backend: str = "auto",
 ) -> torch.Tensor:
-    """conv2d(x, weight * mask, bias, stride, padding, dilation) computing only the kept kernels.
+    """conv2d(x, weight * mask, bias, stride, padding, dilation, groups) computing only the kept kernels.
 
-    x (N, C, H, W), weight (O, C, kh, kw), bias (O,) or None, all float32 (float64 too on the torch
-    backend); mask bool (O,) filter mask or (O, C) kernel mask, True = kept. Returns (N, O, Ho, Wo),
+    x (N, C, H, W), weight (O, C/groups, kh, kw), bias (O,) or None, all float32 (float64 too on the
+    torch backend); mask bool (O,) filter mask or (O, C/groups) kernel mask, True = kept; groups a
+    positive int dividing C and O (filter o reads channels G C/groups .. (G + 1) C/groups - 1 of x,
+    G = o // (O/groups); groups = C = O: depthwise). Returns (N, O, Ho, Wo),
     Ho = floor((H + 2 padding - dilation (kh - 1) - 1) / stride) + 1. A pruned filter outputs its bias
     (0 without bias). Differentiable in x, weight and bias; the weight gradient is exactly 0 on masked
-    entries. groups = 1 only, zero padding only. Backends: "cpu" (C++, float32), "cuda" and "triton"
-    (float32), "torch", or "auto" (cpu for float32 CPU tensors; cuda, else triton, for float32 CUDA
-    tensors; torch otherwise, e.g. float64, and where this CPU's kernels are slower than the dense
+    entries. Zero padding only. Backends: "cpu" (C++, float32), "cuda" and "triton" (float32), "torch",
+    or "auto" (cpu for float32 CPU tensors; cuda, else triton, for float32 CUDA tensors; torch otherwise:
+    float64, groups > 1 on every device, and where this CPU's kernels are slower than the dense
     convolution: kernel masks keeping many kernels, the SIMD-less default capability; see
-    fastprune.backends.auto_fallbacks).
+    fastprune.backends.auto_fallbacks). A named native backend runs groups > 1 as the ungrouped
+    convolution with a block-diagonal kernel mask (see the module docstring).
     """
-    stride_, padding_, dilation_ = check_conv_args(x, weight, bias, stride, padding, dilation)
+    stride_, padding_, dilation_ = check_conv_args(
+        x, weight, bias, stride, padding, dilation, groups, grouped=True
+    )
     for t, name in ((x, "x"), (weight, "weight")):
         if t.dtype not in (torch.float32, torch.float64):
             raise TypeError(f"{name}: expected float32 (or float64 on the torch backend), got {t.dtype}")
@@ -305,7 +339,11 @@ def masked_conv2d(
     if x.dtype is torch.float64 and backend == "auto":
         requested = "torch"  # the only backend that computes in float64
     name = select_backend(
-        requested, x.device.type, "masked_conv2d", cpu_slower=lambda: _cpu_slower(mask, weight.shape[1])
+        requested,
+        x.device.type,
+        "masked_conv2d",
+        cpu_slower=lambda: _cpu_slower(mask, weight.shape[1]),
+        auto_torch=MASKED_CONV_GROUPED if groups > 1 else None,
     )
     if name in ("cpu", "cuda", "triton") and x.dtype is not torch.float32:
         raise TypeError(
@@ -326,12 +364,13 @@ def masked_conv2d(
         # 9-12%).
         if not _records_graph(x, weight, bias):
             if device is not None:
-                return cpu_forward(x, weight, mask, bias, stride_, padding_, dilation_, device)
-            return _forward(
-                x, weight, kernel_mask(mask, weight.shape[1]), bias, stride_, padding_, dilation_, name
-            )
+                return cpu_forward(x, weight, mask, bias, stride_, padding_, dilation_, groups, device=device)
+            mask = kernel_mask(mask, weight.shape[1])
+            return _forward(x, weight, mask, bias, stride_, padding_, dilation_, name, groups)
         if device is None:  # the C ABI backends take a filter mask as it is (see prepare)
             mask = kernel_mask(mask, weight.shape[1])
-        return _EagerMaskedConv2d.apply(x, weight, mask, bias, stride_, padding_, dilation_, name)
-    mask = kernel_mask(mask, weight.shape[1])  # the registered op's schema: the (O, C) mask
-    return torch.ops.fastprune.masked_conv2d(x, weight, mask, bias, stride_, padding_, dilation_, name)
+        return _EagerMaskedConv2d.apply(x, weight, mask, bias, stride_, padding_, dilation_, name, groups)
+    mask = kernel_mask(mask, weight.shape[1])  # the registered op's schema: the (O, C/groups) mask
+    return torch.ops.fastprune.masked_conv2d(
+        x, weight, mask, bias, stride_, padding_, dilation_, name, groups
+    )
