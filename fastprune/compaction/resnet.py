@@ -35,9 +35,8 @@ JSON-able spec (widths, index maps) plus a ``state_dict`` (constants and index m
 
 from __future__ import annotations
 
-import copy
 import math
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import nn
@@ -46,9 +45,8 @@ from fastprune.compaction.network import FORMAT, CompactResNet, build_compact
 from fastprune.compaction.report import CompactionReport, LayerCompaction, spec_input_shape
 from fastprune.models._blocks import ShortcutA
 from fastprune.pruning.channels import UnsupportedModelError, _relu, channel_liveness
-from fastprune.pruning.flops import count_dense_flops, count_flops
 
-__all__ = ["apply_masks", "compact"]
+__all__ = ["compact_resnet"]
 
 
 class _Map:
@@ -263,76 +261,14 @@ def _build_spec(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tenso
     return spec, b.tensors, b.report
 
 
-def apply_masks(
-    model: nn.Module,
-    filter_masks: Optional[Mapping[str, torch.Tensor]] = None,
-    kernel_masks: Optional[Mapping[str, torch.Tensor]] = None,
-) -> nn.Module:
-    """Zero, in place, the pruned filters (``{conv name: (O,) bool, True = kept}``, weight and bias) and
-    kernels (``{conv name: (O, I) bool}``) of ``model``; returns it. A name that is not a Conv2d of the
-    model, or a mask of the wrong shape or dtype, raises ValueError naming it."""
-    modules = dict(model.named_modules())
-    for kind, masks in (("filter_masks", filter_masks), ("kernel_masks", kernel_masks)):
-        for name, mask in (masks or {}).items():
-            conv = modules.get(name)
-            if not isinstance(conv, nn.Conv2d):
-                what = (
-                    "not a module of the model" if conv is None else f"a {type(conv).__name__}, not a Conv2d"
-                )
-                raise ValueError(f"{kind}[{name!r}]: {what}")
-            shape = tuple(conv.weight.shape[:1] if kind == "filter_masks" else conv.weight.shape[:2])
-            if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or tuple(mask.shape) != shape:
-                got = (
-                    f"{mask.dtype} {tuple(mask.shape)}"
-                    if isinstance(mask, torch.Tensor)
-                    else type(mask).__name__
-                )
-                raise ValueError(f"{kind}[{name!r}]: expected a bool tensor of shape {shape}, got {got}")
-            keep = mask.to(device=conv.weight.device, dtype=conv.weight.dtype)
-            with torch.no_grad():
-                conv.weight.mul_(keep.view(*shape, *([1] * (conv.weight.dim() - len(shape)))))
-                if kind == "filter_masks" and conv.bias is not None:
-                    conv.bias.mul_(keep)
-    return model
-
-
-def compact(
-    model: nn.Module,
-    *,
-    filter_masks: Optional[Mapping[str, torch.Tensor]] = None,
-    kernel_masks: Optional[Mapping[str, torch.Tensor]] = None,
-    input_shape: Optional[Sequence[int]] = None,
-    return_report: bool = False,
-) -> Union[CompactResNet, tuple[CompactResNet, CompactionReport]]:
-    """The compact dense network equal (eval mode) to the masked ``model``; see the module docstring.
-
-    Args:
-        model: a ResNet :func:`~fastprune.pruning.channels.channel_liveness` supports, pruned by zeroing.
-            It is not modified (masks are applied to a copy).
-        filter_masks, kernel_masks: optional masks to apply first (see :func:`apply_masks`).
-        input_shape: (C, H, W) for the MAC counts of the report (default from ``model.family``).
-        return_report: also return a :class:`CompactionReport`.
-    Returns:
-        a :class:`CompactResNet` in eval mode on the model's device (and the report).
-    Raises:
-        UnsupportedModelError: a layer type or topology compaction does not handle (names the module).
-        ValueError: masks that do not fit the model.
-    """
-    if filter_masks or kernel_masks:
-        model = apply_masks(copy.deepcopy(model), filter_masks, kernel_masks)
+def compact_resnet(model: nn.Module) -> tuple[CompactResNet, CompactionReport]:
+    """The :class:`CompactResNet` of a masked ResNet (see the module docstring), in eval mode on the
+    model's device, and the report (layers and streams; the caller adds MACs and parameters).
+    Raises UnsupportedModelError for anything but the ResNet layout."""
     param = next(model.parameters(), None)
     with torch.no_grad():
         spec, tensors, report = _build_spec(model)
         small = build_compact(spec, None).to(getattr(torch, spec["dtype"]))
         small.load_state_dict(tensors, strict=True)
-    small = small.eval().to(param.device if param is not None else "cpu")
-    if return_report:
-        report.params_before = sum(p.numel() for p in model.parameters())
-        report.params_after = sum(p.numel() for p in small.parameters())
-        shape = input_shape or spec_input_shape(spec)
-        if shape is not None:
-            report.input_shape = tuple(int(d) for d in shape)[-3:]
-            report.macs_before = count_flops(model, report.input_shape).dense_macs
-            report.macs_after = count_dense_flops(small, report.input_shape).macs
-        return small, report
-    return small
+    report.input_shape = spec_input_shape(spec)
+    return small.eval().to(param.device if param is not None else "cpu"), report

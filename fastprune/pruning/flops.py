@@ -123,7 +123,8 @@ def _default_input_shape(model: nn.Module) -> tuple[int, int, int]:
     raise ValueError("count_flops: input_shape is required for a model without a known `family`")
 
 
-def _resolve_input_shape(model: nn.Module, input_shape: Optional[Sequence[int]]) -> tuple[int, int, int]:
+def resolve_input_shape(model: nn.Module, input_shape: Optional[Sequence[int]]) -> tuple[int, int, int]:
+    """(C, H, W) from `input_shape` ((C, H, W) or (N, C, H, W)) or, when None, the model's ``family``."""
     if input_shape is None:
         return _default_input_shape(model)
     dims = tuple(int(d) for d in input_shape)
@@ -190,7 +191,7 @@ def count_flops(model: nn.Module, input_shape: Optional[Sequence[int]] = None) -
     """
     if getattr(model, "compacted", False):  # a compact network: dense, everything in it is alive
         return count_dense_flops(model, input_shape)
-    shape = _resolve_input_shape(model, input_shape)
+    shape = resolve_input_shape(model, input_shape)
     liveness = analyse_channels(model, shape)
     sizes = _output_sizes(model, shape, set(liveness.layers))
     modules = dict(model.named_modules())
@@ -259,7 +260,7 @@ def count_dense_flops(model: nn.Module, input_shape: Optional[Sequence[int]] = N
     sample, in :func:`count_flops` terms: conv ``out * in/groups * kh * kw * H_out * W_out``, FC
     ``out * in``; params = every parameter. One forward pass of zeros with hooks (eval mode, no grad; the
     training flags are restored)."""
-    shape = _resolve_input_shape(model, input_shape)
+    shape = resolve_input_shape(model, input_shape)
     report = FlopsReport(input_shape=shape)
 
     def hook(module: nn.Module, _inp: Any, out: torch.Tensor, name: str) -> None:

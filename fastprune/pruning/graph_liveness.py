@@ -19,7 +19,8 @@ flow through it:
 * Anything else (an unknown op, a channel shuffle, a split, LayerNorm, ...): every output channel LIVE,
   ZERO included. This never calls a live channel dead; it can only count more than what runs.
 
-Layers whose output is a network output keep every output (they are the logits). Layers are keyed by
+Layers whose output reaches a network output through other ops only keep every output (they are the
+logits, or the channels of a returned feature map). Layers are keyed by
 their ``model.named_modules()`` names, in data-flow order; ``LayerLiveness.groups`` holds the conv's
 groups. Requires ``torch-pruning`` (a dependency of fastprune).
 """
@@ -205,10 +206,12 @@ def graph_liveness(model: nn.Module, example_input: torch.Tensor) -> ChannelLive
     states: dict[Any, torch.Tensor] = {}
     last_input = torch.zeros(0, dtype=dtype)
     optype = tp.ops.OPTYPE
+    nodes = list(graph.module2node.values())
+    outputs = output_layers(nodes)
     with torch.no_grad():
-        for node in _topological(list(graph.module2node.values())):
+        for node in _topological(nodes):
             module, inputs = node.module, [states[i] for i in node.inputs if i in states]
-            feeds_output = not node.outputs or all(o.type == optype.OUTPUT for o in node.outputs)
+            feeds_output = node in outputs
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 name = names.get(module, str(module))
                 layer = _layer(name, module, inputs, feeds_output, dtype)
@@ -236,6 +239,26 @@ def graph_liveness(model: nn.Module, example_input: torch.Tensor) -> ChannelLive
             else:
                 states[node] = _elementwise(node, inputs)
     return ChannelLiveness(layers, last_input)
+
+
+def output_layers(nodes: Sequence[Any]) -> set[Any]:
+    """The conv / linear nodes whose output reaches a network output through other ops only (BN,
+    activations, adds, concatenations, pooling): their channels are outputs and are never removed."""
+    import torch_pruning as tp
+
+    stack = [n for n in nodes if not n.outputs or all(o.type == tp.ops.OPTYPE.OUTPUT for o in n.outputs)]
+    seen: set[Any] = set()
+    layers: set[Any] = set()
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if isinstance(node.module, (nn.Conv2d, nn.Linear)):
+            layers.add(node)
+        else:
+            stack.extend(node.inputs)
+    return layers
 
 
 def producer_outputs(node: Any) -> list[Any]:

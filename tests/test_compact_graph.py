@@ -1,0 +1,174 @@
+"""Compaction of any CNN (fastprune.compaction.graph): VGG-16, MobileNetV2 and a model with depthwise,
+grouped and 1x1 convs, an add and a concatenation become smaller copies of themselves with the masked
+model's outputs (1e-5 relative) and count_flops' MACs and parameters; constants of removed channels are
+folded; what cannot be removed stays."""
+
+import pytest
+import torch
+import torch_pruning as tp
+from test_graph_liveness import Mixed
+from torch import nn
+
+from fastprune import models
+from fastprune.benchmarks.compaction import random_bn_stats
+from fastprune.compaction import CompactResNet, compact, count_compact_flops
+from fastprune.pruning import SoftFilterPruner, UnsupportedModelError, count_flops
+
+RTOL = 1e-5
+
+
+def _assert_same(masked: nn.Module, small: nn.Module, shape, seed: int = 0) -> None:
+    x = torch.randn(3, *shape, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        expected, got = masked.eval()(x), small(x)
+    assert got.shape == expected.shape
+    scale = expected.abs().max()
+    assert float((got - expected).abs().max()) <= RTOL * float(scale), float(
+        (got - expected).abs().max() / scale
+    )
+
+
+def _prune_groups(model: nn.Module, shape, rate: float, seed: int = 0) -> int:
+    """Zero `rate` of the channels of every coupled group (Torch-Pruning's), as a group-aware pruner
+    would: every conv filter and BN channel producing them. Returns the channels zeroed."""
+    gen = torch.Generator().manual_seed(seed)
+    graph = tp.DependencyGraph().build_dependency(model.eval(), example_inputs=torch.zeros(1, *shape))
+    zeroed = 0
+    for group in graph.get_all_groups(root_module_types=(nn.Conv2d,)):
+        count = int(len(group[0].idxs) * rate)
+        if count == 0:
+            continue
+        roots = set(torch.randperm(len(group[0].idxs), generator=gen)[:count].tolist())
+        for item in group:
+            module = item.dep.target.module
+            if not graph.is_out_channel_pruning_fn(item.dep.handler):
+                continue
+            chosen = [i for i, r in zip(item.idxs, item.root_idxs) if r in roots]
+            with torch.no_grad():
+                if isinstance(module, (nn.Conv2d, nn.BatchNorm2d)):
+                    module.weight[chosen] = 0
+                    if module.bias is not None:
+                        module.bias[chosen] = 0
+        zeroed += count
+    return zeroed
+
+
+def test_vgg16_filter_pruned_compacts_exactly():
+    torch.manual_seed(0)
+    model = random_bn_stats(models.create("vgg16")).eval()
+    pruner = SoftFilterPruner(model, "l2", 0.4)
+    pruner.step()
+    pruner.finalize()
+    small, report = compact(model, return_report=True)
+    assert not isinstance(small, CompactResNet) and type(small) is type(model)
+    _assert_same(model, small, (3, 32, 32))
+    masked = count_flops(model)
+    dense = count_compact_flops(small, (3, 32, 32))
+    assert dense.macs == masked.macs == report.macs_after < report.macs_before
+    assert dense.params == masked.params
+    convs = [m for m in small.features if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [int(pruner.masks[n].sum()) for n, _ in pruner.convs]
+    assert count_flops(small).macs == dense.macs  # a compacted model is counted dense
+    assert report.layers[0].filters_kept == convs[0].out_channels
+
+
+def test_soft_pruned_constants_are_folded():
+    """Soft pruning without finalize: BN constants of removed filters reach the next layers; those a 1x1
+    conv or the classifier reads fold into their biases, exactly."""
+    torch.manual_seed(1)
+    model = random_bn_stats(models.create("mobilenet_v2")).eval()
+    _prune_groups(model, (3, 32, 32), 0.3)
+    # unzero the BN shift of some removed channels: constants (after ReLU) on the 1x1 projections' inputs
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                dead = module.weight == 0
+                module.bias[dead] = 0.5
+    small, report = compact(model, return_report=True)
+    _assert_same(model, small, (3, 32, 32))
+    assert report.folded_constants > 0
+    assert count_compact_flops(small, (3, 32, 32)).macs < count_flops(model).dense_macs
+
+
+def test_constants_read_by_padded_convs_stay():
+    """VGG-16 soft-pruned (no finalize): removed filters leave BN constants that padded 3x3 convs read;
+    near the borders their contribution varies, so those channels stay (a plain constant fold would
+    change the outputs)."""
+    torch.manual_seed(5)
+    model = random_bn_stats(models.create("vgg16")).eval()
+    SoftFilterPruner(model, "l2", 0.4).step()
+    with torch.no_grad():
+        for module in model.features:
+            if isinstance(module, nn.BatchNorm2d):
+                module.bias.add_(1.0)  # positive constants survive the ReLU
+    small = compact(model)
+    _assert_same(model, small, (3, 32, 32))
+    convs = [m for m in small.features if isinstance(m, nn.Conv2d)]
+    assert all(c.out_channels == 64 for c in convs[:2])  # read by a padded conv: kept
+
+
+def test_mobilenet_v2_group_pruned_matches_count_flops():
+    torch.manual_seed(2)
+    model = random_bn_stats(models.create("mobilenet_v2")).eval()
+    assert _prune_groups(model, (3, 32, 32), 0.4) > 1000
+    small = compact(model)
+    _assert_same(model, small, (3, 32, 32))
+    masked, dense = count_flops(model), count_compact_flops(small, (3, 32, 32))
+    assert dense.macs == masked.macs < 0.7 * masked.dense_macs
+    assert dense.params == masked.params
+    depthwise = [m for m in small.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+    assert all(m.groups == m.in_channels == m.out_channels for m in depthwise)  # still depthwise
+
+
+def test_mixed_model_with_concat_and_kept_grouped_conv():
+    torch.manual_seed(3)
+    model = random_bn_stats(Mixed()).eval()
+    with torch.no_grad():  # stem channel 1 and pw channel 1: ZERO in c and a -> gone from the concat
+        for conv, bn in ((model.stem, model.stem_bn), (model.pw, model.pw_bn)):
+            conv.weight[1] = 0
+            bn.weight[1] = 0
+            bn.bias[1] = 0
+    small = compact(model, input_shape=(3, 8, 8))
+    _assert_same(model, small, (3, 8, 8))
+    # the grouped conv (groups=2 of 16 channels) keeps its inputs whole: the channels it reads stay
+    assert small.grouped.in_channels == 16 and small.grouped.groups == 2
+    assert count_flops(small, (3, 8, 8)).macs <= count_flops(model, (3, 8, 8)).dense_macs
+
+
+def test_resnet_variants_take_the_graph_path():
+    torch.manual_seed(4)
+    variants = []
+    grouped = random_bn_stats(models.create("resnet20"))
+    grouped.layer1[0].conv2 = nn.Conv2d(16, 16, 3, padding=1, groups=2, bias=False)
+    variants.append(grouped)
+    act = random_bn_stats(models.create("resnet20"))
+    act.layer2[0].relu = nn.GELU()
+    variants.append(act)
+    for model in variants:
+        pruner = SoftFilterPruner(model.eval(), "l2", 0.4)
+        pruner.step()
+        pruner.finalize()
+        small = compact(model)
+        assert not isinstance(small, CompactResNet)
+        _assert_same(model, small, (3, 32, 32))
+        assert count_compact_flops(small, (3, 32, 32)).macs < count_flops(model).dense_macs
+
+
+def test_graph_compaction_errors():
+    class NoFamily(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    with pytest.raises(ValueError, match="compact: input_shape is required to trace NoFamily"):
+        compact(NoFamily())
+
+    class Broken(NoFamily):
+        def forward(self, x):
+            return self.conv(x[:, :2])
+
+    with pytest.raises(UnsupportedModelError, match="Broken: Torch-Pruning's DependencyGraph cannot trace"):
+        compact(Broken(), input_shape=(3, 8, 8))
