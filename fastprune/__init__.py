@@ -19,6 +19,8 @@ _LAZY_NAMES = {
     "save_compact": "fastprune.compaction",
     "load_compact": "fastprune.compaction",
     "CompactionReport": "fastprune.compaction",
+    "export_masks": "fastprune.pruning.torch_masks",
+    "import_masks": "fastprune.pruning.torch_masks",
 }
 
 __all__ = [

@@ -16,6 +16,7 @@ from fastprune.pruning.kernel_pruner import (
     compression_score,
     l1_kernel_penalty,
 )
+from fastprune.pruning.torch_masks import export_masks, import_masks
 
 # Compaction lives in fastprune.compaction (which imports this package): its names stay reachable from
 # here, loaded on first use.
@@ -52,4 +53,6 @@ __all__ = [
     "compact",
     "load_compact",
     "save_compact",
+    "export_masks",
+    "import_masks",
 ]
