@@ -242,3 +242,26 @@ def test_exported_names() -> None:
     assert fastprune.export_masks is export_masks and fastprune.import_masks is import_masks
     assert fastprune.pruning.export_masks is export_masks
     assert {"export_masks", "import_masks"} <= set(fastprune.__all__) & set(fastprune.pruning.__all__)
+
+
+def test_count_flops_and_compact_take_models_pruned_by_torch():
+    from torch.nn.utils import prune
+
+    from fastprune import compact, count_flops, models
+    from fastprune.pruning.torch_masks import materialized
+
+    torch.manual_seed(7)
+    model = models.create("vgg16").eval()
+    for module in model.features:
+        if isinstance(module, nn.Conv2d):
+            prune.ln_structured(module, "weight", amount=0.5, n=2, dim=0)
+    plain = materialized(model)
+    report = count_flops(model)
+    assert report.macs == count_flops(plain).macs and report.params == count_flops(plain).params
+    assert report.macs < report.dense_macs  # BN left as is: constants, but filters go
+    small = compact(model)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+        assert torch.allclose(small(x), expected, rtol=0, atol=1e-5 * float(expected.abs().max()))
+    assert hasattr(model.features[0], "weight_orig")  # the model itself is untouched

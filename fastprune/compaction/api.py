@@ -13,6 +13,7 @@ from fastprune.compaction.report import CompactionReport
 from fastprune.compaction.resnet import compact_resnet
 from fastprune.pruning.channels import UnsupportedModelError
 from fastprune.pruning.flops import count_dense_flops, count_flops
+from fastprune.pruning.torch_masks import has_torch_masks, materialized
 
 __all__ = ["apply_masks", "compact"]
 
@@ -65,7 +66,8 @@ def compact(
     CNN that Torch-Pruning traces becomes a smaller copy of itself (:mod:`fastprune.compaction.graph`).
 
     Args:
-        model: the pruned network (zeroed filters / kernels, eval-mode BN). It is not modified.
+        model: the pruned network (zeroed filters / kernels, or torch.nn.utils.prune masks; eval-mode BN).
+            It is not modified.
         filter_masks, kernel_masks: optional masks to apply first (see :func:`apply_masks`).
         input_shape: (C, H, W): the report's MAC counts, and the example input that traces a model other
             than a ResNet (default from ``model.family``; required where that is unknown).
@@ -76,6 +78,8 @@ def compact(
         UnsupportedModelError: a model neither path handles (names the module and the reason).
         ValueError: masks that do not fit the model, or no input shape for a model that needs one.
     """
+    if has_torch_masks(model):  # pruned with torch.nn.utils.prune (or export_masks): plain weights first
+        model = materialized(model)
     if filter_masks or kernel_masks:
         model = apply_masks(copy.deepcopy(model), filter_masks, kernel_masks)
     try:

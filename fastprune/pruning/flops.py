@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from fastprune.pruning.channels import ChannelLiveness, UnsupportedModelError, channel_liveness
+from fastprune.pruning.torch_masks import has_torch_masks, materialized
 
 __all__ = [
     "FlopsRow",
@@ -192,6 +193,8 @@ def count_flops(model: nn.Module, input_shape: Optional[Sequence[int]] = None) -
     if getattr(model, "compacted", False):  # a compact network: dense, everything in it is alive
         return count_dense_flops(model, input_shape)
     shape = resolve_input_shape(model, input_shape)
+    if has_torch_masks(model):  # pruned with torch.nn.utils.prune: count the plain masked weights
+        model = materialized(model)
     liveness = analyse_channels(model, shape)
     sizes = _output_sizes(model, shape, set(liveness.layers))
     modules = dict(model.named_modules())

@@ -153,6 +153,11 @@ def import_masks(model: nn.Module, remove: bool = False) -> dict[str, torch.Tens
     return masks
 
 
+def has_torch_masks(model: nn.Module) -> bool:
+    """Whether any module of `model` carries torch.nn.utils.prune masks (``*_orig`` / ``*_mask``)."""
+    return any(_pruned_tensors(module) for module in model.modules())
+
+
 def materialized(model: nn.Module) -> nn.Module:
     """A deep copy of `model` with every torch-prune reparametrisation removed: each pruned tensor is a
     plain parameter again, equal to `*_orig * *_mask` (no hooks, no `*_orig` / `*_mask`); `model` itself
