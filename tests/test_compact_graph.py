@@ -172,3 +172,25 @@ def test_graph_compaction_errors():
 
     with pytest.raises(UnsupportedModelError, match="Broken: Torch-Pruning's DependencyGraph cannot trace"):
         compact(Broken(), input_shape=(3, 8, 8))
+
+
+@pytest.mark.parametrize("arch", ["vgg16"])
+def test_train_prune_count_compact_save_load_end_to_end(arch, tmp_path, capsys):
+    """`fastprune train --arch vgg16|mobilenet_v2` (two batches), then `fastprune compact` on its run
+    folder: the compact network saved, loaded back by load_compact, equal to the masked model."""
+    from fastprune.cli import main
+    from fastprune.compaction import load_compact
+    from fastprune.compaction.cli import _load, masked_model_from_checkpoint
+
+    run = tmp_path / "run"
+    args = ["train", "--arch", arch, "--epochs", "1", "--max-batches", "2", "--batch-size", "16"]
+    assert main([*args, "--rate", "0.4", "--out", str(run), "--no-progress"]) == 0
+    out = tmp_path / "small.pt"
+    assert main(["compact", str(run), "-o", str(out), "--batch-sizes", "1", "--repeats", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert f"{arch}, input (3, 32, 32)" in printed and "wrote" in printed
+    masked = masked_model_from_checkpoint(_load(run / "model.pt"))
+    small = load_compact(out)
+    _assert_same(masked, small, (3, 32, 32))
+    masked_count, small_count = count_flops(masked), count_compact_flops(small, (3, 32, 32))
+    assert small_count.macs == masked_count.macs < masked_count.dense_macs

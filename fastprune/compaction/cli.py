@@ -1,12 +1,13 @@
-"""`fastprune compact CHECKPOINT -o OUT`: compact a trained, pruned ResNet and compare it with the masked one.
+"""`fastprune compact CHECKPOINT -o OUT`: compact a trained, pruned network; compare it with the masked one.
 
 CHECKPOINT is a ``model.pt`` written by ``fastprune train`` (keys "arch", "num_classes", "model",
 "filter_masks", "kernel_masks") or a training ``checkpoint.pt`` ("config", "model", "pruner" with its
 masks, "kernel_masks"). The masks are applied to the weights (pruned filters and kernels zeroed; BN is left
 as it is, its constants are folded by compaction), the network is compacted, a before/after table is
 printed (parameters, MACs per sample, median latency at batch 1 and 64 measured interleaved, for the
-compact network as saved and for its inference form ``for_inference()``: BN folded, ReLU fused, convs on
-fastprune's kernel) and the compact network is written to OUT (:func:`fastprune.save_compact`; read it
+compact network as saved and, for ResNets, for its inference form ``for_inference()``: BN folded, ReLU
+fused, convs on fastprune's kernel; other networks show the compact one there) and the compact network is
+written to OUT (:func:`fastprune.save_compact`; read it
 back with ``load_compact``).
 """
 
@@ -66,13 +67,14 @@ def masked_model_from_checkpoint(state: dict[str, Any]) -> nn.Module:
     arch = state.get("arch") or config.get("arch")
     if arch is None:
         raise ValueError("compact: the checkpoint names no architecture ('arch' or config['arch'])")
-    if "fc.weight" not in weights or "conv1.weight" not in weights:
-        raise ValueError(
-            "compact: the checkpoint's state dict has no conv1.weight / fc.weight (not a ResNet)"
-        )
-    num_classes = int(state.get("num_classes") or weights["fc.weight"].shape[0])
+    if str(arch).lower() not in models.names():
+        raise ValueError(f"compact: unknown architecture {arch!r}; valid names: {', '.join(models.names())}")
+    heads = [key for key, value in weights.items() if key.endswith(".weight") and value.dim() == 2]
+    if state.get("num_classes") is None and not heads:
+        raise ValueError("compact: the checkpoint gives no num_classes and its state dict no linear layer")
+    num_classes = int(state.get("num_classes") or weights[heads[-1]].shape[0])
     small_input = None
-    if arch.lower() in ("resnet18", "resnet34", "resnet50"):
+    if arch.lower() in ("resnet18", "resnet34", "resnet50") and "conv1.weight" in weights:
         small_input = tuple(weights["conv1.weight"].shape[2:]) == (3, 3)
     model = models.create(arch, num_classes=num_classes, small_input=small_input)
     model.load_state_dict(weights)
@@ -105,7 +107,7 @@ def compact_command(args: argparse.Namespace) -> int:
     if args.input_size is not None:
         shape = (shape[0] if shape else 3, args.input_size, args.input_size)
     before, after = count_compact_flops(masked, shape), count_compact_flops(small, shape)
-    fused = small.for_inference()
+    fused = small.for_inference() if hasattr(small, "for_inference") else small  # ResNets have one
     params = (f"{before.params:,}", f"{after.params:,}", "same")
     macs = (f"{before.macs:,}", f"{after.macs:,}", "same")
     rows: list[tuple[str, ...]] = [

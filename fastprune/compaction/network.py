@@ -73,18 +73,90 @@ def build_compact(
     return model.eval()
 
 
-def save_compact(model: CompactResNet, path: Union[str, os.PathLike]) -> None:
-    """One file: ``{"format", "spec" (JSON text), "state_dict"}`` (tensors and strings only, no pickled
-    classes; ``torch.load(..., weights_only=True)`` reads it)."""
-    if not isinstance(model, CompactResNet):
+GRAPH_FORMAT = "fastprune-compact-graph/1"
+_RESIZED = (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm)
+
+
+def _layer_shapes(model: nn.Module) -> dict[str, dict[str, int]]:
+    """The widths compaction changes, per layer: what rebuilding a compacted fastprune model needs."""
+    shapes: dict[str, dict[str, int]] = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            shapes[name] = {
+                "in": m.in_channels,
+                "out": m.out_channels,
+                "groups": m.groups,
+                "bias": m.bias is not None,
+            }
+        elif isinstance(m, nn.Linear):
+            shapes[name] = {"in": m.in_features, "out": m.out_features, "bias": m.bias is not None}
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            shapes[name] = {"features": m.num_features}
+    return shapes
+
+
+def _resized(module: nn.Module, shape: dict[str, int]) -> nn.Module:
+    if isinstance(module, nn.Conv2d):
+        return nn.Conv2d(
+            shape["in"], shape["out"], module.kernel_size, module.stride, module.padding, module.dilation,
+            shape["groups"], shape["bias"], module.padding_mode,
+        )  # fmt: skip
+    if isinstance(module, nn.Linear):
+        return nn.Linear(shape["in"], shape["out"], shape["bias"])
+    return type(module)(
+        shape["features"], module.eps, module.momentum, module.affine, module.track_running_stats
+    )
+
+
+def _save_graph_compact(model: nn.Module, path: Union[str, os.PathLike]) -> None:
+    from fastprune import models
+
+    arch = str(getattr(model, "arch", ""))
+    if arch not in models.names():
         raise TypeError(
-            f"save_compact: expected a CompactResNet (from compact()), got {type(model).__name__}"
+            f"save_compact: {type(model).__name__} is not one of fastprune's architectures, which is what "
+            "load_compact can rebuild; save it with torch.save(model) (or its state_dict and your code)"
         )
+    heads = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    spec = {
+        "arch": arch,
+        "num_classes": heads[-1].out_features if heads else 10,
+        "small_input": bool(getattr(model, "small_input", False)),
+        "layers": _layer_shapes(model),
+    }
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"format": GRAPH_FORMAT, "spec": json.dumps(spec), "state_dict": state}, os.fspath(path))
+
+
+def _load_graph_compact(blob: dict[str, Any]) -> nn.Module:
+    from fastprune import models
+
+    spec = json.loads(blob["spec"])
+    small_input = True if spec.get("small_input") else None
+    model = models.create(spec["arch"], num_classes=int(spec["num_classes"]), small_input=small_input)
+    for name, shape in spec["layers"].items():
+        parent, _, leaf = name.rpartition(".")
+        owner = model.get_submodule(parent) if parent else model
+        setattr(owner, leaf, _resized(owner.get_submodule(leaf), shape))
+    model.load_state_dict(blob["state_dict"], strict=True)
+    model.compacted = True
+    return model.eval()
+
+
+def save_compact(model: nn.Module, path: Union[str, os.PathLike]) -> None:
+    """One file: ``{"format", "spec" (JSON text), "state_dict"}`` (tensors and strings only, no pickled
+    classes; ``torch.load(..., weights_only=True)`` reads it). A :class:`CompactResNet`, or a compacted
+    fastprune model of another architecture (its spec: the layer widths)."""
+    if not isinstance(model, CompactResNet):
+        if getattr(model, "compacted", False):
+            _save_graph_compact(model, path)
+            return
+        raise TypeError(f"save_compact: expected a network from compact(), got {type(model).__name__}")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     torch.save({"format": FORMAT, "spec": model.spec_json, "state_dict": state}, os.fspath(path))
 
 
-def load_compact(path: Union[str, os.PathLike], map_location: Any = "cpu") -> CompactResNet:
+def load_compact(path: Union[str, os.PathLike], map_location: Any = "cpu") -> nn.Module:
     """Rebuild a network saved by :func:`save_compact` (eval mode); the original model is not needed."""
     try:
         blob = torch.load(os.fspath(path), map_location=map_location, weights_only=True)
@@ -92,6 +164,8 @@ def load_compact(path: Union[str, os.PathLike], map_location: Any = "cpu") -> Co
         raise
     except Exception as error:
         raise ValueError(f"load_compact: {path} is not a readable torch file ({error})") from error
+    if isinstance(blob, dict) and blob.get("format") == GRAPH_FORMAT:
+        return _load_graph_compact(blob)
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ValueError(f"load_compact: {path} was not written by save_compact (format {FORMAT!r})")
     spec = json.loads(blob["spec"])
