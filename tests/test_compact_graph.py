@@ -174,7 +174,7 @@ def test_graph_compaction_errors():
         compact(Broken(), input_shape=(3, 8, 8))
 
 
-@pytest.mark.parametrize("arch", ["vgg16"])
+@pytest.mark.parametrize("arch", ["vgg16", "mobilenet_v2"])
 def test_train_prune_count_compact_save_load_end_to_end(arch, tmp_path, capsys):
     """`fastprune train --arch vgg16|mobilenet_v2` (two batches), then `fastprune compact` on its run
     folder: the compact network saved, loaded back by load_compact, equal to the masked model."""
@@ -194,3 +194,40 @@ def test_train_prune_count_compact_save_load_end_to_end(arch, tmp_path, capsys):
     _assert_same(masked, small, (3, 32, 32))
     masked_count, small_count = count_flops(masked), count_compact_flops(small, (3, 32, 32))
     assert small_count.macs == masked_count.macs < masked_count.dense_macs
+
+
+def test_soft_filter_pruner_prunes_coupled_channels_together():
+    torch.manual_seed(6)
+    model = random_bn_stats(models.create("mobilenet_v2")).eval()
+    pruner = SoftFilterPruner(model, "fpgm", 0.3)
+    assert pruner.groups is not None and len(pruner.groups) > 10
+    pruner.step()
+    for index in range(len(model.layers)):  # the depthwise conv's channels are its expansion's
+        name = f"layers.{index}"
+        assert torch.equal(pruner.masks[f"{name}.conv1"], pruner.masks[f"{name}.conv2"]), name
+    pruner.finalize()
+    small = compact(model)
+    _assert_same(model, small, (3, 32, 32))
+    masked = count_flops(model)
+    assert count_compact_flops(small, (3, 32, 32)).macs == masked.macs < 0.8 * masked.dense_macs
+    # ResNets keep pruning every conv on its own (compaction handles their residual streams)
+    assert SoftFilterPruner(models.create("resnet20"), "l2", 0.4).groups is None
+    with pytest.raises(ValueError, match="coupling: expected one of"):
+        SoftFilterPruner(model, "l2", 0.4, coupling="tight")
+
+
+def test_group_score_is_the_mean_of_normalised_member_scores():
+    from fastprune.pruning.coupling import CoupledGroup, group_masks
+
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.rand(8, generator=gen) * 100, torch.rand(6, generator=gen)
+    index_a, index_b = [7, 6, 5, 4, 3, 2], [0, 1, 2, 3, 4, 5]  # group channel k: filter 7 - k of a, k of b
+    masks = group_masks(
+        [CoupledGroup(6, [("a", index_a), ("b", index_b)])], {"a": a, "b": b}, {"a": 0.5, "b": 0.3}
+    )
+    sa, sb = a.double()[index_a], b.double()[index_b]
+    expected_score = sa / sa.mean() + sb / sb.mean()
+    dropped = set(torch.argsort(expected_score)[:3].tolist())  # floor(6 * max(0.5, 0.3)) = 3
+    assert {k for k in range(6) if not masks["b"][index_b[k]]} == dropped
+    assert {k for k in range(6) if not masks["a"][index_a[k]]} == dropped
+    assert masks["a"][0] and masks["a"][1]  # filters outside the group stay

@@ -53,6 +53,13 @@ def pruned_set(mask: torch.Tensor) -> set[int]:
     return set(int(i) for i in torch.nonzero(~mask).flatten())
 
 
+def _pruner(*args, **kwargs) -> SoftFilterPruner:
+    """These tests are about each conv's own filters (SFP's mechanics): no coupled groups (those are
+    tested in test_compact_graph.py)."""
+    kwargs.setdefault("coupling", "none")
+    return SoftFilterPruner(*args, **kwargs)
+
+
 class Net(nn.Module):
     """Convs of 10, 7 and 5 filters (with bias), BN after the first, a projection shortcut."""
 
@@ -103,7 +110,7 @@ SELECTED = ["conv1", "conv2", "conv3"]
 def test_step_prunes_floor_rate_lowest_reference_filters(criterion):
     model = make_net(1)
     before = {n: rows64(getattr(model, n).weight).copy() for n in SELECTED}
-    pruner = SoftFilterPruner(model, criterion=criterion, rate=0.4, layer_rates={"conv3": 0.5})
+    pruner = _pruner(model, criterion=criterion, rate=0.4, layer_rates={"conv3": 0.5})
     assert [n for n, _ in pruner.convs] == SELECTED
     record = pruner.step()
     expected_counts = {"conv1": 4, "conv2": math.floor(7 * 0.4), "conv3": 2}  # 10 * 0.4 = 3.99999...
@@ -130,7 +137,7 @@ def test_step_prunes_floor_rate_lowest_reference_filters(criterion):
 def test_fpgm_mix_gets_the_pruned_count(norm_share):
     model = make_net(13)
     x = rows64(model.conv1.weight).copy()
-    pruner = SoftFilterPruner(
+    pruner = _pruner(
         model, "fpgm_mix", rate=0.4, layers=["conv1"], criterion_options={"norm_share": norm_share}
     )
     pruner.step()
@@ -146,7 +153,7 @@ def test_fpgm_mix_gets_the_pruned_count(norm_share):
 def test_count_is_floor_of_exact_product():
     # 50 * 0.58 = 29 exactly, but 28.999999999999996 in floating point: 29 filters must go.
     model = nn.Sequential(nn.Conv2d(2, 50, 1), nn.Conv2d(50, 10, 1))
-    pruner = SoftFilterPruner(model, "l2", rate=0.58, layer_rates={"1": 0.35})
+    pruner = _pruner(model, "l2", rate=0.58, layer_rates={"1": 0.35})
     assert pruner.num_pruned() == [29, 3]
     pruner.step()
     assert [int((~m).sum()) for m in pruner.masks.values()] == [29, 3]
@@ -154,12 +161,12 @@ def test_count_is_floor_of_exact_product():
 
 def test_rate_zero_and_layer_rate_zero_prune_nothing():
     model = make_net(2)
-    pruner = SoftFilterPruner(model, "l2", rate=0.3, layer_rates={"conv2": 0.0})
+    pruner = _pruner(model, "l2", rate=0.3, layer_rates={"conv2": 0.0})
     pruner.step()
     assert pruner.masks["conv2"].all() and torch.all(model.conv2.weight.flatten(1).abs().sum(1) > 0)
     assert int((~pruner.masks["conv1"]).sum()) == 3
     model = make_net(2)
-    pruner = SoftFilterPruner(model, "l2", rate=0)
+    pruner = _pruner(model, "l2", rate=0)
     assert pruner.step().pruned == 0 and all(m.all() for m in pruner.masks.values())
 
 
@@ -172,10 +179,10 @@ def test_ties_broken_by_index():
         w[2] = w[4] = w[8] = w[6]
         w[9] = 0.25  # the single lowest
     fresh = copy.deepcopy(model)
-    pruner = SoftFilterPruner(model, "l1", rate=0.4, layers=["conv1"])
+    pruner = _pruner(model, "l1", rate=0.4, layers=["conv1"])
     pruner.step()
     assert pruned_set(pruner.masks["conv1"]) == {9, 2, 4, 6}
-    pruner = SoftFilterPruner(fresh, "l1", rate=0.2, layers=["conv1"])
+    pruner = _pruner(fresh, "l1", rate=0.2, layers=["conv1"])
     assert pruned_set(pruner.compute_masks()["conv1"]) == {9, 2}
     assert torch.all(fresh.conv1.weight != 0)  # compute_masks does not apply them
 
@@ -190,14 +197,14 @@ def test_default_selection_skips_projection_shortcuts():
             self.downsampler = nn.Conv2d(3, 4, 1)  # not a shortcut by name
 
     model = nn.Sequential(nn.Conv2d(3, 3, 3), Block())
-    pruner = SoftFilterPruner(model, "l2", rate=0.5)
+    pruner = _pruner(model, "l2", rate=0.5)
     assert [n for n, _ in pruner.convs] == ["0", "1.conv", "1.downsampler"]
-    assert [n for n, _ in SoftFilterPruner(make_net(), "l2").convs] == SELECTED
+    assert [n for n, _ in _pruner(make_net(), "l2").convs] == SELECTED
 
 
 def test_explicit_layer_list_and_predicate():
     model = make_net(4)
-    pruner = SoftFilterPruner(model, "l2", rate=0.5, layers=["conv3", "downsample.0"])
+    pruner = _pruner(model, "l2", rate=0.5, layers=["conv3", "downsample.0"])
     assert [n for n, _ in pruner.convs] == ["conv3", "downsample.0"]  # module order
     before = model.conv1.weight.detach().clone()
     pruner.step()
@@ -205,7 +212,7 @@ def test_explicit_layer_list_and_predicate():
     assert int((~pruner.masks["downsample.0"]).sum()) == 2
     assert torch.all(model.downsample[0].weight[~pruner.masks["downsample.0"]] == 0)
 
-    pruner = SoftFilterPruner(model, "l2", rate=0.5, layers=lambda name, conv: conv.kernel_size == (1, 1))
+    pruner = _pruner(model, "l2", rate=0.5, layers=lambda name, conv: conv.kernel_size == (1, 1))
     assert [n for n, _ in pruner.convs] == ["conv3", "downsample.0"]
 
 
@@ -214,7 +221,7 @@ def test_resnet20_default_selection_is_every_conv():
 
     model = models.create("resnet20")
     convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    pruner = SoftFilterPruner(model, "fpgm", rate=0.3)
+    pruner = _pruner(model, "fpgm", rate=0.3)
     assert [n for n, _ in pruner.convs] == convs and len(convs) == 19
     pruner.step()
     for name, conv in pruner.convs:
@@ -232,7 +239,7 @@ def test_soft_mode_pruned_filters_recover():
     model = make_net(5)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     train(model, opt, 2)
-    pruner = SoftFilterPruner(model, "l2", rate=0.4, optimizer=opt)
+    pruner = _pruner(model, "l2", rate=0.4, optimizer=opt)
     pruner.step()
     assert all(v == 0 for v in _pruned_rows_norm(model, pruner).values())
     train(model, opt, 3)
@@ -249,7 +256,7 @@ def test_hard_mode_pruned_filters_stay_exactly_zero(optim):
         opt = torch.optim.Adam(model.parameters(), lr=0.01, weight_decay=5e-4)
         keys = ["exp_avg", "exp_avg_sq"]
     train(model, opt, 2)  # optimizer state exists and is nonzero before pruning
-    pruner = SoftFilterPruner(model, "fpgm", rate=0.4, mode="hard", optimizer=opt)
+    pruner = _pruner(model, "fpgm", rate=0.4, mode="hard", optimizer=opt)
     pruner.step()
     for n in SELECTED:
         conv = getattr(model, n)
@@ -279,7 +286,7 @@ def test_finalize_zeroes_following_batchnorm():
     train(model, opt, 2)  # BN running stats and affine parameters move off their init
     with torch.no_grad():
         model.bn1.bias.add_(0.3)
-    pruner = SoftFilterPruner(model, "l1", rate=0.4)
+    pruner = _pruner(model, "l1", rate=0.4)
     pruner.step()
     drop = ~pruner.masks["conv1"]
     train(model, opt, 1)  # soft mode: the pruned filters revive
@@ -343,7 +350,7 @@ def test_switching_by_held_out_loss_picks_the_harmless_neighbour(head_channel, c
     expected = {"l1": ref_neighbour_loss(original, A, data), "l2": ref_neighbour_loss(original, B, data)}
     assert expected[choice] < expected["l2" if choice == "l1" else "l1"]
 
-    pruner = SoftFilterPruner(model, "fpgm", rate=0.25, candidates=["l1", "l2"], attribute="loss")
+    pruner = _pruner(model, "fpgm", rate=0.25, candidates=["l1", "l2"], attribute="loss")
     model.train()
     record = pruner.step(held_out=data)
     assert model.training  # restored after the eval-mode rating
@@ -368,7 +375,7 @@ def test_switching_by_held_out_loss_picks_the_harmless_neighbour(head_channel, c
 def test_switching_with_diversity_attribute():
     model = switch_net(B)
     original = rows64(model[0].weight).copy()
-    pruner = SoftFilterPruner(model, "l2", rate=0.25, candidates=["l1", "l2"], attribute="diversity")
+    pruner = _pruner(model, "l2", rate=0.25, candidates=["l1", "l2"], attribute="diversity")
     record = pruner.step()  # needs no data
     expected = {}
     for label, filt in (("l1", A), ("l2", B)):
@@ -395,7 +402,7 @@ def test_switching_with_custom_attribute():
         seen.append(m[0].weight.detach().clone())
         return float(m[0].weight[A].abs().sum())
 
-    pruner = SoftFilterPruner(model, "l2", rate=0.25, candidates=["l1", "l2"], attribute=a_filter_mass)
+    pruner = _pruner(model, "l2", rate=0.25, candidates=["l1", "l2"], attribute=a_filter_mass)
     record = pruner.step()
     assert record.attributes == {"l1": 0.0, "l2": 3.0}
     assert record.criterion == "l1" and pruned_set(pruner.masks["0"]) == {A}
@@ -404,7 +411,7 @@ def test_switching_with_custom_attribute():
 
 
 def test_switching_loss_without_held_out_is_an_error():
-    pruner = SoftFilterPruner(switch_net(A), "l2", rate=0.25, candidates=["l1", "l2"])
+    pruner = _pruner(switch_net(A), "l2", rate=0.25, candidates=["l1", "l2"])
     before = copy.deepcopy(pruner.model[0].weight)
     with pytest.raises(ValueError, match="held_out"):
         pruner.step()
@@ -416,14 +423,14 @@ def test_switching_loss_without_held_out_is_an_error():
 
 def test_state_dict_round_trip():
     model = make_net(8)
-    pruner = SoftFilterPruner(model, "fpgm", rate=0.4, criterion_options={"metric": "l1"})
+    pruner = _pruner(model, "fpgm", rate=0.4, criterion_options={"metric": "l1"})
     pruner.step()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     train(model, opt, 1)
     pruner.step()
     state = pruner.state_dict()
 
-    fresh = SoftFilterPruner(make_net(9), "l2", rate=0.4)
+    fresh = _pruner(make_net(9), "l2", rate=0.4)
     fresh.load_state_dict(state)
     assert fresh.steps == 2
     assert fresh.criterion.label == "fpgm(metric=l1)" and fresh.criterion.options == {"metric": "l1"}
@@ -436,7 +443,7 @@ def test_state_dict_round_trip():
     state["masks"]["conv1"][:] = False
     assert fresh.masks["conv1"].sum() == 6
 
-    other = SoftFilterPruner(make_net(9), "l2", rate=0.4, layers=["conv1", "conv2"])
+    other = _pruner(make_net(9), "l2", rate=0.4, layers=["conv1", "conv2"])
     with pytest.raises(ValueError, match="state"):
         other.load_state_dict(pruner.state_dict())
     for bad in (torch.ones(3, dtype=torch.bool), torch.ones(pruner.masks["conv1"].shape)):
@@ -455,7 +462,7 @@ def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> Non
     try:
         torch.manual_seed(1000 + rank)  # different weights on every rank
         model = nn.Sequential(nn.Conv2d(3, 10, 3), nn.ReLU(), nn.Conv2d(10, 6, 3))
-        pruner = SoftFilterPruner(model, "fpgm", rate=0.5)
+        pruner = _pruner(model, "fpgm", rate=0.5)
         local = pruner.compute_masks()
         record = pruner.step()
         flat = torch.cat([pruner.masks[n] for n in ("0", "2")]).to(torch.uint8)
@@ -477,7 +484,7 @@ def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> Non
             return float(len(calls))
 
         order = ["l1", "l2"] if rank == 0 else ["l2", "l1"]
-        switcher = SoftFilterPruner(model2, "fpgm", rate=0.5, candidates=order, attribute=first_is_best)
+        switcher = _pruner(model2, "fpgm", rate=0.5, candidates=order, attribute=first_is_best)
         local_l1 = switcher.compute_masks(switcher.candidates[order.index("l1")])
         switched = switcher.step()
         torch.save(
@@ -522,43 +529,43 @@ def test_ddp_ranks_adopt_rank0_masks(tmp_path):
 def test_argument_errors_name_the_argument():
     model = make_net(10)
     with pytest.raises(ValueError, match="criterion"):
-        SoftFilterPruner(model, "l3")
+        _pruner(model, "l3")
     for bad in (-0.1, 1.0, True, "0.4", None):
         with pytest.raises(ValueError, match="rate"):
-            SoftFilterPruner(model, "l2", rate=bad)
+            _pruner(model, "l2", rate=bad)
     with pytest.raises(ValueError, match="layer_rates"):
-        SoftFilterPruner(model, "l2", layer_rates={"conv1": 1.5})
+        _pruner(model, "l2", layer_rates={"conv1": 1.5})
     with pytest.raises(ValueError, match="layer_rates"):
-        SoftFilterPruner(model, "l2", layer_rates={"downsample.0": 0.2})
+        _pruner(model, "l2", layer_rates={"downsample.0": 0.2})
     with pytest.raises(ValueError, match="layer_rates"):
-        SoftFilterPruner(model, "l2", layers=["conv1"], layer_rates={"conv2": 0.2})
+        _pruner(model, "l2", layers=["conv1"], layer_rates={"conv2": 0.2})
     with pytest.raises(ValueError, match="layers"):
-        SoftFilterPruner(model, "l2", layers=["conv9"])
+        _pruner(model, "l2", layers=["conv9"])
     with pytest.raises(ValueError, match="layers"):
-        SoftFilterPruner(model, "l2", layers=["bn1"])
+        _pruner(model, "l2", layers=["bn1"])
     with pytest.raises(TypeError, match="layers"):
-        SoftFilterPruner(model, "l2", layers="conv1")
+        _pruner(model, "l2", layers="conv1")
     with pytest.raises(ValueError, match="layers"):
-        SoftFilterPruner(model, "l2", layers=lambda name, conv: False)
+        _pruner(model, "l2", layers=lambda name, conv: False)
     with pytest.raises(ValueError, match="model"):
-        SoftFilterPruner(nn.Sequential(), "l2")
+        _pruner(nn.Sequential(), "l2")
     with pytest.raises(ValueError, match="model"):
-        SoftFilterPruner(nn.Sequential(nn.Linear(2, 2)), "l2")
+        _pruner(nn.Sequential(nn.Linear(2, 2)), "l2")
     with pytest.raises(TypeError, match="model"):
-        SoftFilterPruner("not a model", "l2")
+        _pruner("not a model", "l2")
     with pytest.raises(ValueError, match="mode"):
-        SoftFilterPruner(model, "l2", mode="medium")
+        _pruner(model, "l2", mode="medium")
     with pytest.raises(ValueError, match="optimizer"):
-        SoftFilterPruner(model, "l2", mode="hard")
+        _pruner(model, "l2", mode="hard")
     with pytest.raises(ValueError, match="attribute"):
-        SoftFilterPruner(model, "l2", candidates=["l1", "l2"], attribute="accuracy")
+        _pruner(model, "l2", candidates=["l1", "l2"], attribute="accuracy")
     with pytest.raises(ValueError, match="metric"):
-        SoftFilterPruner(model, "fpgm", criterion_options={"metric": "hamming"}).step()
+        _pruner(model, "fpgm", criterion_options={"metric": "hamming"}).step()
 
 
 def test_set_masks_errors_name_the_argument():
     model = make_net(11)
-    pruner = SoftFilterPruner(model, "l2", rate=0.4)
+    pruner = _pruner(model, "l2", rate=0.4)
     good = {n: torch.ones(getattr(model, n).out_channels, dtype=torch.bool) for n in SELECTED}
     before = model.conv1.weight.detach().clone()
     with pytest.raises(ValueError, match=r"masks\['conv1'\]"):
@@ -578,6 +585,6 @@ def test_nan_scores_are_an_error():
     def nan_scores(weights, *, num_pruned, masks):
         return [torch.full((w.shape[0],), float("nan")) for w in weights]
 
-    pruner = SoftFilterPruner(make_net(12), nan_scores, rate=0.4)
+    pruner = _pruner(make_net(12), nan_scores, rate=0.4)
     with pytest.raises(ValueError, match="NaN"):
         pruner.step()

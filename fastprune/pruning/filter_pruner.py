@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
@@ -37,11 +38,15 @@ from torch import nn
 
 from fastprune.criteria import Criterion, CriterionLike
 from fastprune.criteria import get as get_criterion
+from fastprune.pruning.channels import UnsupportedModelError, channel_liveness
+from fastprune.pruning.coupling import CoupledGroup, coupled_groups, group_masks
+from fastprune.pruning.flops import resolve_input_shape
 from fastprune.pruning.keep_masks import KeepMasks
 from fastprune.pruning.layers import LayerSelection, following_batchnorm, select_convs
 from fastprune.pruning.switching import ATTRIBUTES, resolve_attribute
 
 MODES = ("soft", "hard")
+COUPLINGS = ("auto", "groups", "none")
 
 
 @dataclass
@@ -79,6 +84,13 @@ class SoftFilterPruner:
         loss_fn: for attribute="loss" (default cross-entropy).
         optimizer: whose state hard mode masks.
         backend: the fastprune backend for the scoring kernels.
+        coupling: "auto" (coupled groups for networks other than ResNets), "groups" (always) or "none"
+            (every conv's filters on their own): channels a depthwise conv, a residual add or a
+            concatenation couples are scored and pruned together (fastprune.pruning.coupling), traced
+            once here with Torch-Pruning's DependencyGraph. With coupling, ``layers=None`` selects every
+            conv (a projection shortcut goes with the channels it adds to).
+        input_shape: (C, H, W) of the example input that traces the model for coupling (default from
+            ``model.family``).
     """
 
     def __init__(
@@ -96,12 +108,19 @@ class SoftFilterPruner:
         loss_fn: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
         optimizer: Optional[torch.optim.Optimizer] = None,
         backend: str = "auto",
+        coupling: str = "auto",
+        input_shape: Optional[Sequence[int]] = None,
     ) -> None:
+        if coupling not in COUPLINGS:
+            raise ValueError(f"coupling: expected one of {', '.join(map(repr, COUPLINGS))}, got {coupling!r}")
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {', '.join(map(repr, MODES))}, got {mode!r}")
         if mode == "hard" and optimizer is None:
             raise ValueError("optimizer: hard mode masks the optimizer's momentum; pass optimizer=")
         self.model, self.mode, self.optimizer, self.backend = model, mode, optimizer, backend
+        coupled = coupling == "groups" or (coupling == "auto" and not _is_resnet(model))
+        if coupled and layers is None:  # coupled groups hold the projection shortcuts too
+            layers = _every_conv
         self.convs = select_convs(model, layers)
         self.rate = _check_rate("rate", rate)
         names = {name for name, _ in self.convs}
@@ -120,6 +139,7 @@ class SoftFilterPruner:
         self.masks = {
             name: torch.ones(c.out_channels, dtype=torch.bool, device=device) for name, c in self.convs
         }
+        self.groups = self._coupled_groups(coupling, input_shape) if coupled else None
         self.history: list[StepRecord] = []
         self.steps = 0
         # Hard mode holds the pruned filters at zero through training; the masks are shared by reference,
@@ -127,6 +147,32 @@ class SoftFilterPruner:
         self._keeper = KeepMasks(model, self.masks, optimizer, batchnorm=False) if mode == "hard" else None
 
     # ---- selection ---------------------------------------------------------------------------------
+
+    def _coupled_groups(
+        self, coupling: str, input_shape: Optional[Sequence[int]]
+    ) -> Optional[list[CoupledGroup]]:
+        """The coupled groups (fastprune.pruning.coupling) of the selected convs; None where "auto" cannot
+        trace the model (with a warning: every conv on its own)."""
+        param = self.convs[0][1].weight
+        try:
+            shape = resolve_input_shape(self.model, input_shape)
+        except ValueError:
+            if coupling == "groups":
+                raise
+            first = next(m for m in self.model.modules() if isinstance(m, nn.Conv2d))
+            shape = (first.in_channels, 32, 32)  # a guess: most CNNs trace at any size
+        example = torch.zeros((1, *shape), device=param.device, dtype=param.dtype)
+        try:
+            return coupled_groups(self.model, dict(self.convs), example)
+        except UnsupportedModelError as error:
+            if coupling == "groups":
+                raise
+            warnings.warn(
+                f"SoftFilterPruner: coupled channels not traced ({error}); every conv is pruned on its own. "
+                "Pass input_shape=(C, H, W) to trace the model.",
+                stacklevel=3,
+            )
+            return None
 
     def num_pruned(self) -> list[int]:
         """floor(N · rate) per selected layer (a tiny slack absorbs 0.4 · 10 = 3.9999...)."""
@@ -147,8 +193,12 @@ class SoftFilterPruner:
             if torch.isnan(score).any():
                 raise ValueError(f"criterion {criterion.label!r} returned NaN scores for layer {name!r}")
             keep = torch.ones_like(score, dtype=torch.bool)
-            keep[torch.sort(score, stable=True).indices[:count]] = False
+            if self.groups is None:
+                keep[torch.sort(score, stable=True).indices[:count]] = False
             masks[name] = keep
+        if self.groups is not None:  # coupled channels: scored and pruned together
+            by_name = {name: score for (name, _), score in zip(self.convs, scores)}
+            masks.update(group_masks(self.groups, by_name, self.rates))
         return masks
 
     @torch.no_grad()
@@ -294,6 +344,20 @@ class SoftFilterPruner:
         self.steps = int(state["steps"])
         self.criterion = get_criterion(state["criterion"]["name"], **state["criterion"]["options"])
         self.history = [StepRecord(**r) for r in state["history"]]
+
+
+def _is_resnet(model: nn.Module) -> bool:
+    """A ResNet the native analysis handles: its convs are pruned on their own (compaction keeps a
+    residual channel while any contributor lives), the papers' way."""
+    try:
+        channel_liveness(model)
+        return True
+    except UnsupportedModelError:
+        return False
+
+
+def _every_conv(_name: str, _conv: nn.Conv2d) -> bool:
+    return True
 
 
 def _clone_or_none(tensor: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
