@@ -128,3 +128,24 @@ def test_old_form_criterion_first_still_works_and_warns() -> None:
 
 def test_exported_at_top_level() -> None:
     assert fastprune.KernelPruner is KernelPruner
+
+
+def test_depthwise_kernel_masks_are_held_through_training() -> None:
+    """Kernel masks of a depthwise conv are (O, C/groups) = (O, 1), as its weight: KeepMasks holds them."""
+    from fastprune.pruning import KeepMasks
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Flatten()
+    )
+    masks = KernelPruner(model, criterion="weight", mode="sorted", fraction=0.5).compute_masks()
+    assert masks["1"].shape == (8, 1)
+    masks["1"][:3] = False
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    keeper = KeepMasks(model, masks, optimizer)
+    for _ in range(2):
+        optimizer.zero_grad()
+        model(torch.randn(2, 3, 6, 6)).square().sum().backward()
+        optimizer.step()
+    assert torch.all(model[1].weight[:3] == 0) and torch.all(model[1].weight[3:].abs().sum((1, 2, 3)) > 0)
+    keeper.remove()

@@ -37,13 +37,14 @@ class KeepMasks:
             conv = modules.get(name)
             if not isinstance(conv, nn.Conv2d):
                 raise ValueError(f"masks: {name!r} is not a Conv2d of the model")
+            per_group = conv.in_channels // conv.groups  # a kernel mask is (O, C/groups), as the weight
             if mask.dtype != torch.bool or mask.shape not in (
                 (conv.out_channels,),
-                (conv.out_channels, conv.in_channels),
+                (conv.out_channels, per_group),
             ):
                 raise ValueError(
                     f"masks[{name!r}]: expected a bool tensor of shape ({conv.out_channels},) or "
-                    f"({conv.out_channels}, {conv.in_channels}), got {mask.dtype} {tuple(mask.shape)}"
+                    f"({conv.out_channels}, {per_group}), got {mask.dtype} {tuple(mask.shape)}"
                 )
             self._held.append((conv.weight, mask))
             if mask.dim() == 1:
