@@ -55,7 +55,21 @@ def info() -> int:
     return 0
 
 
+_DEFAULT_NETWORKS = ["resnet56", "resnet50"]
+
+
 def bench(args: argparse.Namespace) -> int:
+    if args.suite == "ecosystem":
+        networks = None if args.networks == _DEFAULT_NETWORKS else args.networks
+        importlib.import_module("fastprune.benchmarks.ecosystem").run(args.out, networks)
+        return 0
+    others = sorted(set(args.networks) - set(_DEFAULT_NETWORKS))
+    if others:
+        print(
+            f"fastprune bench {args.suite}: error: --networks: {', '.join(others)} only for ecosystem",
+            file=sys.stderr,
+        )
+        return 2
     if args.suite == "compact":
         importlib.import_module("fastprune.benchmarks.compaction").run(args.out, args.networks)
         return 0
@@ -89,11 +103,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     bench_parser = commands.add_parser("bench", help="benchmarks")
     bench_parser.add_argument(
         "suite",
-        choices=["scoring", "spectral", "compact", "conv"],
-        help="scoring: whole-network gm_scores; spectral: small-matrix ops",
+        choices=["scoring", "spectral", "compact", "conv", "ecosystem"],
+        help="scoring: whole-network gm_scores; spectral: small-matrix ops; ecosystem: inside Torch-Pruning",
     )
     bench_parser.add_argument(
-        "--networks", nargs="+", default=["resnet56", "resnet50"], choices=["resnet56", "resnet50"]
+        "--networks",
+        nargs="+",
+        default=_DEFAULT_NETWORKS,
+        choices=["resnet56", "resnet50", "vgg16", "mobilenet_v2"],
+        help="networks to time (ecosystem: all four unless given)",
     )
     bench_parser.add_argument(
         "--backend",

@@ -237,6 +237,8 @@ def reference_group_scores(group, p, criterion):
         module = dep.target.module
         if isinstance(module, nn.BatchNorm2d) and criterion == "norm":
             scores = module.weight.detach().double()[idxs].abs() ** p
+        elif dep.handler is tp.pruner.function.prune_depthwise_conv_out_channels:
+            continue  # TP's importances skip depthwise convs: parity does too
         elif isinstance(module, (nn.Conv2d, nn.Linear)):
             rows = reference_rows(module, "out" if dep.handler in ftp._OUT_FNS else "in")[idxs].abs() ** p
             if criterion == "norm":

@@ -23,9 +23,11 @@ step spends one extra call per group that has them, and later steps one call in 
 a = c // (C/g), c' = c mod C/g) -> row W[a·O/g:(a+1)·O/g, c'].flatten(), only the filters reading c.
 TP's in-channel rows are W.transpose(0, 1).flatten(1) (C/g rows); for 1 < g it ``.repeat(groups)``s
 them: FPGM raises on the 2-D tensor (IndexError when g = C != O), magnitude credits each input with other
-groups' filters. TP also skips depthwise convs (their handler is in neither of its lists); here channel
-c of a depthwise conv is the filter row W[c].flatten(), scored like any filter. Transposed convs
-(C, O/g, k, k): the mirror image. Everything else follows TP.
+groups' filters. TP skips depthwise convs (their handler is in neither of its lists): so do the
+importances meant for parity with TP (``FPGMImportance(semantics="tp")``, ``NormImportance``), to take
+the same decisions; the paper's FPGM and ``KernelImportance`` score channel c of a depthwise conv as the
+filter row W[c].flatten(), like any filter. Transposed convs (C, O/g, k, k): the mirror image.
+Everything else follows TP.
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ class _BatchedImportance(tp.importance.GroupMagnitudeImportance):
 
     _orientations: Tuple[str, ...] = ("out",)
     _pairwise = False  # scores of a subset of rows differ from the subset of the scores (FPGM)
+    _tp_parity = False  # skip what Torch-Pruning's own importance skips (depthwise convs)
 
     def __init__(self, group_reduction: Optional[str], normalizer: Normalizer, p: float = 2) -> None:
         _choice("group_reduction", group_reduction, _REDUCTIONS)
@@ -138,6 +141,8 @@ class _BatchedImportance(tp.importance.GroupMagnitudeImportance):
     def _items(self, group: Any) -> list:
         items = []
         for i, (dep, idxs) in enumerate(group):
+            if self._tp_parity and dep.handler is tpf.prune_depthwise_conv_out_channels:
+                continue
             kind, module = _kind(dep), dep.target.module
             if kind not in self._orientations or (kind != "norm" and not self._accepts(module)):
                 continue
@@ -200,6 +205,21 @@ class _BatchedImportance(tp.importance.GroupMagnitudeImportance):
         imps = [self._local(kind, module, idxs, key) for kind, module, idxs, _, key in items]
         return self._normalize(self._reduce(imps, [it[3] for it in items]), self.normalizer)  # TP's own
 
+    def _reduce(self, group_imp: List[torch.Tensor], group_idxs: List[List[int]]) -> torch.Tensor:
+        """TP's `_reduce`, with its "mean" / "sum" case without a tensor per dep: a dep covering the root
+        channels in order adds in place (the same float32 sums, in the same order, as its scatter_add_)."""
+        if self.group_reduction not in ("mean", "sum") or any(None in r for r in group_idxs):
+            return super()._reduce(group_imp, group_idxs)
+        reduced = torch.zeros_like(group_imp[0], dtype=torch.float32)
+        identity = list(range(reduced.numel()))
+        for imp, roots in zip(group_imp, group_idxs):
+            imp = imp.to(reduced.device, dtype=torch.float32)
+            if roots == identity:
+                reduced += imp
+            else:
+                reduced.index_add_(0, torch.as_tensor(roots, device=imp.device), imp)
+        return reduced / len(group_imp) if self.group_reduction == "mean" else reduced
+
 
 class FPGMImportance(_BatchedImportance):
     """Filter Pruning via Geometric Median, as a Torch-Pruning importance.
@@ -232,13 +252,20 @@ class FPGMImportance(_BatchedImportance):
         self.metric, self.semantics = metric, semantics
         self._orientations = ("out",) if semantics == "paper" else ("out", "in")
         self._pairwise = True
+        self._tp_parity = semantics == "tp"
 
     def _compute(self, blocks):
+        powered: Dict[int, torch.Tensor] = {}  # tp: |W|^p once per module, its rows views or regroups of it
         rows = []
         for module, kind, subset in blocks:
-            r = channel_rows(module, kind)
-            r = r if subset is None else r[list(subset)]
-            rows.append(r if self.semantics == "paper" else r.float().abs().pow(self.p))
+            w = None
+            if self.semantics == "tp":
+                if id(module) not in powered:
+                    weight = module.weight.detach().float()
+                    powered[id(module)] = weight.square() if self.p == 2 else weight.abs().pow(self.p)
+                w = powered[id(module)]
+            r = channel_rows(module, kind, w)
+            rows.append(r if subset is None else r[list(subset)])
         return _per_device(rows, lambda rs: gm_scores(rs, self.metric))
 
 
@@ -256,6 +283,7 @@ class NormImportance(_BatchedImportance):
         _choice("p", p, (1, 2))
         super().__init__(group_reduction, normalizer, p)
         self._orientations = ("out", "in", "norm")
+        self._tp_parity = True
 
     def _compute(self, blocks):
         rows = [channel_rows(module, kind) for module, kind, _ in blocks]
