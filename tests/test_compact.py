@@ -240,7 +240,7 @@ def test_save_load_torchscript(tmp_path):
         assert scripted(torch.randn(3, 3, 24, 24)).shape == (3, 10)
     scripted.save(str(tmp_path / "small.ts"))
     assert torch.allclose(torch.jit.load(str(tmp_path / "small.ts"))(x), ref, atol=1e-6)
-    with pytest.raises(TypeError, match="expected a network from compact\(\), got CifarResNet"):
+    with pytest.raises(TypeError, match=r"expected a network from compact\(\), got CifarResNet"):
         save_compact(model, tmp_path / "x.pt")
     torch.save({"format": "other"}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="save_compact"):
