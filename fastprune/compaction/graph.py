@@ -153,8 +153,9 @@ class _Compactor:
 
     def report(self) -> CompactionReport:
         report = CompactionReport()
+        modules = dict(self.model.named_modules())
         for layer in self.liveness:
-            module = dict(self.model.named_modules())[layer.name]
+            module = modules[layer.name]
             weight = module.weight.detach()
             kernels = weight.flatten(2).ne(0).any(-1) if weight.dim() > 2 else weight.ne(0)
             report.layers.append(
