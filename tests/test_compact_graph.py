@@ -11,7 +11,8 @@ from torch import nn
 
 from fastprune import models
 from fastprune.benchmarks.compaction import random_bn_stats
-from fastprune.compaction import CompactResNet, compact, count_compact_flops
+from fastprune.compaction import CompactResNet, compact, count_compact_flops, load_compact, save_compact
+from fastprune.compaction.modules import ConstantInputConv2d, ConstantInputLinear
 from fastprune.pruning import SoftFilterPruner, UnsupportedModelError, count_flops
 
 RTOL = 1e-5
@@ -72,28 +73,29 @@ def test_vgg16_filter_pruned_compacts_exactly():
     assert report.layers[0].filters_kept == convs[0].out_channels
 
 
-def test_soft_pruned_constants_are_folded():
-    """Soft pruning without finalize: BN constants of removed filters reach the next layers; those a 1x1
-    conv or the classifier reads fold into their biases, exactly."""
+def test_soft_pruned_constants_become_constant_inputs():
+    """Pruning without zeroing BN: removed filters leave BN constants that the next layers read. Those
+    channels go; each reader gets them back as constant input planes (the ResNet path's way): the same
+    outputs, exact at zero-padded borders too, and count_flops' MACs (which counts such inputs as alive)."""
     torch.manual_seed(1)
     model = random_bn_stats(models.create("mobilenet_v2")).eval()
     _prune_groups(model, (3, 32, 32), 0.3)
-    # unzero the BN shift of some removed channels: constants (after ReLU) on the 1x1 projections' inputs
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, nn.BatchNorm2d):
-                dead = module.weight == 0
-                module.bias[dead] = 0.5
+                module.bias[module.weight == 0] = 0.5  # a removed channel's constant, positive after ReLU
     small, report = compact(model, return_report=True)
     _assert_same(model, small, (3, 32, 32))
-    assert report.folded_constants > 0
-    assert count_compact_flops(small, (3, 32, 32)).macs < count_flops(model).dense_macs
+    readers = [m for m in small.modules() if isinstance(m, (ConstantInputConv2d, ConstantInputLinear))]
+    assert readers and sum(layer.const_inputs for layer in report.layers) > 0
+    masked, dense = count_flops(model), count_compact_flops(small, (3, 32, 32))
+    assert dense.macs == masked.macs < masked.dense_macs
 
 
-def test_constants_read_by_padded_convs_stay():
+def test_constants_read_by_padded_convs(tmp_path):
     """VGG-16 soft-pruned (no finalize): removed filters leave BN constants that padded 3x3 convs read;
-    near the borders their contribution varies, so those channels stay (a plain constant fold would
-    change the outputs)."""
+    near the borders their contribution varies: computed from constant planes, not folded into a bias.
+    Saved and loaded back with them."""
     torch.manual_seed(5)
     model = random_bn_stats(models.create("vgg16")).eval()
     SoftFilterPruner(model, "l2", 0.4).step()
@@ -104,7 +106,10 @@ def test_constants_read_by_padded_convs_stay():
     small = compact(model)
     _assert_same(model, small, (3, 32, 32))
     convs = [m for m in small.features if isinstance(m, nn.Conv2d)]
-    assert all(c.out_channels == 64 for c in convs[:2])  # read by a padded conv: kept
+    assert convs[0].out_channels < 64 and isinstance(convs[1], ConstantInputConv2d)
+    assert count_compact_flops(small, (3, 32, 32)).macs == count_flops(model).macs
+    save_compact(small, tmp_path / "vgg_constants.pt")
+    _assert_same(model, load_compact(tmp_path / "vgg_constants.pt"), (3, 32, 32))
 
 
 def test_mobilenet_v2_group_pruned_matches_count_flops():

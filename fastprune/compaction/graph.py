@@ -7,11 +7,12 @@ input channels, both sides of a residual add, a concatenation's slice, a depthwi
 channel of a group is removed iff it is dead in every member:
 
 * a conv / linear producing it has the filter removed (``alive_out`` False: its output is exactly zero);
-* a conv / linear reading it reads a ZERO channel, or a constant one it can fold: the constant ``v`` of
-  input channel ``c`` becomes ``bias += v * sum_taps W[:, c]``, exact for a linear layer and for an unpadded
-  conv (every output position sees every tap); a padded conv reading a nonzero constant keeps the channel
-  (near the borders the contribution varies). The BatchNorm constants of removed filters
-  (``beta - gamma * mu / sqrt(var + eps)``, after the activation) are folded this way;
+* a conv / linear reading it reads a ZERO channel or a constant one. A nonzero constant ``v`` (a removed
+  filter's BatchNorm shift ``beta - gamma * mu / sqrt(var + eps)``, after the activation) is appended to
+  the reader's input as a constant plane with the reader's weights for it
+  (:class:`~fastprune.compaction.modules.ConstantInputConv2d` / ``ConstantInputLinear``), as the ResNet
+  path does: exact near zero-padded borders too, and the MACs ``count_flops`` counts (it counts such
+  inputs as alive); a grouped reader (1 < groups) keeps the channel;
 * a depthwise conv's channel goes with its filter; BN, activations, adds, concatenations and pooling
   follow; any other layer Torch-Pruning would shrink (LayerNorm, PReLU, a grouped conv with 1 < groups <
   channels, a bare parameter) keeps the group whole.
@@ -31,6 +32,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from fastprune.compaction.modules import ConstantInputConv2d, ConstantInputLinear
 from fastprune.compaction.report import CompactionReport, LayerCompaction
 from fastprune.pruning.channels import ChannelLiveness
 from fastprune.pruning.graph_liveness import graph_liveness, trace_graph
@@ -46,15 +48,6 @@ def _unsupported_grouped(module: nn.Module) -> bool:
     return isinstance(module, nn.Conv2d) and module.groups > 1 and not _is_depthwise(module)
 
 
-def _foldable(module: nn.Module) -> bool:
-    """A constant input channel folds exactly into the bias (no zero padding reaches the taps)."""
-    return isinstance(module, nn.Linear) or all(int(p) == 0 for p in _pair(module.padding))
-
-
-def _pair(value: Any) -> tuple:
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-
-
 class _Compactor:
     def __init__(self, model: nn.Module, example: torch.Tensor) -> None:
         self.model = model
@@ -63,7 +56,8 @@ class _Compactor:
         self.names = {module: name for name, module in model.named_modules()}
         # current index -> original index, per (module, "in" | "out"), as channels go
         self.index: dict[tuple[nn.Module, str], list[int]] = {}
-        self.folded = 0
+        # removed constant inputs per reading layer: (value, the layer's weight column for it)
+        self.constants: dict[nn.Module, list[tuple[float, torch.Tensor]]] = {}
         self.kept_one: list[str] = []
 
     def original(self, module: nn.Module, side: str, idx: int) -> int:
@@ -97,10 +91,11 @@ class _Compactor:
         if _is_depthwise(module):
             return True  # its input channel goes with its filter (the out-channel member decides)
         value = float(layer.in_state[self.original(module, "in", idx)])
-        return value == 0 or (value == value and _foldable(module))  # ZERO, or a constant folded
+        return value == value  # ZERO, or a constant appended as a plane (LIVE: NaN)
 
-    def fold(self, group: Any) -> None:
-        """Fold the constants of the group's channels into the biases of the layers reading them."""
+    def keep_constants(self, group: Any) -> None:
+        """Record the nonzero constants the group's channels carry into the layers reading them, with
+        those layers' weights for them (appended after all pruning, see :meth:`append_constants`)."""
         for item in group:
             module = item.dep.target.module
             if not isinstance(module, _LAYERS) or _is_depthwise(module):
@@ -108,22 +103,40 @@ class _Compactor:
             if not self.graph.is_in_channel_pruning_fn(item.dep.handler):
                 continue
             layer = self.liveness[self.names[module]]
+            self.original(module, "out", 0)  # the reader's filters kept so far, by original index
+            rows = torch.as_tensor(self.index[(module, "out")], device=module.weight.device)
             for idx in item.idxs:
                 value = float(layer.in_state[self.original(module, "in", idx)])
-                if value == 0 or value != value:
-                    continue
-                weight = module.weight.detach()
-                column = weight[:, idx].flatten(1).sum(1) if weight.dim() > 2 else weight[:, idx]
-                if module.bias is None:
-                    module.bias = nn.Parameter(torch.zeros_like(column))
-                with torch.no_grad():
-                    module.bias.add_(value * column)
-                self.folded += 1
+                if value != 0:  # the column in the reader's original filter order (it may lose filters later)
+                    column = module.weight.detach()[:, idx]
+                    full = column.new_zeros((layer.out_channels, *column.shape[1:])).index_copy_(
+                        0, rows, column
+                    )
+                    self.constants.setdefault(module, []).append((value, full))
+
+    def append_constants(self) -> None:
+        """Turn every layer that read removed constant channels into its Constant-input form."""
+        for module, entries in self.constants.items():
+            values = torch.tensor(
+                [v for v, _ in entries], dtype=module.weight.dtype, device=module.weight.device
+            )
+            kept = torch.as_tensor(self.index.get((module, "out"), range(module.weight.shape[0])))
+            columns = torch.stack([c for _, c in entries], 1)[
+                kept.to(module.weight.device)
+            ]  # (O, n[, kh, kw])
+            module.weight = nn.Parameter(torch.cat([module.weight.detach(), columns], 1))
+            if isinstance(module, nn.Conv2d):
+                module.__class__ = ConstantInputConv2d
+                module.in_channels += len(entries)
+            else:
+                module.__class__ = ConstantInputLinear
+                module.in_features += len(entries)
+            module.register_buffer("constants", values)
 
     def prune(self, group: Any, roots: list[int]) -> None:
         root = group[0].dep
         pruning = self.graph.get_pruning_group(root.target.module, root.handler, roots)
-        self.fold(pruning)
+        self.keep_constants(pruning)
         for item in pruning:
             module = item.dep.target.module
             if not isinstance(module, _LAYERS):
@@ -150,6 +163,7 @@ class _Compactor:
                 if not roots:
                     continue
             self.prune(group, roots)
+        self.append_constants()
 
     def report(self) -> CompactionReport:
         report = CompactionReport()
@@ -161,7 +175,7 @@ class _Compactor:
             report.layers.append(
                 LayerCompaction(
                     layer.name, layer.kind, layer.out_channels, weight.shape[0], layer.in_channels,
-                    _channels(module, "in"), 0, int((~kernels).sum()),
+                    _channels(module, "in"), len(self.constants.get(module, [])), int((~kernels).sum()),
                 )
             )  # fmt: skip
         return report
@@ -190,7 +204,6 @@ def compact_graph(model: nn.Module, shape: tuple[int, int, int]) -> tuple[nn.Mod
         compactor.run()
     small.compacted = True
     report = compactor.report()
-    report.folded_constants = compactor.folded
     report.kept_one = compactor.kept_one
     return small.eval(), report
 

@@ -234,3 +234,28 @@ def pool_from_spec(spec: Optional[dict[str, Any]]) -> nn.Module:
     if spec["type"] == "AvgPool2d":
         return nn.AvgPool2d(**args)
     raise ValueError(f"compact spec: unknown pooling {spec['type']!r}")
+
+
+class ConstantInputConv2d(nn.Conv2d):
+    """A Conv2d whose last ``constants.numel()`` input channels are constant planes appended to its input:
+    ``conv(cat([x, c broadcast over N, H, W]))``. What graph compaction leaves where a removed channel
+    carried a nonzero constant (a removed filter's BatchNorm shift) into this layer: with zero padding its
+    contribution varies near the borders, so it is computed, as the ResNet path's constant planes are (and
+    counted: ``count_flops`` counts such inputs as alive)."""
+
+    constants: torch.Tensor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        planes = self.constants.to(x.dtype).view(1, -1, 1, 1).expand(x.shape[0], -1, x.shape[2], x.shape[3])
+        return super().forward(torch.cat([x, planes], 1))
+
+
+class ConstantInputLinear(nn.Linear):
+    """A Linear whose last ``constants.numel()`` input features are constants appended to its input (a
+    removed channel's constant, per feature of a flattened map): ``linear(cat([x, c]))``."""
+
+    constants: torch.Tensor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        extra = self.constants.to(x.dtype).expand(*x.shape[:-1], -1)
+        return super().forward(torch.cat([x, extra], -1))

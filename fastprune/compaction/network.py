@@ -12,7 +12,15 @@ import torch
 from torch import nn
 
 from fastprune.compaction.inference import for_inference
-from fastprune.compaction.modules import ChannelAdapter, ChannelScatter, CompactBlock, ConvBN, pool_from_spec
+from fastprune.compaction.modules import (
+    ChannelAdapter,
+    ChannelScatter,
+    CompactBlock,
+    ConstantInputConv2d,
+    ConstantInputLinear,
+    ConvBN,
+    pool_from_spec,
+)
 
 FORMAT = "fastprune-compact/1"
 
@@ -92,10 +100,20 @@ def _layer_shapes(model: nn.Module) -> dict[str, dict[str, int]]:
             shapes[name] = {"in": m.in_features, "out": m.out_features, "bias": m.bias is not None}
         elif isinstance(m, nn.modules.batchnorm._BatchNorm):
             shapes[name] = {"features": m.num_features}
+        if isinstance(m, (ConstantInputConv2d, ConstantInputLinear)):
+            shapes[name]["constants"] = int(m.constants.numel())
     return shapes
 
 
 def _resized(module: nn.Module, shape: dict[str, int]) -> nn.Module:
+    layer = _resized_plain(module, shape)
+    if shape.get("constants"):  # constant input planes appended (values from the state dict)
+        layer.__class__ = ConstantInputConv2d if isinstance(layer, nn.Conv2d) else ConstantInputLinear
+        layer.register_buffer("constants", torch.zeros(shape["constants"]))
+    return layer
+
+
+def _resized_plain(module: nn.Module, shape: dict[str, int]) -> nn.Module:
     if isinstance(module, nn.Conv2d):
         return nn.Conv2d(
             shape["in"], shape["out"], module.kernel_size, module.stride, module.padding, module.dilation,

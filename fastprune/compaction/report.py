@@ -38,7 +38,6 @@ class CompactionReport:
     macs_before: Optional[int] = None  # dense MACs per sample of the masked model (what it executes)
     macs_after: Optional[int] = None
     input_shape: Optional[tuple[int, int, int]] = None
-    folded_constants: int = 0  # constant input channels folded into biases (graph compaction)
     kept_one: list[str] = field(default_factory=list)  # layers whose every filter went: one kept
 
     @property
@@ -65,8 +64,6 @@ class CompactionReport:
                 f"MACs/sample {self.macs_before:,} -> {self.macs_after:,} at input {self.input_shape}"
             )
         lines.append(f"zero kernels left (masked-convolution sparsity): {self.zero_kernels:,}")
-        if self.folded_constants:
-            lines.append(f"constant input channels folded into biases: {self.folded_constants}")
         if self.kept_one:
             lines.append(f"every filter removed, one (zero) filter kept: {', '.join(self.kept_one)}")
         return "\n".join(lines)
