@@ -236,3 +236,27 @@ def test_group_score_is_the_mean_of_normalised_member_scores():
     assert {k for k in range(6) if not masks["b"][index_b[k]]} == dropped
     assert {k for k in range(6) if not masks["a"][index_a[k]]} == dropped
     assert masks["a"][0] and masks["a"][1]  # filters outside the group stay
+
+
+def test_untraceable_auto_coupling_warns_and_prunes_each_conv():
+    class FixedSize(nn.Module):  # traces only at 8x8 (the flatten feeds a fixed-size linear layer)
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.shortcut = nn.Conv2d(3, 8, 1)
+            self.fc = nn.Linear(8 * 8 * 8, 2)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(self.conv(x) + self.shortcut(x), 1))
+
+    with pytest.warns(UserWarning, match="coupled channels not traced.*input_shape"):
+        pruner = SoftFilterPruner(FixedSize(), "l2", 0.5)
+    assert pruner.groups is None and [n for n, _ in pruner.convs] == ["conv"]  # the papers' default
+    traced = SoftFilterPruner(FixedSize(), "l2", 0.5, input_shape=(3, 8, 8))
+    assert [n for n, _ in traced.convs] == ["conv", "shortcut"] and len(traced.groups) == 1
+    traced.step()
+    assert (
+        torch.equal(traced.masks["conv"], traced.masks["shortcut"]) and int(traced.masks["conv"].sum()) == 4
+    )
+    with pytest.raises(UnsupportedModelError):
+        SoftFilterPruner(FixedSize(), "l2", 0.5, coupling="groups", input_shape=(3, 16, 16))

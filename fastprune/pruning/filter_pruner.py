@@ -118,10 +118,13 @@ class SoftFilterPruner:
         if mode == "hard" and optimizer is None:
             raise ValueError("optimizer: hard mode masks the optimizer's momentum; pass optimizer=")
         self.model, self.mode, self.optimizer, self.backend = model, mode, optimizer, backend
-        coupled = coupling == "groups" or (coupling == "auto" and not _is_resnet(model))
-        if coupled and layers is None:  # coupled groups hold the projection shortcuts too
-            layers = _every_conv
-        self.convs = select_convs(model, layers)
+        self.groups: Optional[list[CoupledGroup]] = None
+        if coupling == "groups" or (coupling == "auto" and not _is_resnet(model)):
+            # coupled groups hold the projection shortcuts too: by default every conv is selected
+            self.convs = select_convs(model, _every_conv if layers is None else layers)
+            self.groups = self._coupled_groups(coupling, input_shape)
+        if self.groups is None:
+            self.convs = select_convs(model, layers)
         self.rate = _check_rate("rate", rate)
         names = {name for name, _ in self.convs}
         self.rates = {name: self.rate for name in names}
@@ -139,7 +142,6 @@ class SoftFilterPruner:
         self.masks = {
             name: torch.ones(c.out_channels, dtype=torch.bool, device=device) for name, c in self.convs
         }
-        self.groups = self._coupled_groups(coupling, input_shape) if coupled else None
         self.history: list[StepRecord] = []
         self.steps = 0
         # Hard mode holds the pruned filters at zero through training; the masks are shared by reference,
