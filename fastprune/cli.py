@@ -95,6 +95,9 @@ def bench(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="fastprune", description=__doc__)
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an error instead of one line"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     info_parser = commands.add_parser(
         "info", help="version, build facts, backends and why any is unavailable"
@@ -133,6 +136,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     demo_parser.add_argument("--epochs", type=int, default=6, help="epochs of the baseline run")
     importlib.import_module("fastprune.compaction.cli").register(commands)
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except USER_ERRORS as error:  # a user's mistake (bad file, argument, model): one line, exit status 2
+        if args.debug:
+            raise
+        print(f"fastprune {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+# What a user's input can raise (a missing or unsafe file, a bad value, an unsupported model): reported in
+# one line; anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "compact":
         return importlib.import_module("fastprune.compaction.cli").compact_command(args)
 
@@ -155,7 +173,11 @@ def train(args: argparse.Namespace) -> int:
     from fastprune.training import train as run_training
     from fastprune.training.cli import config_from_args
 
-    result = run_training(None if args.resume else config_from_args(args), resume=args.resume)
+    result = run_training(
+        None if args.resume else config_from_args(args),
+        resume=args.resume,
+        trust_checkpoint=args.trust_checkpoint,
+    )
     print(f"final test accuracy {result.final_test_acc:.4f}; run folder: {result.out_dir}")
     return 0
 

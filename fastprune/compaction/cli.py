@@ -38,20 +38,20 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--input-size", type=int, default=None, help="input height = width (default per family)"
     )
     parser.add_argument("--report", action="store_true", help="also print the per-layer compaction report")
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow a full unpickle of a file the safe loader refuses (it can run code: trusted files only)",
+    )
     return parser
 
 
-def _load(path: Path) -> dict[str, Any]:
-    import torch
+def _load(path: Path, trust: bool = False) -> dict[str, Any]:
+    from fastprune.serialization import load_torch_file
 
     if path.is_dir():
         path = path / "model.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"compact: no checkpoint at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # written with pickled extras: fall back to a full load of this local file
-        state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_torch_file(path, trust=trust, what="compact")
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise ValueError(f"compact: {path} is not a fastprune model.pt/checkpoint.pt (no 'model' state dict)")
     return state
@@ -100,7 +100,7 @@ def compact_command(args: argparse.Namespace) -> int:
 
     from fastprune.compaction import compact, count_compact_flops, save_compact
 
-    state = _load(args.checkpoint)
+    state = _load(args.checkpoint, trust=args.trust_checkpoint)
     masked = masked_model_from_checkpoint(state)
     small, report = compact(masked, return_report=True)
     shape = report.input_shape

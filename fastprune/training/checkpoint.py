@@ -9,6 +9,8 @@ from typing import Any, Union
 
 import torch
 
+from fastprune.serialization import load_torch_file
+
 FORMAT = "fastprune-checkpoint/1"
 
 
@@ -37,17 +39,14 @@ def save_atomic(state: dict[str, Any], path: Union[str, os.PathLike]) -> Path:
     return path
 
 
-def load_checkpoint(path: Union[str, os.PathLike]) -> dict[str, Any]:
-    """A checkpoint written by `save_atomic` (on the CPU), with clear errors for anything else."""
+def load_checkpoint(path: Union[str, os.PathLike], *, trust: bool = False) -> dict[str, Any]:
+    """A checkpoint written by `save_atomic` (on the CPU), with clear errors for anything else. Read with
+    the restricted unpickler (tensors and plain containers only: a crafted file cannot run code); `trust`
+    allows a full unpickle of a file that needs one (:func:`fastprune.serialization.load_torch_file`)."""
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoint.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint: no file at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # a truncated or foreign file
-        raise ValueError(f"checkpoint: {path} is not a readable torch checkpoint ({error})") from error
+    state = load_torch_file(path, trust=trust, what="checkpoint")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"checkpoint: {path} was not written by fastprune (expected format {FORMAT!r})")
     return state

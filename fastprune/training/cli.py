@@ -60,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", metavar="CHECKPOINT", help="continue the run saved in this checkpoint or run folder"
     )
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="let --resume / --init-from fully unpickle a file the safe loader refuses (it can run code)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

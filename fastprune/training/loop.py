@@ -138,8 +138,12 @@ def train(
     *,
     resume: Union[str, Path, None] = None,
     model: Optional[nn.Module] = None,
+    trust_checkpoint: bool = False,
 ) -> TrainResult:
     """Run (or, with `resume` = a checkpoint file or run folder, continue) a training run.
+
+    The checkpoints read (`resume`, ``config.init_from``) are data only (tensors and plain containers);
+    `trust_checkpoint` allows a full unpickle of one that needs it (it can run code: trusted files only).
 
     `model` replaces `fastprune.models.create(config.arch)` (fresh runs only). Writes under
     config.out_dir: checkpoint.pt (each epoch), metrics.csv and metrics.json, model.pt (the final pruned
@@ -150,7 +154,7 @@ def train(
 
     state: Optional[dict[str, Any]] = None
     if resume is not None:
-        state = load_checkpoint(resume)
+        state = load_checkpoint(resume, trust=trust_checkpoint)
         config = TrainConfig.from_dict(state["config"])
     if config is None:
         raise ValueError("config: expected a TrainConfig (or resume=CHECKPOINT)")
@@ -168,7 +172,7 @@ def train(
         if model is None:
             model = models.create(config.arch, num_classes=train_loader.dataset.num_classes)
         if config.init_from is not None and state is None:
-            model.load_state_dict(load_checkpoint(config.init_from)["model"])
+            model.load_state_dict(load_checkpoint(config.init_from, trust=trust_checkpoint)["model"])
         model.to(device)
         optimizer = _optimizer(config, model)
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.milestones, config.gamma)
