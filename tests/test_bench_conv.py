@@ -58,3 +58,14 @@ def test_gpu_backend_without_gpu_is_a_clear_error(tmp_path, capsys, backend: str
 def test_unknown_backend_is_a_clear_error(tmp_path, capsys) -> None:
     assert main(["bench", "conv", "--backend", "torch", "--out", str(tmp_path)]) == 2
     assert "expected 'cpu', 'cuda' or 'triton' for bench conv, got 'torch'" in capsys.readouterr().err
+
+
+def test_results_folder_is_created(tmp_path):
+    """`python -m fastprune bench ... --out results` with no such folder yet: created, rows written."""
+    from fastprune.benchmarks.common import append_csv
+
+    path = tmp_path / "new" / "nested" / "rows.csv"
+    append_csv(path, ["a", "b"], [{"a": 1, "b": 2}])
+    append_csv(path, ["a", "b"], [{"a": 3, "b": 4}])
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("a,b,cpu_capability") and len(lines) == 3 and lines[2].startswith("3,4,")

@@ -79,6 +79,7 @@ def append_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
     gained columns since the file was started, the file is rewritten with the union of both headers (old
     rows leave the new columns empty), so every column stays under its own name. Every row records the CPU
     capability of fastprune's kernels (column cpu_capability) and any cap on PyTorch's (baseline_isa)."""
+    path.parent.mkdir(parents=True, exist_ok=True)  # `--out results` need not exist yet
     extra = {"cpu_capability": cpu_capability_name(), "baseline_isa": baseline_isa()}
     rows = [{**extra, **row} for row in rows]
     fields = [*fields, *(name for name in extra if name not in fields)]

@@ -167,6 +167,5 @@ def run(
                 "inference_max_rel_err": err_fused,
             })  # fmt: skip
     if out_dir is not None:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
         append_csv(Path(out_dir) / "compaction.csv", FIELDS, rows)
     return rows

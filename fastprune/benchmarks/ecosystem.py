@@ -144,6 +144,5 @@ def run(out_dir: Optional[Path] = None, networks: Optional[list[str]] = None, re
             "adapter_step_ms": 1e3 * our_step, "adapter_scoring_share": our_share,
         })  # fmt: skip
     if out_dir is not None:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
         append_csv(Path(out_dir) / "ecosystem.csv", FIELDS, rows)
     return rows

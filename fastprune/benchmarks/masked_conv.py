@@ -172,6 +172,5 @@ def _run(out_dir, reps, backend, device, machine, rev, date) -> list[dict]:
                     flush=True,
                 )
     out = out_dir or Path("bench/results")
-    out.mkdir(parents=True, exist_ok=True)
     append_csv(out / "masked_conv.csv", FIELDS, rows)
     return rows
