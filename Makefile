@@ -10,7 +10,7 @@ DEPS_STAMP := $(VENV)/.deps-stamp
 BUILD_STAMP := $(VENV)/.build-stamp
 NATIVE_SOURCES := $(shell find csrc cmake -type f) CMakeLists.txt setup.py pyproject.toml
 
-.PHONY: demo test build lint format bench bench-pytest info clean aarch64-check
+.PHONY: demo test build lint format bench bench-pytest info clean aarch64-check gpu-check
 
 demo: $(BUILD_STAMP)
 	$(PY) -m fastprune demo --out runs/demo
@@ -60,3 +60,11 @@ clean:
 AARCH64_BUILD ?= build/aarch64
 aarch64-check:
 	AARCH64_BUILD='$(AARCH64_BUILD)' JOBS=2 bash tools/aarch64_check.sh
+
+# Every GPU check in one call, on a machine with an NVIDIA GPU and torch/triton/nvcc installed (no venv set-up:
+# device time is short): build, CUDA and Triton tests, compute-sanitizer, GPU benchmarks; one folder of logs
+# and CSVs. DRY_RUN=1 prints the plan and runs CPU stand-ins. GPU_PYTHON picks the interpreter.
+BUDGET ?= 420
+GPU_PYTHON ?= python3
+gpu-check:
+	bash tools/gpu_check.sh --budget $(BUDGET) --python $(GPU_PYTHON) $(if $(DRY_RUN),--dry-run,) $(if $(OUT),--out $(OUT),)
