@@ -21,6 +21,7 @@ from fastprune.compaction.modules import (
     ConvBN,
     pool_from_spec,
 )
+from fastprune.serialization import load_torch_file
 
 FORMAT = "fastprune-compact/1"
 
@@ -175,18 +176,15 @@ def save_compact(model: nn.Module, path: Union[str, os.PathLike]) -> None:
 
 
 def load_compact(path: Union[str, os.PathLike], map_location: Any = "cpu") -> nn.Module:
-    """Rebuild a network saved by :func:`save_compact` (eval mode); the original model is not needed."""
-    try:
-        blob = torch.load(os.fspath(path), map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as error:
-        raise ValueError(f"load_compact: {path} is not a readable torch file ({error})") from error
+    """Rebuild a network saved by :func:`save_compact` (eval mode) on the device `map_location`; the
+    original model is not needed. Read as data only (:func:`fastprune.serialization.load_torch_file`)."""
+    blob = load_torch_file(path, what="load_compact")
     if isinstance(blob, dict) and blob.get("format") == GRAPH_FORMAT:
-        return _load_graph_compact(blob)
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        model = _load_graph_compact(blob)
+    elif not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ValueError(f"load_compact: {path} was not written by save_compact (format {FORMAT!r})")
-    spec = json.loads(blob["spec"])
-    model = build_compact(spec, None).to(getattr(torch, spec["dtype"]))
-    model.load_state_dict(blob["state_dict"], strict=True)
-    return model.eval()
+    else:
+        spec = json.loads(blob["spec"])
+        model = build_compact(spec, None).to(getattr(torch, spec["dtype"]))
+        model.load_state_dict(blob["state_dict"], strict=True)
+    return model.to(map_location).eval()
