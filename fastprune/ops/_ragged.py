@@ -24,7 +24,7 @@ _ACCEPTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 class Layers:
     rows: list[
         torch.Tensor
-    ]  # per layer (N_l, D_l) float32, contiguous (views of the caller's weights when possible)
+    ]  # per layer (N_l, D_l) float32 (float64 when any layer is), contiguous (views when possible)
     single: bool  # the caller passed one tensor, not a list
 
     @property
@@ -38,27 +38,49 @@ def metric_id(metric: str) -> int:
     return METRICS[metric]
 
 
-def check_float_tensor(x: object, name: str, what: str) -> None:
-    """The checks every op makes on its tensor input: a tensor, of a dtype fastprune computes from."""
+def check_float_tensor(x: object, name: str, what: str, float64: bool = False) -> None:
+    """The checks every op makes on its tensor input: a tensor, of a dtype fastprune computes from
+    (`float64`: that op also computes in float64)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name}: expected a tensor, got {type(x).__name__}")
+    if float64 and x.dtype is torch.float64:
+        return
     if x.dtype not in _ACCEPTED_DTYPES:
+        accepted = "float32, float16, bfloat16 or float64" if float64 else "float32, float16 or bfloat16"
+        computed = "computed in float32, float64 in float64" if float64 else "computed in float32"
         raise TypeError(
-            f"{name}: expected float32, float16 or bfloat16 {what}, got {x.dtype} "
-            "(computed in float32; convert with .float())"
+            f"{name}: expected {accepted} {what}, got {x.dtype} ({computed}; convert with .float())"
         )
 
 
-def float32_rows(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-    """x as a contiguous float32 (rows, cols) matrix: a view for contiguous float32 input, else one copy."""
-    if x.dtype is torch.float32 and x.is_contiguous():
+def float32_rows(x: torch.Tensor, rows: int, cols: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """x as a contiguous (rows, cols) matrix of `dtype` (float32, or float64 for a float64 computation): a
+    view for contiguous input of that dtype, else one copy."""
+    if x.dtype is dtype and x.is_contiguous():
         return x.detach().view(rows, cols)
-    return x.detach().reshape(rows, cols).to(torch.float32).contiguous()
+    return x.detach().reshape(rows, cols).to(dtype).contiguous()
+
+
+FLOAT64_BACKEND = "float64 filters are computed in float64 by the torch backend"
+
+
+def float64_backend(name: str, layers: Layers, op: str) -> str:
+    """The backend for `layers`: `name` (from select_backend), which must be "torch" for float64 rows
+    (fastprune's kernels compute in float32)."""
+    if layers.rows[0].dtype is torch.float64 and name != "torch":
+        from fastprune.backends import BackendError
+
+        raise BackendError(
+            f"backend {name!r} computes {op} in float32; {FLOAT64_BACKEND} ('auto' picks it), or pass "
+            "float32 filters"
+        )
+    return name
 
 
 def prepare_layers(filters: Filters) -> Layers:
     """Checks `filters` (a tensor or a non-empty list of tensors) and views each as float32 rows
-    (N_l, D_l). Contiguous float32 weights are not copied."""
+    (N_l, D_l), or float64 rows when any layer is float64 (computed in float64). Contiguous weights of
+    that dtype are not copied."""
     single = isinstance(filters, torch.Tensor)
     weights = [filters] if single else filters
     if not isinstance(weights, (list, tuple)):
@@ -71,7 +93,7 @@ def prepare_layers(filters: Filters) -> Layers:
         # This loop runs once per conv layer of every scoring call: cheap checks, no copies for
         # contiguous float32 weights (the common case), and messages built only on failure.
         name = "filters" if single else f"filters[{index}]"
-        check_float_tensor(weight, name, "weights")
+        check_float_tensor(weight, name, "weights", float64=True)
         shape = weight.shape
         if len(shape) not in (2, 4):
             raise ValueError(
@@ -83,8 +105,10 @@ def prepare_layers(filters: Filters) -> Layers:
             )
         if weight.device != device:
             raise ValueError(f"{name}: expected every layer on {device}, got {weight.device}")
-        rows.append(float32_rows(weight, shape[0], weight.numel() // shape[0]))
-    return Layers(rows, single)
+        rows.append(weight)
+    wide = any(w.dtype is torch.float64 for w in rows)
+    dtype = torch.float64 if wide else torch.float32
+    return Layers([float32_rows(w, w.shape[0], w.numel() // w.shape[0], dtype) for w in rows], single)
 
 
 def pack(rows: list[torch.Tensor]) -> torch.Tensor:

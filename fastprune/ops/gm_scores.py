@@ -10,9 +10,11 @@ from fastprune.backends import select_backend
 from fastprune.ops import _native_call, _reference
 from fastprune.ops._library import register
 from fastprune.ops._ragged import (
+    FLOAT64_BACKEND,
     Filters,
     Mask,
     check_finite,
+    float64_backend,
     metric_id,
     pack,
     pack_mask,
@@ -79,20 +81,25 @@ def gm_scores(
 
     Args:
         filters: one weight (N, C, k, k) or (N, D), or a list of them (one per layer), float32
-            (float16/bfloat16 accepted, computed in float32). A list is scored in one native call.
+            (float16/bfloat16 accepted, computed in float32; float64 computed and returned in float64, by
+            the torch backend). A list is scored in one native call.
         metric: "l2" (FPGM's default), "l1", "cosine" or "sqeuclidean".
         mask: None (all kept), or a bool tensor of shape (N,) per layer (a list for a list input), on
             the filters' device.
         backend: "auto", "cpu", "cuda", "triton" or "torch" (see fastprune.backends).
     Returns:
-        float32 (N,) scores, or a list of them; deterministic (bitwise identical across runs and
-        thread counts).
+        float32 (N,) scores (float64 for float64 filters), or a list of them; deterministic (bitwise
+        identical across runs and thread counts).
     Raises:
         ValueError / TypeError naming the bad argument; ValueError for NaN/Inf weights.
     """
     metric_code = metric_id(metric)
     layers = prepare_layers(filters)
     keep_mask = pack_mask(mask, layers)
-    name = select_backend(backend, layers.device.type, "gm_scores")
+    float64 = layers.rows[0].dtype is torch.float64
+    name = select_backend(
+        backend, layers.device.type, "gm_scores", auto_torch=FLOAT64_BACKEND if float64 else None
+    )
+    name = float64_backend(name, layers, "gm_scores")
     out = torch.ops.fastprune.gm_scores(layers.rows, metric_code, keep_mask, name)
     return split_per_layer(list(torch.split(out, [r.shape[0] for r in layers.rows])), layers.single)

@@ -10,8 +10,10 @@ from fastprune.backends import select_backend
 from fastprune.ops import _native_call, _reference
 from fastprune.ops._library import register
 from fastprune.ops._ragged import (
+    FLOAT64_BACKEND,
     Filters,
     check_finite,
+    float64_backend,
     metric_id,
     pack,
     prepare_layers,
@@ -67,11 +69,13 @@ def pairwise_distances(
 
     Args:
         filters: one weight, or a list of weights of different shapes (one per layer), float32
-            (float16/bfloat16 accepted, computed in float32). A list is scored in one native call.
+            (float16/bfloat16 accepted, computed in float32; float64 computed and returned in float64, by
+            the torch backend). A list is scored in one native call.
         metric: one of the names above.
         backend: "auto", "cpu", "cuda", "triton" or "torch" (see fastprune.backends).
     Returns:
-        float32 (N, N) tensor, or a list of them for a list input, on the filters' device.
+        float32 (N, N) tensor (float64 for float64 filters), or a list of them for a list input, on the
+        filters' device.
     Accuracy: relative error <= 1e-4 against float64, near-duplicate filters included. The CPU takes
     squared distances from a Gram product and recomputes from the differences every pair under 1/16
     of |a|^2 + |b|^2, where float32 cancellation could bite (csrc/include/fastprune/detail/distance.h);
@@ -81,7 +85,11 @@ def pairwise_distances(
     """
     metric_code = metric_id(metric)
     layers = prepare_layers(filters)
-    name = select_backend(backend, layers.device.type, "pairwise_distances")
+    float64 = layers.rows[0].dtype is torch.float64
+    name = select_backend(
+        backend, layers.device.type, "pairwise_distances", auto_torch=FLOAT64_BACKEND if float64 else None
+    )
+    name = float64_backend(name, layers, "pairwise_distances")
     out = torch.ops.fastprune.pairwise_distances(layers.rows, metric_code, name)
     num_rows = [r.shape[0] for r in layers.rows]
     matrices = [m.view(n, n) for m, n in zip(torch.split(out, [n * n for n in num_rows]), num_rows)]

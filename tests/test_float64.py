@@ -1,0 +1,46 @@
+"""float64 filters (issue 17, every dtype): gm_scores and pairwise_distances compute and return float64 (the
+torch backend), matching SciPy's float64 distances to ~1e-12; 'auto' picks it, a float32 kernel named
+explicitly is refused with the reason."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import reference_distances
+
+from fastprune.backends import BackendError
+from fastprune.ops import gm_scores, pairwise_distances
+
+
+@pytest.mark.parametrize("metric", ["l2", "l1", "cosine", "sqeuclidean"])
+def test_float64_scores_and_distances_are_float64_exact(metric):
+    gen = torch.Generator().manual_seed(0)
+    layers = [
+        torch.randn(12, 4, 3, 3, generator=gen, dtype=torch.float64),
+        torch.randn(7, 30, generator=gen).double(),
+    ]
+    layers[0][5] = layers[0][4] + 1e-9  # near-duplicate filters: float32 could not resolve their distance
+    scores = gm_scores(layers, metric)
+    distances = pairwise_distances(layers, metric)
+    for layer, score, dist in zip(layers, scores, distances):
+        expected = reference_distances(layer.flatten(1).numpy(), metric)
+        assert score.dtype == dist.dtype == torch.float64
+        np.testing.assert_allclose(dist.numpy(), expected, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(score.numpy(), expected.sum(1), rtol=1e-10, atol=1e-12)
+    if metric == "l2":
+        assert 0 < float(distances[0][4, 5]) < 1e-7  # resolved, not rounded to 0 or to float32's floor
+
+
+def test_mixed_list_is_computed_in_float64_and_float32_stays_float32():
+    gen = torch.Generator().manual_seed(1)
+    a, b = torch.randn(6, 8, generator=gen), torch.randn(5, 8, generator=gen).double()
+    mixed = gm_scores([a, b])
+    assert all(s.dtype == torch.float64 for s in mixed)
+    assert torch.allclose(mixed[0], gm_scores(a.double()), rtol=1e-12)
+    assert gm_scores(a).dtype == torch.float32
+
+
+def test_a_float32_kernel_named_for_float64_filters_is_refused():
+    with pytest.raises(BackendError, match="backend 'cpu' computes gm_scores in float32; float64 filters"):
+        gm_scores(torch.randn(4, 9, dtype=torch.float64), backend="cpu")
+    with pytest.raises(TypeError, match="expected float32, float16, bfloat16 or float64"):
+        gm_scores(torch.randn(4, 9).to(torch.int32))
