@@ -44,3 +44,27 @@ def test_a_float32_kernel_named_for_float64_filters_is_refused():
         gm_scores(torch.randn(4, 9, dtype=torch.float64), backend="cpu")
     with pytest.raises(TypeError, match="expected float32, float16, bfloat16 or float64"):
         gm_scores(torch.randn(4, 9).to(torch.int32))
+
+
+@pytest.mark.parametrize("criterion", ["weight", "det", "min_eig", "spectral_radius_real", "spectral_norm"])
+def test_float64_kernel_scores(criterion):
+    from fastprune.ops import kernel_scores
+
+    gen = torch.Generator().manual_seed(2)
+    weight = torch.randn(5, 4, 3, 3, generator=gen, dtype=torch.float64)
+    scores = kernel_scores(weight, criterion)
+    assert scores.dtype == torch.float64 and scores.shape == (5, 4)
+    kernels = weight.numpy()
+    for o, i in [(0, 0), (2, 3), (4, 1)]:
+        k = kernels[o, i]
+        expected = {
+            "weight": np.abs(k).mean(),
+            "det": abs(np.linalg.det(k)),
+            "min_eig": np.abs(np.linalg.eigvals(k)).min(),
+            "spectral_radius_real": np.abs(np.linalg.eigvals(k).real).max(),
+            "spectral_norm": np.linalg.svd(k, compute_uv=False)[0],
+        }[criterion]
+        assert abs(float(scores[o, i]) - expected) <= 1e-12 * max(1.0, abs(expected))
+    with pytest.raises(BackendError, match="backend 'cpu' computes kernel_scores in float32"):
+        kernel_scores(weight, criterion, backend="cpu")
+    assert kernel_scores(weight.float(), criterion).dtype == torch.float32

@@ -6,10 +6,17 @@ from typing import Sequence, Union
 
 import torch
 
-from fastprune.backends import select_backend
+from fastprune.backends import BackendError, select_backend
 from fastprune.ops import _native_call
 from fastprune.ops._library import register
-from fastprune.ops._ragged import check_float_tensor, float32_rows, pack, sizes, split_per_layer
+from fastprune.ops._ragged import (
+    FLOAT64_BACKEND,
+    check_float_tensor,
+    float32_rows,
+    pack,
+    sizes,
+    split_per_layer,
+)
 from fastprune.ops._small_matrix import MAX_N
 
 # Criterion names -> fp_kernel_criterion ids. c(K) for one k x k kernel K; kept iff c(K) >= t ** power.
@@ -62,9 +69,10 @@ def criterion_with_torch(
 
 
 def _torch(rows: list[torch.Tensor], criterion: int) -> torch.Tensor:
+    dtype = torch.float64 if rows[0].dtype is torch.float64 else torch.float32  # float64 in, float64 out
     return torch.cat(
         [criterion_with_torch(r.view(r.shape[0], int(r.shape[1] ** 0.5), -1), criterion) for r in rows]
-    ).to(torch.float32)
+    ).to(dtype)
 
 
 def _triton(rows: list[torch.Tensor], criterion: int) -> torch.Tensor:
@@ -96,8 +104,8 @@ register("kernel_scores", "(Tensor[] layers, int criterion, str backend) -> Tens
 def _kernel_rows(
     weights: Union[torch.Tensor, Sequence[torch.Tensor]],
 ) -> tuple[list[torch.Tensor], int, bool]:
-    """Checks the weights; returns per layer (O * I, k * k) float32 rows, the largest k, and whether one
-    tensor (not a list) was given."""
+    """Checks the weights; returns per layer (O * I, k * k) float32 rows (float64 when any layer is
+    float64), the largest k, and whether one tensor (not a list) was given."""
     single = isinstance(weights, torch.Tensor)
     layers = [weights] if single else weights
     if not isinstance(layers, (list, tuple)) or len(layers) == 0:
@@ -105,7 +113,7 @@ def _kernel_rows(
     rows = []
     for index, w in enumerate(layers):
         name = "weights" if single else f"weights[{index}]"
-        check_float_tensor(w, name, "weights")
+        check_float_tensor(w, name, "weights", float64=True)
         if w.dim() != 4 or w.shape[2] != w.shape[3] or not 1 <= w.shape[2] <= MAX_N or w.numel() == 0:
             raise ValueError(
                 f"{name}: expected a conv weight (O, I, k, k) with square kernels, 1 <= k <= {MAX_N} and "
@@ -113,14 +121,17 @@ def _kernel_rows(
             )
         if w.device != layers[0].device:
             raise ValueError(f"{name}: expected every layer on {layers[0].device}, got {w.device}")
-        rows.append(float32_rows(w, w.shape[0] * w.shape[1], w.shape[2] * w.shape[3]))
+        rows.append(w)
+    dtype = torch.float64 if any(w.dtype is torch.float64 for w in rows) else torch.float32
+    rows = [float32_rows(w, w.shape[0] * w.shape[1], w.shape[2] * w.shape[3], dtype) for w in rows]
     return rows, max(w.shape[2] for w in layers), single
 
 
 def kernel_scores(
     weights: Union[torch.Tensor, Sequence[torch.Tensor]], criterion: str, *, backend: str = "auto"
 ) -> Union[torch.Tensor, list[torch.Tensor]]:
-    """c(K) for every k x k kernel K = W[o, i] of each conv weight W (O, I, k, k) -> (O, I) float32.
+    """c(K) for every k x k kernel K = W[o, i] of each conv weight W (O, I, k, k) -> (O, I) float32
+    (float64 weights, or a list with any: computed and returned in float64 by the torch backend).
 
     Criteria (Cugu & Akbas; a kernel is kept iff c(K) >= t ** criterion_power(criterion, k)):
         "weight" mean |K|; "det" |det K|; "det_gram" |det K^T K|; "min_eig" min |lambda|;
@@ -132,7 +143,15 @@ def kernel_scores(
     """
     code = criterion_id(criterion)
     rows, largest_k, single = _kernel_rows(weights)
-    name = select_backend(backend, rows[0].device.type, "kernel_scores", matrix_n=largest_k)
+    float64 = rows[0].dtype is torch.float64
+    name = select_backend(
+        backend, rows[0].device.type, "kernel_scores", matrix_n=largest_k,
+        auto_torch=FLOAT64_BACKEND if float64 else None,
+    )  # fmt: skip
+    if float64 and name != "torch":
+        raise BackendError(
+            f"backend {name!r} computes kernel_scores in float32; {FLOAT64_BACKEND} ('auto' picks it)"
+        )
     out = torch.ops.fastprune.kernel_scores(rows, code, name)
     layers = [weights] if single else list(weights)
     parts = [
