@@ -53,7 +53,7 @@ def check_float_tensor(x: object, name: str, what: str, float64: bool = False) -
         )
 
 
-def float32_rows(x: torch.Tensor, rows: int, cols: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def float_rows(x: torch.Tensor, rows: int, cols: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """x as a contiguous (rows, cols) matrix of `dtype` (float32, or float64 for a float64 computation): a
     view for contiguous input of that dtype, else one copy."""
     if x.dtype is dtype and x.is_contiguous():
@@ -108,7 +108,7 @@ def prepare_layers(filters: Filters) -> Layers:
         rows.append(weight)
     wide = any(w.dtype is torch.float64 for w in rows)
     dtype = torch.float64 if wide else torch.float32
-    return Layers([float32_rows(w, w.shape[0], w.numel() // w.shape[0], dtype) for w in rows], single)
+    return Layers([float_rows(w, w.shape[0], w.numel() // w.shape[0], dtype) for w in rows], single)
 
 
 def pack(rows: list[torch.Tensor]) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch
 from fastprune.backends import select_backend
 from fastprune.ops import _native_call
 from fastprune.ops._library import register
-from fastprune.ops._ragged import check_float_tensor, float32_rows
+from fastprune.ops._ragged import check_float_tensor, float_rows
 
 MAX_N = 7
 
@@ -23,7 +23,7 @@ def as_matrix_batch(x: torch.Tensor, op: str) -> torch.Tensor:
     n = x.shape[-1]
     if not 1 <= n <= MAX_N:
         raise ValueError(f"x: expected 1 <= n <= {MAX_N} (the k x k kernels of a conv), got n = {n}")
-    return float32_rows(x, x.numel() // (n * n), n * n).view(-1, n, n)
+    return float_rows(x, x.numel() // (n * n), n * n).view(-1, n, n)
 
 
 def define(

@@ -12,7 +12,7 @@ from fastprune.ops._library import register
 from fastprune.ops._ragged import (
     FLOAT64_BACKEND,
     check_float_tensor,
-    float32_rows,
+    float_rows,
     pack,
     sizes,
     split_per_layer,
@@ -123,7 +123,7 @@ def _kernel_rows(
             raise ValueError(f"{name}: expected every layer on {layers[0].device}, got {w.device}")
         rows.append(w)
     dtype = torch.float64 if any(w.dtype is torch.float64 for w in rows) else torch.float32
-    rows = [float32_rows(w, w.shape[0] * w.shape[1], w.shape[2] * w.shape[3], dtype) for w in rows]
+    rows = [float_rows(w, w.shape[0] * w.shape[1], w.shape[2] * w.shape[3], dtype) for w in rows]
     return rows, max(w.shape[2] for w in layers), single
 
 
