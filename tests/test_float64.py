@@ -68,3 +68,21 @@ def test_float64_kernel_scores(criterion):
     with pytest.raises(BackendError, match="backend 'cpu' computes kernel_scores in float32"):
         kernel_scores(weight, criterion, backend="cpu")
     assert kernel_scores(weight.float(), criterion).dtype == torch.float32
+
+
+def test_float64_small_matrix_ops():
+    from fastprune.ops import small_det, small_eigvals, small_svdvals
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 4, 4, generator=gen, dtype=torch.float64)
+    eig, sv, det = small_eigvals(x), small_svdvals(x), small_det(x)
+    assert (eig.dtype, sv.dtype, det.dtype) == (torch.complex128, torch.float64, torch.float64)
+    for m in range(6):
+        a = x[m].numpy()
+        expected = np.linalg.eigvals(a)
+        assert np.allclose(np.sort_complex(eig[m].numpy()), np.sort_complex(expected), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(sv[m].numpy(), np.linalg.svd(a, compute_uv=False), rtol=1e-12)
+        np.testing.assert_allclose(float(det[m]), np.linalg.det(a), rtol=1e-12)
+    with pytest.raises(BackendError, match="backend 'cpu' computes small_det in float32"):
+        small_det(x, backend="cpu")
+    assert small_det(x.float()).dtype == torch.float32 and small_eigvals(x.float()).dtype == torch.complex64

@@ -171,8 +171,7 @@ def test_nonfinite_input_propagates_as_nan() -> None:
 
 def test_bad_input_errors() -> None:
     cases = [
-        (torch.randn(3, 3, dtype=torch.float64), TypeError, r"x: expected float32.*got torch.float64"),
-        (torch.ones(3, 3, dtype=torch.int64), TypeError, r"x: expected float32"),
+        (torch.ones(3, 3, dtype=torch.int64), TypeError, r"x: expected float32.*or float64.*got torch.int64"),
         (torch.randn(3), ValueError, r"x: expected square matrices .* got shape \(3,\)"),
         (torch.randn(2, 3, 4), ValueError, r"x: expected square matrices"),
         (torch.randn(8, 8), ValueError, r"x: expected 1 <= n <= 7 .* got n = 8"),

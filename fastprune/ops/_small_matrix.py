@@ -7,23 +7,32 @@ from typing import Callable
 
 import torch
 
-from fastprune.backends import select_backend
+from fastprune.backends import BackendError, select_backend
 from fastprune.ops import _native_call
 from fastprune.ops._library import register
-from fastprune.ops._ragged import check_float_tensor, float_rows
+from fastprune.ops._ragged import FLOAT64_BACKEND, check_float_tensor, float_rows
 
 MAX_N = 7
 
 
 def as_matrix_batch(x: torch.Tensor, op: str) -> torch.Tensor:
-    """(..., n, n) float32/float16/bfloat16 -> contiguous float32 (count, n, n), 1 <= n <= 7."""
-    check_float_tensor(x, "x", "matrices")
+    """(..., n, n) float32/float16/bfloat16 -> contiguous float32 (count, n, n), 1 <= n <= 7; float64 stays
+    float64 (computed in float64)."""
+    check_float_tensor(x, "x", "matrices", float64=True)
     if x.dim() < 2 or x.shape[-1] != x.shape[-2]:
         raise ValueError(f"x: expected square matrices of shape (..., n, n), got shape {tuple(x.shape)}")
     n = x.shape[-1]
     if not 1 <= n <= MAX_N:
         raise ValueError(f"x: expected 1 <= n <= {MAX_N} (the k x k kernels of a conv), got n = {n}")
-    return float_rows(x, x.numel() // (n * n), n * n).view(-1, n, n)
+    dtype = torch.float64 if x.dtype is torch.float64 else torch.float32
+    return float_rows(x, x.numel() // (n * n), n * n, dtype).view(-1, n, n)
+
+
+def _result_dtype(out_dtype: torch.dtype, matrices: torch.Tensor) -> torch.dtype:
+    """The op's dtype (float32 / complex64), or its double form for float64 matrices."""
+    if matrices.dtype is not torch.float64:
+        return out_dtype
+    return torch.complex128 if out_dtype.is_complex else torch.float64
 
 
 def define(
@@ -32,7 +41,8 @@ def define(
     """Registers fastprune::<op>(Tensor x, str backend) and returns the function that runs it.
 
     out_shape(count, n) is the native output shape per batch; the result is reshaped to x's batch dims
-    and, for complex output, viewed as complex64 from (re, im) float pairs."""
+    and, for complex output, viewed as complex64 from (re, im) float pairs. `reference` (the torch backend)
+    computes in float64; float64 matrices get its result in float64 / complex128, others in out_dtype."""
 
     def native(matrices: torch.Tensor) -> torch.Tensor:
         out = torch.empty(
@@ -47,21 +57,33 @@ def define(
         out = getattr(small_matrix, op)(matrices)
         return torch.view_as_complex(out) if out_dtype.is_complex else out
 
-    implementations = {"cpu": native, "cuda": native, "triton": triton, "torch": reference}
+    def torch_backend(matrices: torch.Tensor) -> torch.Tensor:
+        return reference(matrices).to(_result_dtype(out_dtype, matrices))
+
+    implementations = {"cpu": native, "cuda": native, "triton": triton, "torch": torch_backend}
 
     def implementation(matrices: torch.Tensor, backend: str) -> torch.Tensor:
         return implementations[backend](matrices)
 
     def fake(matrices: torch.Tensor, backend: str) -> torch.Tensor:
         shape = out_shape(matrices.shape[0], matrices.shape[-1])
-        return matrices.new_empty(shape[:-1] if out_dtype.is_complex else shape, dtype=out_dtype)
+        dtype = _result_dtype(out_dtype, matrices)
+        return matrices.new_empty(shape[:-1] if out_dtype.is_complex else shape, dtype=dtype)
 
     register(op, "(Tensor matrices, str backend) -> Tensor", implementation, fake)
     packed_op = getattr(torch.ops.fastprune, op)
 
     def run(x: torch.Tensor, backend: str) -> torch.Tensor:
         matrices = as_matrix_batch(x, op)
-        name = select_backend(backend, matrices.device.type, op, matrix_n=matrices.shape[-1])
+        float64 = matrices.dtype is torch.float64
+        name = select_backend(
+            backend, matrices.device.type, op, matrix_n=matrices.shape[-1],
+            auto_torch=FLOAT64_BACKEND if float64 else None,
+        )  # fmt: skip
+        if float64 and name != "torch":
+            raise BackendError(
+                f"backend {name!r} computes {op} in float32; {FLOAT64_BACKEND} ('auto' picks it)"
+            )
         out = packed_op(matrices, name)
         return out.reshape(*x.shape[:-2], *out.shape[1:])
 
