@@ -6,7 +6,7 @@ folded; what cannot be removed stays."""
 import pytest
 import torch
 import torch_pruning as tp
-from test_graph_liveness import Mixed
+from test_graph_liveness import Broken, Mixed, NoFamily
 from torch import nn
 
 from fastprune import models
@@ -160,21 +160,8 @@ def test_resnet_variants_take_the_graph_path():
 
 
 def test_graph_compaction_errors():
-    class NoFamily(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = nn.Conv2d(3, 4, 3)
-
-        def forward(self, x):
-            return self.conv(x)
-
     with pytest.raises(ValueError, match="compact: input_shape is required to trace NoFamily"):
         compact(NoFamily())
-
-    class Broken(NoFamily):
-        def forward(self, x):
-            return self.conv(x[:, :2])
-
     with pytest.raises(UnsupportedModelError, match="Broken: Torch-Pruning's DependencyGraph cannot trace"):
         compact(Broken(), input_shape=(3, 8, 8))
 

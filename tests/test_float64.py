@@ -40,7 +40,10 @@ def test_mixed_list_is_computed_in_float64_and_float32_stays_float32():
 
 
 def test_a_float32_kernel_named_for_float64_filters_is_refused():
-    with pytest.raises(BackendError, match="backend 'cpu' computes gm_scores in float32; float64 filters"):
+    with pytest.raises(
+        BackendError,
+        match="backend 'cpu' computes gm_scores in float32; float64 input is computed in float64",
+    ):
         gm_scores(torch.randn(4, 9, dtype=torch.float64), backend="cpu")
     with pytest.raises(TypeError, match="expected float32, float16, bfloat16 or float64"):
         gm_scores(torch.randn(4, 9).to(torch.int32))

@@ -147,14 +147,22 @@ def test_every_channel_called_zero_is_zero_in_a_forward():
     assert dead_inputs > 100  # pruning removed channels that the analysis found
 
 
+class NoFamily(nn.Module):
+    """One conv, no `family` attribute: nothing says what input size traces it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Broken(NoFamily):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x[:, :2])  # reads 2 channels: the forward itself fails
+
+
 def test_untraceable_model_names_the_problem():
-    class Broken(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = nn.Conv2d(3, 4, 3)
-
-        def forward(self, x):
-            return self.conv(x[:, :2])  # reads 2 channels: the forward itself fails
-
     with pytest.raises(UnsupportedModelError, match="Broken: Torch-Pruning's DependencyGraph cannot trace"):
         count_flops(Broken(), (3, 8, 8))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Optional
 
 
 @dataclass
@@ -67,13 +67,3 @@ class CompactionReport:
         if self.kept_one:
             lines.append(f"every filter removed, one (zero) filter kept: {', '.join(self.kept_one)}")
         return "\n".join(lines)
-
-
-def spec_input_shape(spec: Mapping[str, Any]) -> Optional[tuple[int, int, int]]:
-    """The default input (C, H, W) of the network a compact spec came from; None for an unknown family."""
-    c = int(spec.get("in_channels", 3))
-    if spec.get("family") == "cifar":
-        return (c, 32, 32)
-    if spec.get("family") == "imagenet":
-        return (c, 64, 64) if spec.get("small_input") else (c, 224, 224)
-    return None

@@ -42,9 +42,10 @@ import torch
 from torch import nn
 
 from fastprune.compaction.network import FORMAT, CompactResNet, build_compact
-from fastprune.compaction.report import CompactionReport, LayerCompaction, spec_input_shape
+from fastprune.compaction.report import CompactionReport, LayerCompaction
 from fastprune.models._blocks import ShortcutA
 from fastprune.pruning.channels import UnsupportedModelError, _relu, channel_liveness
+from fastprune.pruning.flops import family_input_shape
 
 __all__ = ["compact_resnet"]
 
@@ -270,5 +271,7 @@ def compact_resnet(model: nn.Module) -> tuple[CompactResNet, CompactionReport]:
         spec, tensors, report = _build_spec(model)
         small = build_compact(spec, None).to(getattr(torch, spec["dtype"]))
         small.load_state_dict(tensors, strict=True)
-    report.input_shape = spec_input_shape(spec)
+    report.input_shape = family_input_shape(
+        spec.get("family"), bool(spec.get("small_input")), spec["in_channels"]
+    )
     return small.eval().to(param.device if param is not None else "cpu"), report

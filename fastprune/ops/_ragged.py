@@ -13,6 +13,8 @@ from typing import Optional, Sequence, Union
 
 import torch
 
+from fastprune.backends import BackendError, select_backend
+
 Filters = Union[torch.Tensor, Sequence[torch.Tensor]]
 Mask = Union[torch.Tensor, Sequence[torch.Tensor], None]
 
@@ -61,19 +63,29 @@ def float_rows(x: torch.Tensor, rows: int, cols: int, dtype: torch.dtype = torch
     return x.detach().reshape(rows, cols).to(dtype).contiguous()
 
 
-FLOAT64_BACKEND = "float64 filters are computed in float64 by the torch backend"
+FLOAT64_BACKEND = "float64 input is computed in float64 by the torch backend"
 
 
-def float64_backend(name: str, layers: Layers, op: str) -> str:
-    """The backend for `layers`: `name` (from select_backend), which must be "torch" for float64 rows
-    (fastprune's kernels compute in float32)."""
-    if layers.rows[0].dtype is torch.float64 and name != "torch":
-        from fastprune.backends import BackendError
+def result_dtype(sample: torch.Tensor, kind: torch.dtype = torch.float32) -> torch.dtype:
+    """An op's result dtype for input like `sample`: `kind` (float32 / complex64, what the kernels give),
+    or its double form (float64 / complex128) for float64 input, computed in float64."""
+    if sample.dtype is not torch.float64:
+        return kind
+    return torch.complex128 if kind.is_complex else torch.float64
 
-        raise BackendError(
-            f"backend {name!r} computes {op} in float32; {FLOAT64_BACKEND} ('auto' picks it), or pass "
-            "float32 filters"
-        )
+
+def select_float_backend(
+    requested: str, sample: torch.Tensor, op: str, matrix_n: Optional[int] = None
+) -> str:
+    """:func:`~fastprune.backends.select_backend` for `op` on inputs like `sample` (its rows, as prepared):
+    float64 goes to the torch backend, the one that computes in float64 ('auto' picks it); a float32
+    kernel asked for by name is refused with the reason."""
+    float64 = sample.dtype is torch.float64
+    name = select_backend(
+        requested, sample.device.type, op, matrix_n=matrix_n, auto_torch=FLOAT64_BACKEND if float64 else None
+    )
+    if float64 and name != "torch":
+        raise BackendError(f"backend {name!r} computes {op} in float32; {FLOAT64_BACKEND} ('auto' picks it)")
     return name
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import torch
 
-from fastprune.ops._ragged import METRICS
+from fastprune.ops._ragged import METRICS, result_dtype
 
 
 def layer_distances(rows: torch.Tensor, metric: int) -> torch.Tensor:
@@ -47,13 +47,8 @@ def _differences(x: torch.Tensor) -> torch.Tensor:
     return torch.cdist(x, x, p=2.0, compute_mode="donot_use_mm_for_euclid_dist")
 
 
-def _result_dtype(rows: list[torch.Tensor]) -> torch.dtype:
-    """float64 results for float64 rows (a float64 computation), else float32 as the kernels give."""
-    return torch.float64 if rows[0].dtype is torch.float64 else torch.float32
-
-
 def pairwise_distances(rows: list[torch.Tensor], metric: int) -> torch.Tensor:
-    return torch.cat([layer_distances(r, metric).reshape(-1) for r in rows]).to(_result_dtype(rows))
+    return torch.cat([layer_distances(r, metric).reshape(-1) for r in rows]).to(result_dtype(rows[0]))
 
 
 def gm_scores(rows: list[torch.Tensor], metric: int, keep_mask: Optional[torch.Tensor]) -> torch.Tensor:
@@ -64,4 +59,4 @@ def gm_scores(rows: list[torch.Tensor], metric: int, keep_mask: Optional[torch.T
     for r, kept in zip(rows, torch.split(keep, [r.shape[0] for r in rows])):
         scores = (layer_distances(r, metric) * kept[None, :]).sum(dim=1)
         out.append(torch.where(kept, scores, torch.inf))
-    return torch.cat(out).to(_result_dtype(rows))
+    return torch.cat(out).to(result_dtype(rows[0]))

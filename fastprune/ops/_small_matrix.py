@@ -7,10 +7,9 @@ from typing import Callable
 
 import torch
 
-from fastprune.backends import BackendError, select_backend
 from fastprune.ops import _native_call
 from fastprune.ops._library import register
-from fastprune.ops._ragged import FLOAT64_BACKEND, check_float_tensor, float_rows
+from fastprune.ops._ragged import check_float_tensor, float_rows, result_dtype, select_float_backend
 
 MAX_N = 7
 
@@ -26,13 +25,6 @@ def as_matrix_batch(x: torch.Tensor, op: str) -> torch.Tensor:
         raise ValueError(f"x: expected 1 <= n <= {MAX_N} (the k x k kernels of a conv), got n = {n}")
     dtype = torch.float64 if x.dtype is torch.float64 else torch.float32
     return float_rows(x, x.numel() // (n * n), n * n, dtype).view(-1, n, n)
-
-
-def _result_dtype(out_dtype: torch.dtype, matrices: torch.Tensor) -> torch.dtype:
-    """The op's dtype (float32 / complex64), or its double form for float64 matrices."""
-    if matrices.dtype is not torch.float64:
-        return out_dtype
-    return torch.complex128 if out_dtype.is_complex else torch.float64
 
 
 def define(
@@ -58,7 +50,7 @@ def define(
         return torch.view_as_complex(out) if out_dtype.is_complex else out
 
     def torch_backend(matrices: torch.Tensor) -> torch.Tensor:
-        return reference(matrices).to(_result_dtype(out_dtype, matrices))
+        return reference(matrices).to(result_dtype(matrices, out_dtype))
 
     implementations = {"cpu": native, "cuda": native, "triton": triton, "torch": torch_backend}
 
@@ -67,7 +59,7 @@ def define(
 
     def fake(matrices: torch.Tensor, backend: str) -> torch.Tensor:
         shape = out_shape(matrices.shape[0], matrices.shape[-1])
-        dtype = _result_dtype(out_dtype, matrices)
+        dtype = result_dtype(matrices, out_dtype)
         return matrices.new_empty(shape[:-1] if out_dtype.is_complex else shape, dtype=dtype)
 
     register(op, "(Tensor matrices, str backend) -> Tensor", implementation, fake)
@@ -75,15 +67,7 @@ def define(
 
     def run(x: torch.Tensor, backend: str) -> torch.Tensor:
         matrices = as_matrix_batch(x, op)
-        float64 = matrices.dtype is torch.float64
-        name = select_backend(
-            backend, matrices.device.type, op, matrix_n=matrices.shape[-1],
-            auto_torch=FLOAT64_BACKEND if float64 else None,
-        )  # fmt: skip
-        if float64 and name != "torch":
-            raise BackendError(
-                f"backend {name!r} computes {op} in float32; {FLOAT64_BACKEND} ('auto' picks it)"
-            )
+        name = select_float_backend(backend, matrices, op, matrix_n=matrices.shape[-1])
         out = packed_op(matrices, name)
         return out.reshape(*x.shape[:-2], *out.shape[1:])
 

@@ -6,19 +6,17 @@ from typing import Optional, Union
 
 import torch
 
-from fastprune.backends import select_backend
 from fastprune.ops import _native_call, _reference
 from fastprune.ops._library import register
 from fastprune.ops._ragged import (
-    FLOAT64_BACKEND,
     Filters,
     Mask,
     check_finite,
-    float64_backend,
     metric_id,
     pack,
     pack_mask,
     prepare_layers,
+    select_float_backend,
     sizes,
     split_per_layer,
 )
@@ -96,10 +94,6 @@ def gm_scores(
     metric_code = metric_id(metric)
     layers = prepare_layers(filters)
     keep_mask = pack_mask(mask, layers)
-    float64 = layers.rows[0].dtype is torch.float64
-    name = select_backend(
-        backend, layers.device.type, "gm_scores", auto_torch=FLOAT64_BACKEND if float64 else None
-    )
-    name = float64_backend(name, layers, "gm_scores")
+    name = select_float_backend(backend, layers.rows[0], "gm_scores")
     out = torch.ops.fastprune.gm_scores(layers.rows, metric_code, keep_mask, name)
     return split_per_layer(list(torch.split(out, [r.shape[0] for r in layers.rows])), layers.single)

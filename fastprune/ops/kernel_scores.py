@@ -6,14 +6,14 @@ from typing import Sequence, Union
 
 import torch
 
-from fastprune.backends import BackendError, select_backend
 from fastprune.ops import _native_call
 from fastprune.ops._library import register
 from fastprune.ops._ragged import (
-    FLOAT64_BACKEND,
     check_float_tensor,
     float_rows,
     pack,
+    result_dtype,
+    select_float_backend,
     sizes,
     split_per_layer,
 )
@@ -69,10 +69,9 @@ def criterion_with_torch(
 
 
 def _torch(rows: list[torch.Tensor], criterion: int) -> torch.Tensor:
-    dtype = torch.float64 if rows[0].dtype is torch.float64 else torch.float32  # float64 in, float64 out
     return torch.cat(
         [criterion_with_torch(r.view(r.shape[0], int(r.shape[1] ** 0.5), -1), criterion) for r in rows]
-    ).to(dtype)
+    ).to(result_dtype(rows[0]))
 
 
 def _triton(rows: list[torch.Tensor], criterion: int) -> torch.Tensor:
@@ -143,15 +142,7 @@ def kernel_scores(
     """
     code = criterion_id(criterion)
     rows, largest_k, single = _kernel_rows(weights)
-    float64 = rows[0].dtype is torch.float64
-    name = select_backend(
-        backend, rows[0].device.type, "kernel_scores", matrix_n=largest_k,
-        auto_torch=FLOAT64_BACKEND if float64 else None,
-    )  # fmt: skip
-    if float64 and name != "torch":
-        raise BackendError(
-            f"backend {name!r} computes kernel_scores in float32; {FLOAT64_BACKEND} ('auto' picks it)"
-        )
+    name = select_float_backend(backend, rows[0], "kernel_scores", matrix_n=largest_k)
     out = torch.ops.fastprune.kernel_scores(rows, code, name)
     layers = [weights] if single else list(weights)
     parts = [

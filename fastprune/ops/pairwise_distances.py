@@ -6,17 +6,15 @@ from typing import Union
 
 import torch
 
-from fastprune.backends import select_backend
 from fastprune.ops import _native_call, _reference
 from fastprune.ops._library import register
 from fastprune.ops._ragged import (
-    FLOAT64_BACKEND,
     Filters,
     check_finite,
-    float64_backend,
     metric_id,
     pack,
     prepare_layers,
+    select_float_backend,
     sizes,
     split_per_layer,
 )
@@ -85,11 +83,7 @@ def pairwise_distances(
     """
     metric_code = metric_id(metric)
     layers = prepare_layers(filters)
-    float64 = layers.rows[0].dtype is torch.float64
-    name = select_backend(
-        backend, layers.device.type, "pairwise_distances", auto_torch=FLOAT64_BACKEND if float64 else None
-    )
-    name = float64_backend(name, layers, "pairwise_distances")
+    name = select_float_backend(backend, layers.rows[0], "pairwise_distances")
     out = torch.ops.fastprune.pairwise_distances(layers.rows, metric_code, name)
     num_rows = [r.shape[0] for r in layers.rows]
     matrices = [m.view(n, n) for m, n in zip(torch.split(out, [n * n for n in num_rows]), num_rows)]

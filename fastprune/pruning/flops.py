@@ -115,13 +115,23 @@ class FlopsReport:
         return "\n".join(lines)
 
 
-def _default_input_shape(model: nn.Module) -> tuple[int, int, int]:
-    family = getattr(model, "family", None)
+def family_input_shape(
+    family: object, small_input: bool = False, channels: int = 3
+) -> Optional[tuple[int, int, int]]:
+    """The default input (C, H, W) of a model family: CIFAR 32x32, ImageNet 224x224 (64x64 with the small-
+    input stem); None for an unknown family."""
     if family == "cifar":
-        return (3, 32, 32)
+        return (channels, 32, 32)
     if family == "imagenet":
-        return (3, 64, 64) if getattr(model, "small_input", False) else (3, 224, 224)
-    raise ValueError("count_flops: input_shape is required for a model without a known `family`")
+        return (channels, 64, 64) if small_input else (channels, 224, 224)
+    return None
+
+
+def _default_input_shape(model: nn.Module) -> tuple[int, int, int]:
+    shape = family_input_shape(getattr(model, "family", None), bool(getattr(model, "small_input", False)))
+    if shape is None:
+        raise ValueError("count_flops: input_shape is required for a model without a known `family`")
+    return shape
 
 
 def resolve_input_shape(model: nn.Module, input_shape: Optional[Sequence[int]]) -> tuple[int, int, int]:

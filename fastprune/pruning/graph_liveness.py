@@ -43,6 +43,7 @@ from fastprune.pruning.channels import (
 )
 
 _LIVE = float("nan")
+_LAYERS = (nn.Conv2d, nn.Linear)
 
 
 def _keep_live(
@@ -226,9 +227,14 @@ def graph_liveness(model: nn.Module, example_input: torch.Tensor) -> ChannelLive
                         f"{name}: {module.num_features} features for a {state.numel()}-channel map"
                     )
                 states[node] = batchnorm_state(module, state, dtype)
-                producer = node.inputs[0].module if node.inputs else None
-                if isinstance(producer, (nn.Conv2d, nn.Linear)) and len(producer_outputs(node)) == 1:
-                    owner = layers[names[producer]]
+                producer = node.inputs[0] if node.inputs else None
+                # the BN of a conv / linear layer whose output it alone reads
+                if (
+                    producer is not None
+                    and isinstance(producer.module, _LAYERS)
+                    and len(producer.outputs) == 1
+                ):
+                    owner = layers[names[producer.module]]
                     owner.bn, owner.out_state = name, states[node]
             elif node.type == optype.CONCAT and inputs:
                 states[node] = torch.cat(inputs)
@@ -259,11 +265,6 @@ def output_layers(nodes: Sequence[Any]) -> set[Any]:
         else:
             stack.extend(node.inputs)
     return layers
-
-
-def producer_outputs(node: Any) -> list[Any]:
-    """The nodes reading the output of `node`'s (single) input."""
-    return node.inputs[0].outputs if node.inputs else []
 
 
 def _elementwise(node: Any, inputs: list[torch.Tensor]) -> torch.Tensor:
