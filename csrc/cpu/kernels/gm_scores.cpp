@@ -13,6 +13,24 @@ namespace fp {
 namespace cpu {
 inline namespace FP_CAP {
 
+namespace {
+
+// sum_j x_j in double over kSumLanes interleaved partial sums, added in a fixed order at the end: the
+// latency of one dependent add per element was a fifth of gm_scores on MobileNetV2's layers.
+double row_sum(const float* x, int64_t n) {
+  constexpr int kSumLanes = 8;
+  double lanes[kSumLanes] = {};
+  int64_t j = 0;
+  for (; j + kSumLanes <= n; j += kSumLanes)
+    for (int l = 0; l < kSumLanes; ++l) lanes[l] += x[j + l];
+  for (int l = 0; j < n; ++j, ++l) lanes[l] += x[j];
+  double sum = 0.0;
+  for (int l = 0; l < kSumLanes; ++l) sum += lanes[l];
+  return sum;
+}
+
+}  // namespace
+
 fp_status gm_scores(const std::vector<detail::LayerSpan>& layers, const std::vector<const float*>& layer_rows,
                     int metric, const uint8_t* keep_mask, float* out, std::string& error) {
   DistanceTiles tiles;
@@ -34,17 +52,18 @@ fp_status gm_scores(const std::vector<detail::LayerSpan>& layers, const std::vec
     double* p = partial.data() + first[tile.layer];
     const int64_t stride = tiles_in[tile.layer];
     const int64_t ti = tile.i0 / kTileRows, tj = tile.j0 / kTileRows;
-    for (int64_t i = 0; i < tile.ni; ++i) {
-      double row_sum = 0.0;
-      for (int64_t j = 0; j < tile.nj; ++j) row_sum += tile.dist[i * tile.nj + j];
-      p[(tile.i0 + i) * stride + tj] = row_sum;
-    }
+    for (int64_t i = 0; i < tile.ni; ++i) p[(tile.i0 + i) * stride + tj] = row_sum(tile.dist + i * tile.nj, tile.nj);
     if (ti == tj) return;
-    for (int64_t j = 0; j < tile.nj; ++j) {
-      double column_sum = 0.0;
-      for (int64_t i = 0; i < tile.ni; ++i) column_sum += tile.dist[i * tile.nj + j];
-      p[(tile.j0 + j) * stride + ti] = column_sum;
+    // Column sums row by row, every column in its own lane: the same order as one column at a time, without
+    // its strided walk and one dependent add per element.
+    thread_local std::vector<double> column_sums;
+    column_sums.assign(static_cast<size_t>(tile.nj), 0.0);
+    double* c = column_sums.data();
+    for (int64_t i = 0; i < tile.ni; ++i) {
+      const float* row = tile.dist + i * tile.nj;
+      for (int64_t j = 0; j < tile.nj; ++j) c[j] += row[j];
     }
+    for (int64_t j = 0; j < tile.nj; ++j) p[(tile.j0 + j) * stride + ti] = c[j];
   });
 
   for (size_t l = 0; l < layers.size(); ++l) {

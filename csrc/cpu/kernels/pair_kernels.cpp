@@ -92,23 +92,14 @@ void micro_kernel(const float* a, int64_t d, const float* panel, int64_t cols, f
   }
 }
 
-template <PairOp op, int kVecs>
+// micro_kernel for a runtime row count 1 <= rows <= R (R = kRows at the top).
+template <PairOp op, int kVecs, int R = kRows>
 void rows_against_panel(const float* a, int64_t rows, int64_t d, const float* panel, int64_t cols, float* out,
                         int64_t ld) {
-  switch (rows) {
-    case 1:
-      return micro_kernel<op, kVecs, 1>(a, d, panel, cols, out, ld);
-    case 2:
-      return micro_kernel<op, kVecs, 2>(a, d, panel, cols, out, ld);
-    case 3:
-      return micro_kernel<op, kVecs, 3>(a, d, panel, cols, out, ld);
-    case 4:
-      return micro_kernel<op, kVecs, 4>(a, d, panel, cols, out, ld);
-    case 5:
-      return micro_kernel<op, kVecs, 5>(a, d, panel, cols, out, ld);
-    default:
-      return micro_kernel<op, kVecs, kRows>(a, d, panel, cols, out, ld);
+  if constexpr (R > 1) {
+    if (rows < R) return rows_against_panel<op, kVecs, R - 1>(a, rows, d, panel, cols, out, ld);
   }
+  micro_kernel<op, kVecs, R>(a, d, panel, cols, out, ld);
 }
 
 template <PairOp op, int kVecs>
