@@ -29,7 +29,7 @@ from fastprune.ops._conv_args import (
     empty_output,
     shape_fields,
 )
-from fastprune.ops._library import LIBRARY, register
+from fastprune.ops._library import LIBRARY, autocast_dtype, autocast_inputs, register, register_autocast
 
 
 def _torch_forward(x, weight, bias, stride, padding, dilation, relu):
@@ -59,8 +59,8 @@ def cpu_kernel_ready(*tensors: Optional[torch.Tensor]) -> bool:
     """True when fastprune's CPU kernel may be called directly on these tensors (None entries skipped):
     float32 CPU tensors outside autograd (none requires grad while grad is enabled), TorchScript and
     torch.compile tracing. Layout is the caller's to check or fix."""
-    if torch.compiler.is_compiling() or torch.jit.is_scripting():
-        return False
+    if torch.compiler.is_compiling() or torch.jit.is_scripting() or autocast_dtype("cpu") is not None:
+        return False  # under autocast the conv runs in the autocast dtype (conv2d casts), as nn.Conv2d does
     grad = torch.is_grad_enabled()
     return all(
         t.device.type == "cpu" and t.dtype is torch.float32 and not (grad and t.requires_grad)
@@ -154,6 +154,7 @@ def _autograd_backward(ctx, grad_y):
 torch.library.register_autograd(
     "fastprune::conv2d", _autograd_backward, setup_context=_setup_context, lib=LIBRARY
 )
+register_autocast("conv2d")
 
 
 def conv2d(
@@ -169,10 +170,14 @@ def conv2d(
 ) -> torch.Tensor:
     """F.conv2d(x, weight, bias, stride, padding, dilation), then ReLU when ``relu``.
 
-    x (N, C, H, W), weight (O, C, kh, kw), bias (O,) or None, same dtype and device. Returns
-    (N, O, Ho, Wo), Ho = floor((H + 2 padding - dilation (kh - 1) - 1) / stride) + 1. groups = 1, zero
-    padding. Differentiable. Backends: "cpu" (float32 CPU tensors), "torch", or "auto".
+    x (N, C, H, W), weight (O, C, kh, kw), bias (O,) or None, same dtype and device (any floating dtype).
+    Returns (N, O, Ho, Wo) of that dtype, Ho = floor((H + 2 padding - dilation (kh - 1) - 1) / stride) + 1.
+    groups = 1, zero padding. Differentiable. Backends: "cpu" (float32 CPU tensors), "torch" (F.conv2d in
+    the input dtype), or "auto" (cpu for float32 on the CPU, torch otherwise). Under ``torch.autocast``
+    the inputs are cast to the autocast dtype first (bfloat16 on the CPU, float16 on CUDA by default),
+    as for ``nn.Conv2d``; so is ``torch.ops.fastprune.conv2d`` (a registered autocast rule).
     """
+    x, weight, bias = autocast_inputs(x, weight, bias)  # under torch.autocast, like nn.Conv2d
     stride_, padding_, dilation_ = check_conv_args(x, weight, bias, stride, padding, dilation)
     requested = "torch" if backend == "auto" and x.dtype is not torch.float32 else backend
     name = select_backend(requested, x.device.type, "conv2d")

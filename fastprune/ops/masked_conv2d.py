@@ -33,7 +33,7 @@ from torch.autograd.function import once_differentiable
 
 from fastprune.backends import MASKED_CONV_GROUPED, masked_conv_auto_fallback, select_backend
 from fastprune.ops._conv_args import IntPair, check_conv_args, empty_output
-from fastprune.ops._library import LIBRARY, register
+from fastprune.ops._library import LIBRARY, autocast_inputs, register, register_autocast
 from fastprune.ops._mask_lists import (
     block_diagonal,
     kept_lists,
@@ -202,6 +202,7 @@ def _autograd_backward(ctx, grad_y):
 torch.library.register_autograd(
     "fastprune::masked_conv2d", _autograd_backward, setup_context=_setup_context, lib=LIBRARY
 )
+register_autocast("masked_conv2d")
 
 
 # ---- eager calls --------------------------------------------------------------------------------------
@@ -292,6 +293,15 @@ def check_mask(mask: object, weight_shape: Sequence[int], device: torch.device) 
     return mask
 
 
+_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+# Why "auto" takes the torch backend (PyTorch's own convolution of W * M) for other dtypes than float32.
+_DTYPE_TO_TORCH = {
+    torch.float64: "float64 is computed in float64 by the torch backend",
+    torch.float16: "float16 is computed in float16 by PyTorch's convolution (the kernels are float32)",
+    torch.bfloat16: "bfloat16 is computed in bfloat16 by PyTorch's convolution (the kernels are float32)",
+}
+
+
 def _cpu_slower(mask: torch.Tensor, in_channels: int) -> Optional[str]:
     """Why the cpu kernels would be slower than the dense convolution for this mask (see
     fastprune.backends.MASKED_CONV_MAX_KEPT), from its cached lists (the cpu backend derives them anyway)."""
@@ -315,41 +325,50 @@ def masked_conv2d(
 ) -> torch.Tensor:
     """conv2d(x, weight * mask, bias, stride, padding, dilation, groups) computing only the kept kernels.
 
-    x (N, C, H, W), weight (O, C/groups, kh, kw), bias (O,) or None, all float32 (float64 too on the
-    torch backend); mask bool (O,) filter mask or (O, C/groups) kernel mask, True = kept; groups a
+    x (N, C, H, W), weight (O, C/groups, kh, kw), bias (O,) or None, one dtype: float32, float64, float16 or
+    bfloat16; mask bool (O,) filter mask or (O, C/groups) kernel mask, True = kept; groups a
     positive int dividing C and O (filter o reads channels G C/groups .. (G + 1) C/groups - 1 of x,
-    G = o // (O/groups); groups = C = O: depthwise). Returns (N, O, Ho, Wo),
+    G = o // (O/groups); groups = C = O: depthwise). Returns (N, O, Ho, Wo) of the input dtype,
     Ho = floor((H + 2 padding - dilation (kh - 1) - 1) / stride) + 1. A pruned filter outputs its bias
     (0 without bias). Differentiable in x, weight and bias; the weight gradient is exactly 0 on masked
-    entries. Zero padding only. Backends: "cpu" (C++, float32), "cuda" and "triton" (float32), "torch",
-    or "auto" (cpu for float32 CPU tensors; cuda, else triton, for float32 CUDA tensors; torch otherwise:
-    float64, groups > 1 on every device, and where this CPU's kernels are slower than the dense
+    entries. Zero padding only. Backends: "cpu" (C++), "cuda" and "triton" (compute in float32: float16 /
+    bfloat16 input is computed in float32 and the result cast back; float64 is refused), "torch"
+    (PyTorch's convolution of W * M in the input dtype), or "auto" (cpu for float32 CPU tensors; cuda,
+    else triton, for float32 CUDA tensors; torch otherwise: float64, float16 and bfloat16 on every device
+    (cuDNN / oneDNN in that dtype), groups > 1, and where this CPU's kernels are slower than the dense
     convolution: kernel masks keeping many kernels, the SIMD-less default capability; see
-    fastprune.backends.auto_fallbacks). A named native backend runs groups > 1 as the ungrouped
-    convolution with a block-diagonal kernel mask (see the module docstring).
+    fastprune.backends.auto_fallbacks). Under ``torch.autocast`` x, weight and bias are first cast to the
+    autocast dtype (bfloat16 on the CPU, float16 on CUDA by default) as for ``nn.Conv2d``; so is
+    ``torch.ops.fastprune.masked_conv2d`` (a registered autocast rule). A named native backend runs
+    groups > 1 as the ungrouped convolution with a block-diagonal kernel mask (see the module docstring).
     """
+    x, weight, bias = autocast_inputs(x, weight, bias)  # under torch.autocast, like nn.Conv2d
     stride_, padding_, dilation_ = check_conv_args(
         x, weight, bias, stride, padding, dilation, groups, grouped=True
     )
     for t, name in ((x, "x"), (weight, "weight")):
-        if t.dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"{name}: expected float32 (or float64 on the torch backend), got {t.dtype}")
+        if t.dtype not in _DTYPES:
+            raise TypeError(f"{name}: expected float32, float64, float16 or bfloat16, got {t.dtype}")
     mask = check_mask(mask, weight.shape, weight.device)
-    requested = backend
-    if x.dtype is torch.float64 and backend == "auto":
-        requested = "torch"  # the only backend that computes in float64
     name = select_backend(
-        requested,
+        backend,
         x.device.type,
         "masked_conv2d",
         cpu_slower=lambda: _cpu_slower(mask, weight.shape[1]),
-        auto_torch=MASKED_CONV_GROUPED if groups > 1 else None,
+        auto_torch=_DTYPE_TO_TORCH.get(x.dtype) or (MASKED_CONV_GROUPED if groups > 1 else None),
     )
     if name in ("cpu", "cuda", "triton") and x.dtype is not torch.float32:
-        raise TypeError(
-            f"x: the {name} backend computes in float32, got {x.dtype}; convert with .float() or use "
-            "backend='torch'"
-        )
+        if x.dtype is torch.float64:
+            raise TypeError(
+                f"x: the {name} backend computes in float32, got {x.dtype}; use backend='torch' (or 'auto')"
+            )
+        # float16 / bfloat16 asked of a float32 kernel by name: computed in float32, returned as given.
+        bias32 = None if bias is None else bias.float()
+        with torch.autocast(x.device.type, enabled=False):  # or autocast would cast them back
+            y = masked_conv2d(
+                x.float(), weight.float(), mask, bias32, stride_, padding_, dilation_, groups, backend=name
+            )
+        return y.to(x.dtype)
     if not torch.compiler.is_compiling() and any(
         t is not None and _functorch_wrapped(t) for t in (x, weight, bias)
     ):

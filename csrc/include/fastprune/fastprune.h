@@ -32,7 +32,16 @@ extern "C" {
 
 #define FASTPRUNE_ABI_VERSION 1
 
-typedef enum fp_status {
+/* C++ sees every enum with int as its fixed underlying type, so any int a C caller passes (7 as an
+ * fp_metric) is a value the library may read and reject; without it, such a value is undefined behaviour
+ * in C++ (UBSan: "not a valid value for type"). The same size and calling convention as C's enums. */
+#ifdef __cplusplus
+#define FP_ENUM_INT : int
+#else
+#define FP_ENUM_INT
+#endif
+
+typedef enum fp_status FP_ENUM_INT {
   FP_OK = 0,
   FP_ERR_INVALID_ARGUMENT = 1, /* null pointer, bad size, unknown enum value */
   FP_ERR_NONFINITE = 2,        /* NaN or Inf in the input filters */
@@ -42,14 +51,14 @@ typedef enum fp_status {
   FP_ERR_INTERNAL = 6
 } fp_status;
 
-typedef enum fp_metric {
+typedef enum fp_metric FP_ENUM_INT {
   FP_METRIC_L2 = 0,         /* ||a - b||_2 */
   FP_METRIC_L1 = 1,         /* ||a - b||_1 */
   FP_METRIC_COSINE = 2,     /* 1 - a.b / (|a| |b|); a zero row is at distance 1 from every other row */
   FP_METRIC_SQEUCLIDEAN = 3 /* ||a - b||_2^2 */
 } fp_metric;
 
-typedef enum fp_device { FP_DEVICE_CPU = 0, FP_DEVICE_CUDA = 1 } fp_device;
+typedef enum fp_device FP_ENUM_INT { FP_DEVICE_CPU = 0, FP_DEVICE_CUDA = 1 } fp_device;
 
 typedef struct fp_ragged_batch {
   const float* data;              /* packed filters, see above; device memory for FP_DEVICE_CUDA */
@@ -94,7 +103,7 @@ FP_API fp_status fp_small_det(const float* matrices, int64_t count, int n, fp_ex
 
 /* Per-kernel criteria of eigenvalue-based pruning, c(K) for one k x k kernel K (kept iff c(K) >= t^p,
  * p = fp_kernel_criterion_power()). */
-typedef enum fp_kernel_criterion {
+typedef enum fp_kernel_criterion FP_ENUM_INT {
   FP_CRITERION_WEIGHT = 0,               /* mean |K|                                 (p = 1) */
   FP_CRITERION_DET = 1,                  /* |det K|                                  (p = k) */
   FP_CRITERION_DET_GRAM = 2,             /* |det K^T K| = det(K)^2                   (p = 2k) */
