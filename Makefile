@@ -10,7 +10,7 @@ DEPS_STAMP := $(VENV)/.deps-stamp
 BUILD_STAMP := $(VENV)/.build-stamp
 NATIVE_SOURCES := $(shell find csrc cmake -type f) CMakeLists.txt setup.py pyproject.toml
 
-.PHONY: demo test build lint format bench bench-pytest info clean aarch64-check gpu-check
+.PHONY: demo test build lint format bench bench-pytest info clean aarch64-check gpu-check sanitize fuzz
 
 demo: $(BUILD_STAMP)
 	$(PY) -m fastprune demo --out runs/demo
@@ -68,3 +68,19 @@ BUDGET ?= 420
 GPU_PYTHON ?= python3
 gpu-check:
 	bash tools/gpu_check.sh --budget $(BUDGET) --python $(GPU_PYTHON) $(if $(DRY_RUN),--dry-run,) $(if $(OUT),--out $(OUT),)
+
+# make sanitize - libfastprune and fastprune._C built with ASan + UBSan (build/sanitize), then the C ABI example,
+# the C test of every fp_* entry point, the C ABI fuzz harness and the native CPU op tests (Python, ASan runtime
+# preloaded) under them; any report fails. --quick (SANITIZE_ARGS=--quick): a shorter Python subset.
+SANITIZE_ARGS ?=
+sanitize: $(DEPS_STAMP)
+	PYTHON=$(abspath $(PY)) bash tools/sanitize.sh $(SANITIZE_ARGS)
+
+# make fuzz - the property-based op tests with many more examples, and a long C ABI fuzz run under the sanitizers
+# (both also run briefly, with fixed seeds, in `make test`). FUZZ_EXAMPLES / FUZZ_ITERATIONS / FUZZ_SEED to change.
+FUZZ_EXAMPLES ?= 2000
+FUZZ_ITERATIONS ?= 200000
+FUZZ_SEED ?= $(shell date +%s)
+fuzz: $(BUILD_STAMP)
+	FASTPRUNE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q tests/test_fuzz_ops.py
+	PYTHON=$(abspath $(PY)) bash tools/sanitize.sh --c-only --fuzz-iterations $(FUZZ_ITERATIONS) --fuzz-seed $(FUZZ_SEED)

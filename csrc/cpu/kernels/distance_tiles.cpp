@@ -1,5 +1,6 @@
 #include "cpu/kernels/distance_tiles.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -31,8 +32,9 @@ bool gram_row(float* row, float na, const float* nb, int64_t n) {
     FloatVec dot, norms;
     memcpy(&dot, row + j, sizeof(dot));
     memcpy(&norms, nb + j, sizeof(norms));
-    const FloatVec d2 = na + norms - 2.0f * dot;
-    bad |= ~(d2 >= detail::kGramTrustFraction * (na + norms));
+    const FloatVec d2 = na + norms - 2.0f * dot, sum = na + norms;
+    bad |= ~(d2 >= detail::kGramTrustFraction * sum) | ~(sum <= detail::kGramMaxSqNorm) |
+           ((sum > 0.0f) & (sum < detail::kGramMinSqNorm));
     memcpy(row + j, &d2, sizeof(d2));
   }
   bool any = false;
@@ -113,7 +115,10 @@ fp_status DistanceTiles::prepare(const std::vector<detail::LayerSpan>& spans,
       if (compacted) std::copy(src, src + s.dims, compacted + p * s.dims);
       const double sq = original_sq[s.row_offset + layer.kept[p]];
       if (!cosine) {
-        sq_norms_[layer.first + p] = static_cast<float>(sq);
+        // Clamped into float's normal range, a nonzero row's norm never 0 nor inf: the Gram check then sends
+        // the pairs of rows beyond its range to the direct form.
+        const double floor = sq > 0.0 ? static_cast<double>(FLT_MIN) : 0.0;
+        sq_norms_[layer.first + p] = static_cast<float>(std::clamp(sq, floor, static_cast<double>(FLT_MAX)));
         continue;
       }
       // The Gram step runs on float unit rows; their own norms (not exactly 1) keep d^2 consistent.
@@ -133,8 +138,16 @@ float DistanceTiles::direct_distance(const Layer& layer, int64_t i, int64_t j) c
   const float* a = layer.originals + i * layer.d;
   const float* b = layer.originals + j * layer.d;
   if (!detail::metric_normalises_rows(metric_)) {
-    // Differences of near-equal floats are exact (Sterbenz), so near-duplicates lose nothing here.
-    return detail::finish_distance(metric_, pair_reduce(difference_op(metric_), a, b, layer.d));
+    // Differences of near-equal floats are exact (Sterbenz), so near-duplicates lose nothing here; squares
+    // summed in double, so rows near float's range limits (why the Gram form was left) do not overflow.
+    if (difference_op(metric_) == PairOp::kAbsDifference)
+      return detail::finish_distance(metric_, pair_reduce(PairOp::kAbsDifference, a, b, layer.d));
+    double acc = 0.0;
+    for (int64_t k = 0; k < layer.d; ++k) {
+      const double diff = static_cast<double>(a[k]) - b[k];
+      acc += diff * diff;
+    }
+    return static_cast<float>(detail::finish_distance(metric_, acc));
   }
   // Cosine of near-parallel rows: scaling in float would round away the difference, so scale and
   // subtract in double from the original weights.

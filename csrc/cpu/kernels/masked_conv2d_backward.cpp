@@ -14,6 +14,8 @@
 #include <cstring>
 #include <vector>
 
+#include <omp.h>
+
 #include "cpu/kernels/capability.h"
 #include "cpu/kernels/conv2d_blocked.h"
 #include "cpu/kernels/masked_conv2d.h"
@@ -25,6 +27,19 @@ inline namespace FP_CAP {
 namespace {
 
 using namespace staging;  // NOLINT: the shared vector type and staging helpers
+
+// One scratch buffer per OpenMP thread, allocated before the parallel region: an allocation failing inside
+// one would call std::terminate (no exception may leave an OpenMP region); here it reaches the C ABI as
+// FP_ERR_OUT_OF_MEMORY (found by the C ABI fuzz harness: an empty batch of 2^30 x 2^30 images aborted).
+class ThreadBuffers {
+ public:
+  explicit ThreadBuffers(int64_t size)
+      : buffers_(static_cast<size_t>(omp_get_max_threads()), std::vector<float>(static_cast<size_t>(size))) {}
+  std::vector<float>& mine() { return buffers_[static_cast<size_t>(omp_get_thread_num())]; }
+
+ private:
+  std::vector<std::vector<float>> buffers_;
+};
 
 // ---- backward input ----------------------------------------------------------------------------------
 
@@ -157,6 +172,7 @@ void weight_pair(const ConvGeometry& g, const Staging& s, const float* gs_o, con
 
 void masked_conv2d_backward_input(const ConvGeometry& g, const float* grad_y, const int32_t* row_ptr,
                                   const int32_t* col, const float* kernels, float* grad_x) {
+  if (g.N == 0) return;  // nothing to write (and no staging buffers sized by H x W to allocate)
   const Staging s(g);
   // Transposed lists: for input channel i, the kept pairs (o, j) in ascending o (a fixed summation order).
   const int64_t nnz = row_ptr[g.O];
@@ -185,10 +201,11 @@ void masked_conv2d_backward_input(const ConvGeometry& g, const float* grad_y, co
     return;
   }
   const std::vector<int64_t> kept = kept_filters(g, row_ptr);
+  ThreadBuffers gs_of(kept.empty() ? 0 : g.O * g.Ho * s.Wv), gxs_of(g.kw * g.H * s.Wv);
 #pragma omp parallel
   {
-    std::vector<float> gs(kept.empty() ? 0 : static_cast<size_t>(g.O * g.Ho * s.Wv));
-    std::vector<float> gxs(static_cast<size_t>(g.kw * g.H * s.Wv));
+    std::vector<float>& gs = gs_of.mine();
+    std::vector<float>& gxs = gxs_of.mine();
 #pragma omp for schedule(dynamic, 1)
     for (int64_t n = 0; n < g.N; ++n) {
       for (int64_t o : kept)
@@ -234,9 +251,11 @@ void masked_conv2d_backward_weight(const ConvGeometry& g, const float* x, const 
   // Up to 16 groups (enough for 16 threads), fewer when the partials would pass 2^22 floats (16 MB).
   const int64_t groups = std::max<int64_t>(1, std::min<int64_t>({g.N, 16, (int64_t{1} << 22) / size}));
   std::vector<float> partial(static_cast<size_t>((groups - 1) * size), 0.0f);
+  ThreadBuffers xs_of(g.C * s.channel), gs_of(g.O * g.Ho * s.Wv);
 #pragma omp parallel
   {
-    std::vector<float> xs(static_cast<size_t>(g.C * s.channel)), gs(static_cast<size_t>(g.O * g.Ho * s.Wv));
+    std::vector<float>& xs = xs_of.mine();
+    std::vector<float>& gs = gs_of.mine();
 #pragma omp for schedule(dynamic, 1)
     for (int64_t group = 0; group < groups; ++group) {
       float* out = group == 0 ? grad_kernels : partial.data() + (group - 1) * size;

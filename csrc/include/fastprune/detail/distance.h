@@ -82,8 +82,17 @@ FP_HOST_DEVICE double unit_scale(double sq_norm) {
 // near-duplicate families). Pairs under the floor are recomputed from differences.
 constexpr float kGramTrustFraction = 1.0f / 16.0f;
 
+// The Gram form is also left to the direct one outside float's comfortable range: squared norms above
+// kGramMaxSqNorm (products near float's overflow; an overflowed norm is inf) or, for a pair not both zero,
+// below kGramMinSqNorm (products in the subnormals). Found by the C ABI fuzz harness: rows of 1e20 gave
+// inf, rows of 1e-25 gave 0.
+constexpr float kGramMaxSqNorm = 0x1p100f;
+constexpr float kGramMinSqNorm = 0x1p-60f;
+
 FP_HOST_DEVICE bool gram_needs_direct(float gram_sq_distance, float sq_norm_a, float sq_norm_b) {
-  return !(gram_sq_distance >= kGramTrustFraction * (sq_norm_a + sq_norm_b));
+  const float norms = sq_norm_a + sq_norm_b;
+  return !(gram_sq_distance >= kGramTrustFraction * norms) || !(norms <= kGramMaxSqNorm) ||
+         (norms > 0.0f && norms < kGramMinSqNorm);
 }
 
 FP_DETAIL_END

@@ -429,7 +429,9 @@ FP_HOST_DEVICE float spectral_norm(const float* k, int n) {
       for (int c = 0; c < n; ++c)
         for (int i = 0; i < n; ++i) g[r * 3 + c] += (double)k[i * n + r] * k[i * n + c];
     const double top = sym3_max_eig(g);
-    return (float)fm_sqrt(top > 0.0 ? top : 0.0);
+    // Non-finite input gives NaN, as small_svdvals does (the clamp below used to turn it into 0: C ABI fuzz).
+    const double trace = g[0] + g[4];
+    return trace - trace == 0.0 ? (float)fm_sqrt(top > 0.0 ? top : 0.0) : NAN;
   }
   float s[kSmallMaxN];
   return small_svdvals(k, n, s) == kSmallBadSize ? NAN : s[0];
