@@ -127,7 +127,9 @@ def cpu_backward(
         return _dense_filters_backward(grad_y, x, weight, kernels, lists, stride, padding, dilation, need)
     row_ptr, col = lists.row_ptr, lists.col
     shape = shape_fields(x, weight, stride, padding, dilation)
-    grad_y = grad_y.contiguous()
+    # Held in locals for the native calls: address(t.contiguous()) of a temporary would be freed before the
+    # kernel reads it (found by fuzzing: garbage weight gradients for channels_last x).
+    x, grad_y = x.contiguous(), grad_y.contiguous()
     grad_x = grad_w = None
     if need[0]:
         grad_x = x.new_empty(x.shape)
@@ -147,7 +149,7 @@ def cpu_backward(
         native().masked_conv2d(
             "backward_weight",
             shape,
-            address(x.contiguous()),
+            address(x),
             address(grad_y),
             row_ptr.data_ptr(),
             address(col),

@@ -69,6 +69,6 @@ def define(
         matrices = as_matrix_batch(x, op)
         name = select_float_backend(backend, matrices, op, matrix_n=matrices.shape[-1])
         out = packed_op(matrices, name)
-        return out.reshape(*x.shape[:-2], *out.shape[1:])
+        return out.reshape(x.shape[:-2] + out.shape[1:])  # () for one matrix's det
 
     return run
