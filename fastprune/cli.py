@@ -79,6 +79,14 @@ def bench(args: argparse.Namespace) -> int:
         return 0
     from fastprune.benchmarks import scoring
 
+    if args.backend in ("cuda", "triton"):  # before the benchmark spends a minute on its CPU rows
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"--backend {args.backend}: cannot run on cuda tensors here: no CUDA GPU "
+                "(torch.cuda.is_available() is False)"
+            )
     scoring.run(args.networks, backend=args.backend, with_scipy=not args.no_scipy, out_dir=args.out)
     return 0
 
@@ -124,6 +132,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     demo_parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="report folder")
     demo_parser.add_argument("--epochs", type=int, default=6, help="epochs of the baseline run")
+    demo_parser.add_argument(
+        "--max-batches", type=int, default=None, help="stop each epoch after this many batches (smoke tests)"
+    )
     importlib.import_module("fastprune.compaction.cli").register(commands)
     args = parser.parse_args(argv)
     try:
@@ -134,11 +145,37 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         command = " ".join(part for part in (args.command, getattr(args, "suite", None)) if part)
         print(f"fastprune {command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interrupt:  # Ctrl-C: what was written stays complete; one line, status 130
+        if args.debug:
+            raise
+        command = " ".join(part for part in (args.command, getattr(args, "suite", None)) if part)
+        print(f"fastprune {command}: {_interrupted(args, interrupt)}", file=sys.stderr)
+        return 130
 
 
 # What a user's input can raise (a missing or unsafe file, a bad value, an unsupported model): reported in
 # one line; anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def _interrupted(args: argparse.Namespace, interrupt: KeyboardInterrupt) -> str:
+    """The line printed after Ctrl-C: what is on disk and how to go on."""
+    from_training = getattr(interrupt, "epochs_done", None) is not None  # training.TrainingInterrupted
+    if args.command == "train" and from_training:
+        return f"interrupted: {interrupt}"
+    if args.command == "demo":
+        if from_training and interrupt.checkpoint is not None:
+            return (
+                f"interrupted: no report written; last complete checkpoint {interrupt.checkpoint} (epoch "
+                f"{interrupt.epochs_done} of {interrupt.total_epochs}); `fastprune demo` starts over, "
+                f"`fastprune train --resume {interrupt.checkpoint.parent}` continues that run alone"
+            )
+        return "interrupted: no report written; `fastprune demo` starts over"
+    if args.command == "bench":
+        return "interrupted: no rows written (a suite writes its CSV rows when it completes)"
+    if args.command == "compact":
+        return f"interrupted: {args.out} not written"
+    return "interrupted"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -156,7 +193,7 @@ def _run(args: argparse.Namespace) -> int:
         return train(args)
     from fastprune.demo import run_demo
 
-    run_demo(args.out, epochs=args.epochs)
+    run_demo(args.out, epochs=args.epochs, max_batches=args.max_batches)
     return 0
 
 

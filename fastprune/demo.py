@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -64,18 +65,23 @@ def _plots(out: Path, baseline, pruned, kept: dict[str, int], total: dict[str, i
 
 def run_demo(
     out: Path, *, epochs: int = 6, prune_epochs: int = 1, finetune_epochs: int = 3, seed: int = 0,
-    progress: bool = True,
+    progress: bool = True, max_batches: Optional[int] = None,
 ) -> Path:  # fmt: skip
     """Trains the baseline for `epochs`, then prunes (soft, `prune_epochs` steps) and fine-tunes from it;
-    writes out/report.md (+ plots). Returns the report path."""
+    writes out/report.md (+ plots). Returns the report path. `max_batches` cuts every epoch (training and
+    evaluation) short and times each model once: a smoke run, its numbers meaningless.
+
+    Ctrl-C stops it with :class:`fastprune.training.TrainingInterrupted` while a run trains (that run's
+    checkpoint and metrics complete, as with `fastprune train`); the report is written only at the end."""
     from fastprune import compact, count_flops, paper_flops_reduction
     from fastprune.benchmarks.common import interleaved_medians, machine_name
     from fastprune.criteria import get as get_criterion
+    from fastprune.serialization import replace_atomically
     from fastprune.training import TrainConfig, train
 
     out = Path(out)
     started = time.perf_counter()
-    common = dict(arch="resnet20", dataset="digits", seed=seed, progress=progress)
+    common = dict(arch="resnet20", dataset="digits", seed=seed, progress=progress, max_batches=max_batches)
     print(f"[1/3] baseline: ResNet-20 on digits, {epochs} epochs, no pruning")
     baseline = train(TrainConfig(method="none", epochs=epochs, out_dir=str(out / "baseline"), **common))
     print(
@@ -95,13 +101,16 @@ def run_demo(
     small = compact(pruned.model.eval())
     fused = small.for_inference()
     x = torch.randn(64, 3, 32, 32)
+    smoke = max_batches is not None  # numbers meaningless anyway: time each model once
     with torch.no_grad():
         latency = interleaved_medians(
-            [lambda: pruned.model(x), lambda: small(x), lambda: fused(x)], repeats=10
+            [lambda: pruned.model(x), lambda: small(x), lambda: fused(x)], repeats=1 if smoke else 10
         )
     weights = [conv.weight.detach() for _, conv in pruned.pruner.convs]
     criterion = get_criterion("fpgm")
-    ours, plain = interleaved_medians([lambda: criterion(weights), lambda: _plain_pytorch_fpgm(weights)], 30)
+    ours, plain = interleaved_medians(
+        [lambda: criterion(weights), lambda: _plain_pytorch_fpgm(weights)], 1 if smoke else 30
+    )
     kept = pruned.pruner.kept_filters()
     total = {name: conv.out_channels for name, conv in pruned.pruner.convs}
     plots = _plots(out, baseline, pruned, kept, total)
@@ -154,7 +163,8 @@ def run_demo(
     ]
     lines += ["", *[f"![{p}]({p})" for p in plots]] if plots else ["", "(matplotlib missing: no plots)"]
     report = out / "report.md"
-    report.write_text("\n".join(lines) + "\n")
+    text = ("\n".join(lines) + "\n").encode()
+    replace_atomically(report, lambda f: f.write(text))
     print("\n".join(lines[7:14]))
     print(f"scoring: fastprune {1e3 * ours:.3f} ms, plain PyTorch {1e3 * plain:.3f} ms ({plain / ours:.1f}×)")
     print(f"report written to {report.resolve()}")

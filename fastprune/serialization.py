@@ -1,4 +1,4 @@
-"""Reading torch files safely: checkpoints and models are data, never code.
+"""Reading torch files safely (checkpoints and models are data, never code), and writing files atomically.
 
 ``torch.load(..., weights_only=False)`` unpickles arbitrary objects, and a pickle can run any code while it
 is read: a shared checkpoint would run its author's commands on the machine that loads it. fastprune writes
@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 import pickle
+import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, BinaryIO, Callable, Union
 
 import torch
 
@@ -65,3 +66,39 @@ def _summary(error: BaseException) -> str:
     verdict = next((line for line in lines if "GLOBAL" in line or "WeightsUnpickler" in line), None)
     text = verdict or (lines[0] if lines else type(error).__name__)
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it back at once
+    os.umask(mask)
+    return mask
+
+
+def replace_atomically(path: Union[str, os.PathLike], write: Callable[[BinaryIO], None]) -> Path:
+    """Create or replace `path` atomically: `write(f)` fills a temporary file in the same folder, which is
+    fsynced and renamed over `path` (atomic on POSIX and Windows); the folder is fsynced so the rename
+    survives a power cut. Readers see the old file or the new one, never a torn one; a failure or a
+    Ctrl-C while writing leaves no temporary behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        if hasattr(os, "fchmod"):  # mkstemp makes it 0600: give it the mode open() would (0666 less umask)
+            os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    if hasattr(os, "O_DIRECTORY"):
+        dir_fd = os.open(path.parent, os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return path

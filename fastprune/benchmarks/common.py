@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 import platform
 import statistics
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+
+from fastprune.serialization import replace_atomically
 
 
 def cpu_capability_name() -> str:
@@ -75,10 +78,11 @@ def median_seconds(fn: Callable[[], object], min_runs: int = 3, budget_s: float 
 
 
 def append_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
-    """Appends rows to a CSV (header written when the file is new) and says where. When the benchmark
-    gained columns since the file was started, the file is rewritten with the union of both headers (old
-    rows leave the new columns empty), so every column stays under its own name. Every row records the CPU
-    capability of fastprune's kernels (column cpu_capability) and any cap on PyTorch's (baseline_isa)."""
+    """Appends rows to a CSV (header written when the file is new) and says where. The file is rewritten
+    and replaced atomically; when the benchmark gained columns since the file was started, the header is
+    the union of both (old rows leave the new columns empty), so every column stays under its own name.
+    Every row records the CPU capability of fastprune's kernels (column cpu_capability) and any cap on
+    PyTorch's (baseline_isa)."""
     path.parent.mkdir(parents=True, exist_ok=True)  # `--out results` need not exist yet
     extra = {"cpu_capability": cpu_capability_name(), "baseline_isa": baseline_isa()}
     rows = [{**extra, **row} for row in rows]
@@ -89,20 +93,14 @@ def append_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
         with path.open(newline="") as f:
             reader = csv.DictReader(f)
             old_fields = list(reader.fieldnames or [])
-            if old_fields != fields:
-                old_rows = list(reader)
-    if old_fields and old_fields != fields:
-        union = old_fields + [name for name in fields if name not in old_fields]
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=union)
-            writer.writeheader()
-            writer.writerows(old_rows + rows)
-    else:
-        with path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            if not old_fields:
-                writer.writeheader()
-            writer.writerows(rows)
+            old_rows = list(reader)
+    union = old_fields + [name for name in fields if name not in old_fields]
+    # The whole file rewritten and replaced atomically: a Ctrl-C or a crash leaves the old rows intact.
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=union)
+    writer.writeheader()
+    writer.writerows(old_rows + rows)
+    replace_atomically(path, lambda f: f.write(text.getvalue().encode()))
     print(f"\nappended {len(rows)} rows to {path}")
 
 

@@ -61,7 +61,16 @@ def _reference_scores(weights: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def _max_rel_err(got: list[torch.Tensor], ref: list[torch.Tensor]) -> float:
-    return max(float(((g.double() - r).abs() / r.abs().clamp_min(1e-30)).max()) for g, r in zip(got, ref))
+    return max(
+        float(((g.double().cpu() - r).abs() / r.abs().clamp_min(1e-30)).max()) for g, r in zip(got, ref)
+    )
+
+
+def _synchronized(result: object, device: torch.device) -> object:
+    """`result`, once the GPU has finished computing it (a timing of queued work measures nothing)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return result
 
 
 def methods(backend: str, with_scipy: bool) -> dict[str, Callable[[list[torch.Tensor]], list[torch.Tensor]]]:
@@ -73,13 +82,13 @@ def methods(backend: str, with_scipy: bool) -> dict[str, Callable[[list[torch.Te
 
         return [
             torch.from_numpy(cdist(x, x, "euclidean").sum(0))
-            for x in (w.reshape(w.shape[0], -1).numpy() for w in ws)
+            for x in (w.reshape(w.shape[0], -1).cpu().numpy() for w in ws)
         ]
 
     def blas_gram_loop(ws):
         from scipy.linalg.blas import ssyrk
 
-        return [ssyrk(1.0, x) for x in (w.reshape(w.shape[0], -1).numpy() for w in ws)]
+        return [ssyrk(1.0, x) for x in (w.reshape(w.shape[0], -1).cpu().numpy() for w in ws)]
 
     table = {
         f"fastprune-{backend}": lambda ws: gm_scores(ws, "l2", backend=backend),
@@ -99,18 +108,21 @@ def run(
     seed: int = 0,
 ) -> list[dict]:
     """Runs the benchmark, prints the table, appends rows to out_dir/scoring.csv when given."""
+    device = torch.device("cuda" if backend in ("cuda", "triton") and torch.cuda.is_available() else "cpu")
     generator = torch.Generator().manual_seed(seed)
     machine, rev, date = machine_name(), commit(), datetime.datetime.now().isoformat(timespec="seconds")
     ceiling = matmul_gflops()
     print(f"machine: {machine}; commit {rev}; best float32 matmul (2048^3) {ceiling:.1f} GFLOP/s")
     rows = []
     for network in networks:
-        weights = [torch.randn(shape, generator=generator) for shape in NETWORKS[network]]
+        host = [torch.randn(shape, generator=generator) for shape in NETWORKS[network]]
         work = sum(s[0] * (s[0] - 1) * s[1] * s[2] * s[3] for s in NETWORKS[network])
-        reference = _reference_scores(weights)
+        reference = _reference_scores(host)
+        # The GPU backends score weights in GPU memory (torch.cdist there too; SciPy's rows copy back).
+        weights = [w.to(device) for w in host]
         timings = {}
         for name, fn in methods(backend, with_scipy).items():
-            seconds = median_seconds(lambda fn=fn, weights=weights: fn(weights))
+            seconds = median_seconds(lambda fn=fn, weights=weights: _synchronized(fn(weights), device))
             # The Gram-only row computes no scores, so it has no error to report.
             err = float("nan") if name == "BLAS ssyrk loop" else _max_rel_err(fn(weights), reference)
             timings[name] = (seconds, err)

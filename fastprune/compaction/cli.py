@@ -138,7 +138,7 @@ def compact_command(args: argparse.Namespace) -> int:
         f"max relative output difference to the masked model (batch 2): compact {errors[0]:.2e}, "
         f"inference form {errors[1]:.2e}"
     )
-    save_compact(small, args.out)
+    save_compact(small, args.out)  # atomic: a Ctrl-C never leaves a torn OUT
     print(f"wrote {args.out}")
     return 0
 

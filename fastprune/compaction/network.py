@@ -21,7 +21,7 @@ from fastprune.compaction.modules import (
     ConvBN,
     pool_from_spec,
 )
-from fastprune.serialization import load_torch_file
+from fastprune.serialization import load_torch_file, replace_atomically
 
 FORMAT = "fastprune-compact/1"
 
@@ -144,7 +144,8 @@ def _save_graph_compact(model: nn.Module, path: Union[str, os.PathLike]) -> None
         "layers": _layer_shapes(model),
     }
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"format": GRAPH_FORMAT, "spec": json.dumps(spec), "state_dict": state}, os.fspath(path))
+    payload = {"format": GRAPH_FORMAT, "spec": json.dumps(spec), "state_dict": state}
+    replace_atomically(path, lambda f: torch.save(payload, f))
 
 
 def _load_graph_compact(blob: dict[str, Any]) -> nn.Module:
@@ -164,15 +165,17 @@ def _load_graph_compact(blob: dict[str, Any]) -> nn.Module:
 
 def save_compact(model: nn.Module, path: Union[str, os.PathLike]) -> None:
     """One file: ``{"format", "spec" (JSON text), "state_dict"}`` (tensors and strings only, no pickled
-    classes; ``torch.load(..., weights_only=True)`` reads it). A :class:`CompactResNet`, or a compacted
-    fastprune model of another architecture (its spec: the layer widths)."""
+    classes; ``torch.load(..., weights_only=True)`` reads it), replaced atomically (an error or a Ctrl-C
+    never leaves a torn file). A :class:`CompactResNet`, or a compacted fastprune model of another
+    architecture (its spec: the layer widths)."""
     if not isinstance(model, CompactResNet):
         if getattr(model, "compacted", False):
             _save_graph_compact(model, path)
             return
         raise TypeError(f"save_compact: expected a network from compact(), got {type(model).__name__}")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"format": FORMAT, "spec": model.spec_json, "state_dict": state}, os.fspath(path))
+    payload = {"format": FORMAT, "spec": model.spec_json, "state_dict": state}
+    replace_atomically(path, lambda f: torch.save(payload, f))
 
 
 def load_compact(path: Union[str, os.PathLike], map_location: Any = "cpu") -> nn.Module:

@@ -1,17 +1,26 @@
-"""Training ResNets with pruning: `train(TrainConfig(...))`, also `fastprune train` on the command line."""
+"""Training ResNets with pruning: `train(TrainConfig(...))`, also `fastprune train` on the command line.
 
-from fastprune.training.checkpoint import load_checkpoint, save_atomic
+The loop, checkpoints and metrics load on first use (they import torch), so building the command line
+(`fastprune --help`, `fastprune info --cmake-prefix`) stays light."""
+
 from fastprune.training.config import METHODS, TrainConfig
-from fastprune.training.loop import TrainResult, evaluate, train
-from fastprune.training.metrics import EpochMetrics
 
-__all__ = [
-    "METHODS",
-    "EpochMetrics",
-    "TrainConfig",
-    "TrainResult",
-    "evaluate",
-    "load_checkpoint",
-    "save_atomic",
-    "train",
-]
+_LAZY_NAMES = {
+    "load_checkpoint": "fastprune.training.checkpoint",
+    "save_atomic": "fastprune.training.checkpoint",
+    "TrainResult": "fastprune.training.loop",
+    "TrainingInterrupted": "fastprune.training.loop",
+    "evaluate": "fastprune.training.loop",
+    "train": "fastprune.training.loop",
+    "EpochMetrics": "fastprune.training.metrics",
+}
+
+__all__ = ["METHODS", "TrainConfig", *sorted(_LAZY_NAMES)]
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(_LAZY_NAMES[name]), name)
+    raise AttributeError(f"module 'fastprune.training' has no attribute {name!r}")

@@ -3,40 +3,20 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Union
 
 import torch
 
-from fastprune.serialization import load_torch_file
+from fastprune.serialization import load_torch_file, replace_atomically
 
 FORMAT = "fastprune-checkpoint/1"
 
 
 def save_atomic(state: dict[str, Any], path: Union[str, os.PathLike]) -> Path:
-    """torch.save `state` to `path` atomically: write a temporary file in the same folder, fsync it,
-    then rename it over `path` (atomic on POSIX and Windows), and fsync the folder so the rename
-    survives a power cut. Readers see either the old file or the new one, never a torn one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if hasattr(os, "O_DIRECTORY"):
-        dir_fd = os.open(path.parent, os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    return path
+    """torch.save `state` to `path` atomically (:func:`replace_atomically`): readers see either the old
+    file or the new one, never a torn one."""
+    return replace_atomically(path, lambda f: torch.save({"format": FORMAT, **state}, f))
 
 
 def load_checkpoint(path: Union[str, os.PathLike], *, trust: bool = False) -> dict[str, Any]:

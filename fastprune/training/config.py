@@ -9,6 +9,9 @@ from typing import Any, Optional
 METHODS = ("filter", "kernel", "none")
 
 
+AMP_CHOICES = (None, "auto", "bfloat16", "float16")
+
+
 @dataclass
 class TrainConfig:
     """One training run. `None` fields take the papers' defaults for the method and data (see
@@ -55,6 +58,9 @@ class TrainConfig:
     # batch 32) a fine-tuning epoch takes 3.05 s with it against 3.15 s without (2026-11-23, 2-core EPYC,
     # blocked kernels), a gain too small to change the default numerics.
     masked_conv: bool = False
+    # Mixed precision: None (float32), "bfloat16", "float16" or "auto" (bfloat16 on the CPU, float16 with a
+    # gradient scaler on CUDA). Forward and loss run under torch.autocast; weights and optimizer stay float32.
+    amp: Optional[str] = None
     progress: bool = True
     max_batches: Optional[int] = None  # per epoch, for smoke tests
 
@@ -71,6 +77,22 @@ class TrainConfig:
             raise ValueError(f"rate: expected a pruning rate in [0, 1), got {c.rate!r}")
         if c.finetune_epochs < 0:
             raise ValueError(f"finetune_epochs: expected >= 0, got {c.finetune_epochs!r}")
+        if str(c.device).startswith("cuda"):  # checked before any data is read or any model built
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError(
+                    f"device: {c.device!r} needs a CUDA GPU and torch sees none (torch "
+                    f"{torch.__version__}, torch.cuda.is_available() is False); use --device cpu"
+                )
+        if c.amp not in AMP_CHOICES:
+            raise ValueError(f"amp: expected one of {', '.join(map(repr, AMP_CHOICES))}, got {c.amp!r}")
+        if c.amp == "auto":
+            c.amp = "float16" if str(c.device).startswith("cuda") else "bfloat16"
+        if c.amp == "float16" and not str(c.device).startswith("cuda"):
+            raise ValueError(
+                "amp: float16 mixed precision is for CUDA (with a gradient scaler); on the CPU use bfloat16"
+            )
         kernel = c.method == "kernel"
         c.optimizer = c.optimizer or ("adam" if kernel else "sgd")
         if c.optimizer not in ("sgd", "adam"):

@@ -44,12 +44,15 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     return values
 
 
-def shutdown() -> None:
+def shutdown(barrier: bool = True) -> None:
+    """Tear down the process group this module set up. `barrier=False` after a failure or Ctrl-C: the
+    other ranks may already be gone, and a barrier would then wait forever."""
     global _OWNED
     if _OWNED and torch.distributed.is_initialized():
         # Every rank past its last collective before any tears the group down: a gloo rank destroying its
         # group while a peer still talks to it aborted once in CI ("terminate called without an active
         # exception" from the peer).
-        torch.distributed.barrier()
+        if barrier:
+            torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     _OWNED = False

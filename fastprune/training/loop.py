@@ -11,14 +11,22 @@ with the L1 kernel penalty, prunes once at the end with KernelPruner, evaluates 
 then optionally fine-tunes with the masks kept.
 
 Resume is exact: every epoch reseeds the shuffle and the augmentation from (seed, epoch, rank), and the
-checkpoint holds weights, masks, optimizer and scheduler state, the criterion history and the metrics,
-so a resumed run prunes the same filters as an uninterrupted one. Checkpoints are written atomically
-once per epoch: a kill loses at most the current epoch.
+checkpoint holds weights, masks, optimizer, scheduler (and --amp float16's gradient scaler) state, the
+criterion history and the metrics, so a resumed run prunes the same filters as an uninterrupted one.
+Checkpoints are written atomically once per epoch: a kill loses at most the current epoch. Mixed precision
+(``amp``): forward and loss under torch.autocast, weights and optimizer in float32. Ctrl-C
+(KeyboardInterrupt) stops the run with :class:`TrainingInterrupted`, which names the last complete
+checkpoint; a Ctrl-C that arrives while an epoch's metrics and checkpoint are being written takes effect
+once both are written.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -46,6 +54,51 @@ class TrainResult:
     out_dir: Optional[Path] = None
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run. The files written so far are complete: `checkpoint` (None if no epoch had
+    ended) holds `epochs_done` of `total_epochs` epochs, metrics.csv/json the same rows, and
+    ``train(resume=checkpoint)`` continues the run (``fastprune train --resume RUN``). A KeyboardInterrupt,
+    so code that catches that (or lets it end the program) behaves as before."""
+
+    def __init__(self, checkpoint: Optional[Path], epochs_done: int, total_epochs: int, out_dir: Path):
+        super().__init__(checkpoint, epochs_done, total_epochs, out_dir)
+        self.checkpoint, self.epochs_done, self.total_epochs = checkpoint, epochs_done, total_epochs
+        self.out_dir = out_dir
+
+    def __str__(self) -> str:
+        if self.checkpoint is None:
+            return (
+                f"no checkpoint written to {self.out_dir} yet (stopped in epoch {self.epochs_done + 1} of "
+                f"{self.total_epochs})"
+            )
+        return (
+            f"last complete checkpoint {self.checkpoint} (epoch {self.epochs_done} of {self.total_epochs}); "
+            f"resume with --resume {self.checkpoint.parent}"
+        )
+
+
+@contextlib.contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    """Runs the block to its end even if Ctrl-C arrives meanwhile; the KeyboardInterrupt is raised after it.
+    Used around an epoch's writes, so that a Ctrl-C never leaves metrics.csv one row ahead of the
+    checkpoint (each file is atomic on its own; this makes the pair so). A no-op outside the main thread
+    or when SIGINT has a handler other than Python's default one."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
     """The seed of one epoch's shuffle and augmentation on one rank: a resumed run draws the same."""
     return (seed * 1_000_003 + epoch * 1_009 + rank) % (2**63)
@@ -71,8 +124,22 @@ def _optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, device: torch.device, max_batches: Optional[int] = None):
-    """(mean loss, accuracy) over `loader` (summed across ranks under torch.distributed)."""
+def _autocast(device: torch.device, amp: Optional[str]):
+    """torch.autocast for the run's mixed precision (`amp`: None = off, "bfloat16" or "float16")."""
+    dtype = getattr(torch, amp) if amp else None
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+@torch.no_grad()  # no autograd graph for evaluation batches
+def evaluate(
+    model: nn.Module,
+    loader,
+    device: torch.device,
+    max_batches: Optional[int] = None,
+    amp: Optional[str] = None,
+):
+    """(mean loss, accuracy) over `loader` (summed across ranks under torch.distributed); under autocast
+    to `amp` ("bfloat16" / "float16") when given."""
     was_training = model.training
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64)
@@ -80,7 +147,9 @@ def evaluate(model: nn.Module, loader, device: torch.device, max_batches: Option
         if max_batches is not None and i >= max_batches:
             break
         x, y = x.to(device), y.to(device)
-        out = model(x)
+        with _autocast(device, amp):
+            out = model(x)
+        out = out.float()
         totals += torch.tensor(
             [
                 float(nn.functional.cross_entropy(out, y, reduction="sum")),
@@ -94,7 +163,19 @@ def evaluate(model: nn.Module, loader, device: torch.device, max_batches: Option
     return float(totals[0] / totals[2].clamp_min(1)), float(totals[1] / totals[2].clamp_min(1))
 
 
-def _train_epoch(model, loader, optimizer, device, l1_penalty, max_batches, progress, desc, pruned_share):
+def _train_epoch(
+    model,
+    loader,
+    optimizer,
+    device,
+    l1_penalty,
+    max_batches,
+    progress,
+    desc,
+    pruned_share,
+    amp=None,
+    scaler=None,
+):
     model.train()
     totals = torch.zeros(3, dtype=torch.float64)
     batches = loader
@@ -102,24 +183,35 @@ def _train_epoch(model, loader, optimizer, device, l1_penalty, max_batches, prog
         from tqdm.auto import tqdm
 
         batches = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
-    for i, (x, y) in enumerate(batches):
-        if max_batches is not None and i >= max_batches:
-            break
-        x, y = x.to(device), y.to(device)
-        out = model(x)
-        loss = nn.functional.cross_entropy(out, y)
-        objective = loss + l1_penalty * l1_kernel_penalty(model) if l1_penalty else loss
-        optimizer.zero_grad(set_to_none=True)
-        objective.backward()
-        optimizer.step()
-        totals += torch.tensor(
-            [float(loss.detach()) * len(y), float((out.argmax(1) == y).sum()), len(y)], dtype=torch.float64
-        )
-        if progress:
-            n = totals[2].clamp_min(1)
-            batches.set_postfix(
-                loss=f"{totals[0] / n:.3f}", acc=f"{totals[1] / n:.3f}", pruned=f"{pruned_share:.2f}"
+    try:
+        for i, (x, y) in enumerate(batches):
+            if max_batches is not None and i >= max_batches:
+                break
+            x, y = x.to(device), y.to(device)
+            with _autocast(device, amp):
+                out = model(x)
+                loss = nn.functional.cross_entropy(out, y)  # autocast computes it in float32
+            objective = loss + l1_penalty * l1_kernel_penalty(model) if l1_penalty else loss
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:  # float16: scaled so small gradients do not flush to zero
+                scaler.scale(objective).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                objective.backward()
+                optimizer.step()
+            totals += torch.tensor(
+                [float(loss.detach()) * len(y), float((out.argmax(1) == y).sum()), len(y)],
+                dtype=torch.float64,
             )
+            if progress:
+                n = totals[2].clamp_min(1)
+                batches.set_postfix(
+                    loss=f"{totals[0] / n:.3f}", acc=f"{totals[1] / n:.3f}", pruned=f"{pruned_share:.2f}"
+                )
+    finally:
+        if progress:  # clears the bar, also on Ctrl-C: a message printed next starts on a clean line
+            batches.close()
     totals = dist_utils.all_reduce_sum(totals)
     return float(totals[0] / totals[2].clamp_min(1)), float(totals[1] / totals[2].clamp_min(1))
 
@@ -149,6 +241,9 @@ def train(
     config.out_dir: checkpoint.pt (each epoch), metrics.csv and metrics.json, model.pt (the final pruned
     network: arch, num_classes, state_dict, masks). Under torchrun it trains with DistributedDataParallel
     (gloo on CPU, nccl on GPU); only rank 0 writes.
+
+    Ctrl-C raises :class:`TrainingInterrupted` (a KeyboardInterrupt) naming the last complete checkpoint;
+    the files written so far stay complete.
     """
     from fastprune import data, models
 
@@ -163,6 +258,13 @@ def train(
     device = torch.device(config.device if config.device != "cuda" else f"cuda:{dist_utils.local_rank()}")
     out_dir = Path(config.out_dir)
     progress = config.progress and rank == 0
+    total = config.epochs + config.finetune_epochs
+    # The last complete checkpoint and its epochs, for the message of a Ctrl-C.
+    saved: tuple[Optional[Path], int] = (None, 0)
+    if state is not None:
+        read = Path(resume) / "checkpoint.pt" if Path(resume).is_dir() else Path(resume)
+        saved = (read, int(state["epochs_done"]))
+    completed = False
     try:
         train_loader, test_loader = data.loaders(
             config.dataset, data_dir=config.data_dir, batch_size=config.batch_size,
@@ -175,6 +277,7 @@ def train(
             model.load_state_dict(load_checkpoint(config.init_from, trust=trust_checkpoint)["model"])
         model.to(device)
         optimizer = _optimizer(config, model)
+        scaler = torch.amp.GradScaler(device.type) if config.amp == "float16" else None
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.milestones, config.gamma)
         pruner = None
         if config.method == "filter":
@@ -196,6 +299,8 @@ def train(
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
+            if scaler is not None and state.get("scaler") is not None:
+                scaler.load_state_dict(state["scaler"])
             if pruner is not None:
                 pruner.load_state_dict(state["pruner"])
             if state.get("kept_masks") is not None:  # pruning made final: fine-tuning with masks kept
@@ -206,7 +311,6 @@ def train(
             start_epoch = int(state["epochs_done"])
         wrapped = dist_utils.wrap(model, device) if world > 1 else model
         held_out = _held_out_batch(config, train_loader.dataset) if config.candidates else None
-        total = config.epochs + config.finetune_epochs
         for epoch in range(start_epoch, total):
             started = time.perf_counter()
             _reseed(train_loader, config.seed, epoch, rank)
@@ -228,6 +332,8 @@ def train(
                     progress,
                     desc,
                     share,
+                    config.amp,
+                    scaler,
                 )
             finally:
                 if skipped:
@@ -244,24 +350,29 @@ def train(
                 keep_masks = _make_final(config, model, pruner, kernel_pruner, optimizer, row)
                 row.scoring_seconds += time.perf_counter() - start
             row.pruned_share = _pruned_share(pruner, keep_masks)
-            row.test_loss, row.test_acc = evaluate(wrapped, test_loader, device, config.max_batches)
+            row.test_loss, row.test_acc = evaluate(
+                wrapped, test_loader, device, config.max_batches, config.amp
+            )
             row.epoch_seconds = time.perf_counter() - started
             metrics.append(row)
-            if rank == 0:
-                write_metrics(metrics, out_dir)
-                save_atomic(
-                    {
-                        "config": config.to_dict(), "epochs_done": epoch + 1, "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "pruner": pruner.state_dict() if pruner else None,
-                        "kept_masks": keep_masks.masks if keep_masks else None,
-                        "metrics": [asdict(m) for m in metrics],
-                    },
-                    out_dir / "checkpoint.pt",
-                )  # fmt: skip
+            with _ctrl_c_deferred():  # the epoch's metrics and checkpoint: both written, or neither
+                if rank == 0:
+                    write_metrics(metrics, out_dir)
+                    save_atomic(
+                        {
+                            "config": config.to_dict(), "epochs_done": epoch + 1, "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                            "scaler": scaler.state_dict() if scaler is not None else None,
+                            "pruner": pruner.state_dict() if pruner else None,
+                            "kept_masks": keep_masks.masks if keep_masks else None,
+                            "metrics": [asdict(m) for m in metrics],
+                        },
+                        out_dir / "checkpoint.pt",
+                    )  # fmt: skip
+                saved = (out_dir / "checkpoint.pt", epoch + 1)
             if progress:
                 print(row.summary(total), flush=True)
-        _, final_acc = evaluate(wrapped, test_loader, device, config.max_batches)
+        _, final_acc = evaluate(wrapped, test_loader, device, config.max_batches, config.amp)
         kernel_masks = keep_masks.masks if keep_masks is not None and config.method == "kernel" else None
         result = TrainResult(config, model, metrics, final_acc, pruner, kernel_masks, out_dir)
         if rank == 0:
@@ -274,9 +385,15 @@ def train(
                 },
                 out_dir / "model.pt",
             )  # fmt: skip
+        completed = True
         return result
+    except KeyboardInterrupt as interrupt:
+        if isinstance(interrupt, TrainingInterrupted):
+            raise
+        raise TrainingInterrupted(saved[0], saved[1], total, out_dir) from interrupt
     finally:
-        dist_utils.shutdown()
+        # After a failure or Ctrl-C the other ranks may be gone: no barrier then (it would wait forever).
+        dist_utils.shutdown(barrier=completed)
 
 
 # Kernel-level masks pay off in MaskedConv2d from about this pruned share (bench conv, 2026-11-23: forward

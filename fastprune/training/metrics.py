@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Optional, Sequence
+
+from fastprune.serialization import replace_atomically
 
 
 @dataclass
@@ -34,15 +36,15 @@ class EpochMetrics:
 
 
 def write_metrics(metrics: Sequence[EpochMetrics], out_dir: Path) -> None:
-    """metrics.csv and metrics.json in out_dir (each replaced atomically)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """metrics.csv and metrics.json in out_dir, each replaced atomically (temporary file, fsync,
+    os.replace): a reader or a killed run never sees a half-written row."""
+    out_dir = Path(out_dir)
     rows = [asdict(m) for m in metrics]
-    tmp = out_dir / ".metrics.csv.tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[f.name for f in fields(EpochMetrics)])
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, out_dir / "metrics.csv")
-    tmp = out_dir / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(rows, indent=1))
-    os.replace(tmp, out_dir / "metrics.json")
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=[f.name for f in fields(EpochMetrics)])
+    writer.writeheader()
+    writer.writerows(rows)
+    csv_bytes = text.getvalue().encode()
+    replace_atomically(out_dir / "metrics.csv", lambda f: f.write(csv_bytes))
+    json_bytes = json.dumps(rows, indent=1).encode()
+    replace_atomically(out_dir / "metrics.json", lambda f: f.write(json_bytes))
