@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fastprune import models
+from fastprune import models, ops
 from fastprune.compaction import compact
 from fastprune.nn import MaskedConv2d
 from fastprune.ops import conv2d, masked_conv2d
@@ -114,3 +114,22 @@ def test_compact_inference_form_follows_autocast() -> None:
     assert y.dtype is torch.bfloat16
     # 20 layers of bf16 rounding: a looser bound than one conv's
     assert (y.double() - ref).abs().max() <= 0.1 * ref.abs().max()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_scoring_and_spectral_ops_take_half_precision_and_compute_in_float32(dtype: torch.dtype) -> None:
+    """Half-precision weights are scored as their exact float32 values: results are float32 (complex64)
+    and equal what float32 input holding the same (rounded) values gives."""
+    w = torch.randn(8, 4, 3, 3, generator=torch.Generator().manual_seed(4)).to(dtype)
+    same = w.float()  # exactly the half-precision values
+    for op, args in (
+        (ops.gm_scores, ()),
+        (ops.pairwise_distances, ()),
+        (ops.kernel_scores, ("spectral_norm",)),
+        (ops.small_eigvals, ()),
+        (ops.small_svdvals, ()),
+        (ops.small_det, ()),
+    ):
+        got, want = op(w, *args), op(same, *args)
+        assert got.dtype is want.dtype and want.dtype in (torch.float32, torch.complex64), op.__name__
+        assert torch.equal(got, want), op.__name__
