@@ -1,5 +1,5 @@
 # make demo  - set up .venv, build, train + soft-FPGM-prune a ResNet-20 on the embedded digits; report in runs/demo
-# make test  - set up .venv, build, run the test suite (C ABI example included)
+# make test  - set up .venv, build, run the test suite (C ABI example included), then `make sanitize`
 # Set-up is idempotent: a venv, torch (CPU build when absent; an existing torch is never replaced),
 # the dev requirements, and an editable build of fastprune.
 VENV ?= .venv
@@ -17,6 +17,7 @@ demo: $(BUILD_STAMP)
 
 test: $(BUILD_STAMP)
 	$(PY) -m pytest -q tests
+	$(MAKE) --no-print-directory sanitize
 
 bench: $(BUILD_STAMP)
 	$(PY) -m fastprune bench scoring --out bench/results
@@ -71,7 +72,8 @@ gpu-check:
 
 # make sanitize - libfastprune and fastprune._C built with ASan + UBSan (build/sanitize), then the C ABI example,
 # the C test of every fp_* entry point, the C ABI fuzz harness and the native CPU op tests (Python, ASan runtime
-# preloaded) under them; any report fails. --quick (SANITIZE_ARGS=--quick): a shorter Python subset.
+# preloaded) under them; any report fails. Part of `make test` (the instrumented build adds ~4 min to a clean
+# clone, seconds when incremental). SANITIZE_ARGS=--quick: a shorter Python subset.
 SANITIZE_ARGS ?=
 sanitize: $(DEPS_STAMP)
 	PYTHON=$(abspath $(PY)) bash tools/sanitize.sh $(SANITIZE_ARGS)

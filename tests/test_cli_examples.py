@@ -79,7 +79,7 @@ NOT_RUN = {
     "make gpu-check": "needs a GPU; its dry run is tests/test_gpu_check.py",
     "make gpu-check DRY_RUN=1": "tests/test_gpu_check.py runs tools/gpu_check.sh --dry-run",
     "make aarch64-check": "cross-compiles and installs Debian packages; tests/test_aarch64.py",
-    "make sanitize": "a ~4 min instrumented build; its C programs run in tests/test_capi_check.py",
+    "make sanitize": "make test runs it after the test suite (a ~4 min instrumented build)",
     "make fuzz": "long by design; its two parts run briefly in tests/test_fuzz_ops.py and test_capi_check.py",
 }
 
