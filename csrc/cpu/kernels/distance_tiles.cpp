@@ -22,7 +22,8 @@ typedef float FloatVec __attribute__((vector_size(kVectorBytes)));
 typedef int32_t MaskVec __attribute__((vector_size(kVectorBytes)));
 
 // row[j] <- d^2 = na + nb[j] - 2 row[j] (row holds Gram entries) for j < n, in whole vectors; true when
-// some pair needs the direct form (detail::gram_needs_direct, NaN included). The scalar loop with a
+// some pair needs the direct form (detail::gram_needs_direct, NaN included: the vector loop spells out the
+// same predicate, keep the two alike). The scalar loop with a
 // branch per pair cost as much as the Gram step on MobileNetV2's 160-320-wide rows.
 bool gram_row(float* row, float na, const float* nb, int64_t n) {
   constexpr int kLanes = kFloatLanes;
@@ -176,8 +177,7 @@ void DistanceTiles::compute_tile(const Layer& layer, int64_t i0, int64_t ni, int
       const float na = sq[i0 + i];
       const float* nb = sq + j0;
       const int64_t j_begin = diagonal ? i + 1 : 0;
-      // d^2 of the whole row first, in vector lanes, and whether any pair of it needs the direct form:
-      // a per-pair branch here cost as much as the Gram step on 160-320-wide rows.
+      // l2 rows whose pairs all trust the Gram form (the usual case) take sqrt in vector lanes.
       if (!gram_row(row + j_begin, na, nb + j_begin, nj - j_begin) && metric_ == detail::kMetricL2) {
         for (int64_t j = j_begin; j < nj; ++j) row[j] = sqrtf(row[j]);
         continue;

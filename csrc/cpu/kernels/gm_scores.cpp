@@ -52,7 +52,8 @@ fp_status gm_scores(const std::vector<detail::LayerSpan>& layers, const std::vec
     double* p = partial.data() + first[tile.layer];
     const int64_t stride = tiles_in[tile.layer];
     const int64_t ti = tile.i0 / kTileRows, tj = tile.j0 / kTileRows;
-    for (int64_t i = 0; i < tile.ni; ++i) p[(tile.i0 + i) * stride + tj] = row_sum(tile.dist + i * tile.nj, tile.nj);
+    for (int64_t i = 0; i < tile.ni; ++i)
+      p[(tile.i0 + i) * stride + tj] = row_sum(tile.dist + i * tile.nj, tile.nj);
     if (ti == tj) return;
     // Column sums row by row, every column in its own lane: the same order as one column at a time, without
     // its strided walk and one dependent add per element.

@@ -10,11 +10,11 @@
 //             kept pair and tap, dot products of staged grad_y rows and staged input rows
 // Fixed summation orders, no atomics: bitwise the same for every thread count.
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cstring>
 #include <vector>
-
-#include <omp.h>
 
 #include "cpu/kernels/capability.h"
 #include "cpu/kernels/conv2d_blocked.h"
