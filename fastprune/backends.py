@@ -13,8 +13,9 @@ Which backend a call uses, first match wins:
     3. the environment variable FASTPRUNE_BACKEND (read at each call, never cached at import);
     4. "auto": cpu for CPU tensors; cuda, else triton, for CUDA tensors; torch when nothing else accepts,
        or where fastprune's kernel is slower than PyTorch's own way on this machine (see auto_fallbacks:
-       the cpu kernels of the CPU capability in use, e.g. the SIMD-less default ones), or for inputs the
-       op sends to torch on every device (masked_conv2d with groups > 1).
+       the cpu kernels of the CPU capability in use, e.g. the SIMD-less default ones; the masked
+       convolution's GPU kernels, until measured), or for inputs the op sends to torch on every device
+       (masked_conv2d with groups > 1).
 A backend named by 1-3 that refuses the input raises BackendError listing every backend's reasons; a
 backend named explicitly runs even where "auto" would fall back for speed.
 
@@ -168,9 +169,24 @@ MASKED_CONV_GROUPED = (
 )
 
 
+# Where fastprune's GPU kernels (cuda and triton backends) are expected to lose to PyTorch's own way on CUDA
+# tensors. Not measured: no GPU has run them yet (issue 19). "auto" takes torch there until a GPU run shows
+# otherwise; a backend named explicitly still runs them.
+_GPU_SLOWER_THAN_TORCH: dict[str, str] = {
+    # One thread per output, scalar loads, no shared-memory or tensor-core tiling: estimated 5-50x slower
+    # than cuDNN's convolution of W * M (issue 19).
+    "masked_conv2d": "are untiled (one thread per output) and estimated slower than cuDNN's convolution of "
+    "W * M; not yet measured on a GPU",
+}
+
+
 def auto_fallback(op: str, device_type: str = "cpu") -> Optional[str]:
-    """Why "auto" does not pick the cpu backend for `op` on this machine although it could run it (its
-    kernels for the CPU capability in use are slower than PyTorch's), or None."""
+    """Why "auto" does not pick fastprune's kernels for `op` on tensors of `device_type` although they could
+    run it (on the CPU: the kernels of the CPU capability in use are slower than PyTorch's; on CUDA: the
+    GPU kernels are expected to be), or None."""
+    if device_type == "cuda":
+        why = _GPU_SLOWER_THAN_TORCH.get(op)
+        return None if why is None else f"the CUDA and Triton kernels of {op} {why}"
     if device_type != "cpu" or _native.unavailable_reason() is not None:
         return None
     capability = cpu_capability().name
@@ -254,7 +270,9 @@ def select_backend(
         for name in _AUTO_ORDER.get(device_type, ("torch",)):
             if _REGISTRY[name].refusal(device_type, op, matrix_n) is not None:
                 continue
-            if name == "cpu" and (auto_fallback(op, device_type) or (cpu_slower and cpu_slower())):
+            if name != "torch" and auto_fallback(op, device_type):
+                continue
+            if name == "cpu" and cpu_slower and cpu_slower():
                 continue
             return name
         return "torch"

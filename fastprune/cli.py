@@ -52,6 +52,8 @@ def info() -> int:
         print(f"  backends for {device_type} tensors:")
         for name, why in refusal_reasons(device_type).items():
             print(f"    {name:<7} {'available' if why is None else 'unavailable: ' + why}")
+    for op, why in auto_fallbacks("cuda").items():
+        print(f"  on cuda tensors auto uses torch for {op}: {why}")
     return 0
 
 

@@ -26,13 +26,27 @@ if os.environ.get("CI"):
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 HAS_CUDA = torch.cuda.is_available()
+# Triton runs on CPU tensors only in interpreter mode, which is set (above) only without a GPU: on a GPU
+# machine it compiles for the GPU and its cases run on CUDA tensors (the cuda-marked tests).
+HAS_TRITON_ON_CPU = HAS_TRITON and not HAS_CUDA
 # Backends exercised on CPU tensors. Triton runs interpreted here, so its cases keep sizes small.
-CPU_BACKENDS = ["cpu", "torch"] + (["triton"] if HAS_TRITON else [])
+CPU_BACKENDS = ["cpu", "torch"] + (["triton"] if HAS_TRITON_ON_CPU else [])
 METRIC_NAMES = ["l2", "l1", "cosine", "sqeuclidean"]
 # Stated tolerance for every op, metric and backend against float64: relative 1e-4.
 RTOL = 1e-4
 
 requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """Every test that needs a GPU (skipped with "needs a CUDA GPU" without one) carries the `cuda` marker,
+    so `pytest -m cuda` selects exactly the GPU tests (make gpu-check)."""
+    for item in items:
+        if any(
+            mark.name == "skipif" and "needs a CUDA GPU" in str(mark.kwargs.get("reason", ""))
+            for mark in item.iter_markers()
+        ):
+            item.add_marker(pytest.mark.cuda)
 
 
 def reference_distances(rows: np.ndarray, metric: str) -> np.ndarray:

@@ -115,6 +115,21 @@ def test_auto_prefers_native_cpu_and_results_agree() -> None:
     torch.testing.assert_close(gm_scores(x), gm_scores(x, backend="torch"), rtol=1e-5, atol=0.0)
 
 
+def test_auto_never_picks_the_unmeasured_gpu_masked_conv_kernels(monkeypatch) -> None:
+    """On CUDA tensors "auto" runs masked_conv2d as cuDNN's convolution of W * M (fastprune's GPU kernels are
+    estimated slower and not yet measured), says so in auto_fallbacks, and still picks the GPU kernels of the
+    other ops; a backend named explicitly is not overridden."""
+    from fastprune import backends
+
+    monkeypatch.setattr(backends, "_triton_reason", lambda device_type: None)  # as on a machine with a GPU
+    monkeypatch.setattr(backends._native, "cuda_unavailable_reason", lambda: None)
+    assert select_backend("auto", "cuda", "masked_conv2d") == "torch"
+    assert select_backend("auto", "cuda", "gm_scores") == "cuda"
+    assert select_backend("triton", "cuda", "masked_conv2d") == "triton"
+    assert "estimated slower than cuDNN" in backends.auto_fallbacks("cuda")["masked_conv2d"]
+    assert "gm_scores" not in backends.auto_fallbacks("cuda")
+
+
 def test_import_loads_no_native_code_and_does_not_initialise_cuda() -> None:
     """Importing the package and its ops must not load fastprune._C, import triton or touch CUDA (on a
     CPU-only torch the CUDA check is vacuous; the module checks are not)."""

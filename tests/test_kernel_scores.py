@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import HAS_TRITON, reference_kernel_scores
+from conftest import HAS_TRITON_ON_CPU, reference_kernel_scores
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastprune.benchmarks.networks import NETWORKS
 from fastprune.ops import CRITERIA, criterion_power, kernel_scores
 
-BACKENDS = ["cpu", "torch"] + (["triton"] if HAS_TRITON else [])
+BACKENDS = ["cpu", "torch"] + (["triton"] if HAS_TRITON_ON_CPU else [])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

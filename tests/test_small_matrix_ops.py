@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import HAS_TRITON
+from conftest import HAS_TRITON_ON_CPU
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from fastprune.ops import small_det, small_eigvals, small_svdvals
 
-BACKENDS = ["cpu", "torch"] + (["triton"] if HAS_TRITON else [])
+BACKENDS = ["cpu", "torch"] + (["triton"] if HAS_TRITON_ON_CPU else [])
 SIZES = list(range(1, 8))
 # Triton's small-matrix kernels take n <= 3 (the backend refuses larger n, tested below).
 CASES = [(backend, n) for backend in BACKENDS for n in SIZES if backend != "triton" or n <= 3]
