@@ -133,14 +133,15 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "masked_conv2d",
       [](const std::string& pass, const std::vector<int64_t>& shape, std::uintptr_t a, std::uintptr_t b,
-         std::uintptr_t row_ptr, std::uintptr_t col, std::uintptr_t kernels, int device, std::uintptr_t out) {
+         std::uintptr_t row_ptr, std::uintptr_t col, std::uintptr_t kernels, int device, std::uintptr_t stream,
+         std::uintptr_t out) {
         if (shape.size() != 13) throw py::value_error("shape: expected the 13 fields of fp_conv2d_shape");
         const fp_conv2d_shape s{shape[0], shape[1], shape[2], shape[3],  shape[4],  shape[5], shape[6],
                                 shape[7], shape[8], shape[9], shape[10], shape[11], shape[12]};
         const auto f = [](std::uintptr_t p) { return reinterpret_cast<const float*>(p); };
         const auto rows = reinterpret_cast<const int32_t*>(row_ptr);
         const auto cols = reinterpret_cast<const int32_t*>(col);
-        const fp_exec exec = exec_of(device, 0);
+        const fp_exec exec = exec_of(device, stream);
         if (pass != "forward" && pass != "backward_input" && pass != "backward_weight")
           throw py::value_error("unknown masked_conv2d pass " + pass);
         call_without_gil([&] {
@@ -155,7 +156,7 @@ PYBIND11_MODULE(_C, m) {
         });
       },
       py::arg("pass_"), py::arg("shape"), py::arg("a"), py::arg("b"), py::arg("row_ptr"), py::arg("col"),
-      py::arg("kernels"), py::arg("device"), py::arg("out"));
+      py::arg("kernels"), py::arg("device"), py::arg("stream"), py::arg("out"));
 
   // Dense convolution with fused bias + ReLU (fp_conv2d_forward); same shape fields and pointer rules.
   m.def(

@@ -90,6 +90,17 @@ class Prepared(NamedTuple):
     kernels: torch.Tensor  # the kept kernels, as packed_kernels gives them
 
 
+def _run_pass(pass_, shape, a, b, row_ptr, col, kernels, device, out: torch.Tensor) -> None:
+    """One fp_masked_conv2d_* pass writing `out`. A CUDA pass runs with out's device current and on its
+    current stream (as PyTorch's own ops do: ordered with the caller's work, capturable in a CUDA graph)."""
+    if device != DEVICE_CUDA:
+        native().masked_conv2d(pass_, shape, a, b, row_ptr, col, kernels, device, 0, address(out))
+        return
+    with torch.cuda.device(out.device):
+        stream = torch.cuda.current_stream().cuda_stream
+        native().masked_conv2d(pass_, shape, a, b, row_ptr, col, kernels, device, stream, address(out))
+
+
 def prepare(x, weight, mask, stride, padding, dilation, device, groups=1) -> Prepared:
     """weight (O, C/groups, kh, kw); mask: a filter mask (O,) or kernel mask (O, C/groups)."""
     lists = mask_lists(mask, weight.shape[1], groups)
@@ -105,7 +116,7 @@ def cpu_forward(x, weight, mask, bias, stride, padding, dilation, groups=1, devi
     x = x.contiguous()
     bias = None if bias is None else bias.contiguous()
     y = empty_output(x, weight, stride, padding, dilation)
-    native().masked_conv2d(
+    _run_pass(
         "forward",
         shape_fields(x, weight, stride, padding, dilation),
         address(x),
@@ -114,7 +125,7 @@ def cpu_forward(x, weight, mask, bias, stride, padding, dilation, groups=1, devi
         address(lists.col),
         address(kernels),
         device,
-        address(y),
+        y,
     )
     return y
 
@@ -133,7 +144,7 @@ def cpu_backward(
     grad_x = grad_w = None
     if need[0]:
         grad_x = x.new_empty(x.shape)
-        native().masked_conv2d(
+        _run_pass(
             "backward_input",
             shape,
             address(grad_y),
@@ -142,11 +153,11 @@ def cpu_backward(
             address(col),
             address(kernels),
             device,
-            address(grad_x),
+            grad_x,
         )
     if need[1]:
         grad_kernels = kernels.new_empty(kernels.shape)
-        native().masked_conv2d(
+        _run_pass(
             "backward_weight",
             shape,
             address(x),
@@ -155,7 +166,7 @@ def cpu_backward(
             address(col),
             0,
             device,
-            address(grad_kernels),
+            grad_kernels,
         )
         grad_w = unpacked_kernels(grad_kernels, weight, lists)
     return grad_x, grad_w
