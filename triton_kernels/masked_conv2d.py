@@ -39,8 +39,8 @@ def _forward_kernel(
     oh = offs // WO
     ow = offs % WO
     acc = tl.zeros((BLOCK,), dtype=tl.float32)
-    start = tl.load(row_ptr + o)
-    end = tl.load(row_ptr + o + 1)
+    start = tl.load(row_ptr + o).to(tl.int64)  # p * (KH * KW) past 2^31 kernels-taps: int64
+    end = tl.load(row_ptr + o + 1).to(tl.int64)
     for p in range(start, end):
         c = tl.load(col_ptr + p).to(tl.int64)
         plane = x_ptr + (n * C + c) * H * W
