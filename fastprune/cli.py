@@ -1,4 +1,4 @@
-"""`fastprune` / `python -m fastprune`: demo, train, bench, info."""
+"""`fastprune` / `python -m fastprune`: demo, train, evaluate, compact, bench, info."""
 
 from __future__ import annotations
 
@@ -129,6 +129,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from fastprune.training.cli import add_arguments
 
     add_arguments(train_parser)
+    importlib.import_module("fastprune.training.cli_evaluate").register(commands)
     demo_parser = commands.add_parser(
         "demo", help="the main job: soft FPGM pruning of a ResNet-20 on the embedded digits, with a report"
     )
@@ -138,6 +139,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "--max-batches", type=int, default=None, help="stop each epoch after this many batches (smoke tests)"
     )
     importlib.import_module("fastprune.compaction.cli").register(commands)
+    importlib.import_module("fastprune.research.command").register(commands)
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -177,12 +179,20 @@ def _interrupted(args: argparse.Namespace, interrupt: KeyboardInterrupt) -> str:
         return "interrupted: no rows written (a suite writes its CSV rows when it completes)"
     if args.command == "compact":
         return f"interrupted: {args.out} not written"
+    if args.command == "evaluate":
+        return "interrupted (evaluate writes no files)"
+    if args.command == "compare":
+        return "interrupted: results.csv in the output folder holds the settings done"
     return "interrupted"
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "compact":
         return importlib.import_module("fastprune.compaction.cli").compact_command(args)
+    if args.command == "evaluate":
+        return importlib.import_module("fastprune.training.cli_evaluate").evaluate_command(args)
+    if args.command == "compare":
+        return importlib.import_module("fastprune.research.command").compare_command(args)
 
     if args.command == "info":
         if args.cmake_prefix:
@@ -208,7 +218,8 @@ def train(args: argparse.Namespace) -> int:
         resume=args.resume,
         trust_checkpoint=args.trust_checkpoint,
     )
-    print(f"final test accuracy {result.final_test_acc:.4f}; run folder: {result.out_dir}")
+    if not result.config.quiet:
+        print(f"final test accuracy {result.final_test_acc:.4f}; run folder: {result.out_dir}")
     return 0
 
 

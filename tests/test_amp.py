@@ -17,10 +17,16 @@ TINY = dict(arch="resnet20", dataset="digits", batch_size=16, max_batches=2, pro
 
 
 def _conv_output_dtypes(model: torch.nn.Module) -> list[torch.dtype]:
-    """Records the dtype of the first conv's output at every forward."""
+    """Records the dtype of the first conv's output at every forward that computes (not the shape-only
+    pass on meta tensors that counts the MACs of the metrics)."""
     seen: list[torch.dtype] = []
     conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
-    conv.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+
+    def hook(module, args, out) -> None:  # returns None: the output stays as it is
+        if not out.is_meta:
+            seen.append(out.dtype)
+
+    conv.register_forward_hook(hook)
     return seen
 
 

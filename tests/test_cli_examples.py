@@ -14,7 +14,7 @@ would run long get size-shrinking options, by rule per subcommand (`SMALL`):
 
 * train: 2 epochs of 2 batches of 16 (`--epochs 2 --max-batches 2 --batch-size 16`), and data sets that
   need files (`--dataset cifar10 --data-dir ~/data`) replaced by the embedded digits;
-* demo: `--epochs 1 --max-batches 2`;  compact: `--batch-sizes 1 --repeats 1`;
+* demo: `--epochs 1 --max-batches 2`;  compact: `--batch-sizes 1 --repeats 1`;  evaluate: `--max-batches 2`;
 * bench: only ResNet-56 (`--networks resnet56`) and, as the benchmark runners have no size options, run
   through `BENCH_SMOKE`: the same `fastprune.cli.main(argv)` with one timed round per contender, one conv
   layer and two masks, 1e3 small matrices, three convs per scored network (the existing bench tests
@@ -55,6 +55,20 @@ SMALL = {
     "train": ["--epochs", "2", "--max-batches", "2", "--batch-size", "16"],
     "demo": ["--epochs", "1", "--max-batches", "2"],
     "compact": ["--batch-sizes", "1", "--repeats", "1"],
+    "evaluate": ["--max-batches", "2"],
+    "compare": [
+        "--max-batches",
+        "1",
+        "--batch-size",
+        "16",
+        "--rates",
+        "0.3",
+        "--filter-criteria",
+        "l1",
+        "random",
+        "--kernel-criteria",
+        "spectral_norm",
+    ],
 }
 GPU_ERROR = re.compile(r"(needs a|no) CUDA GPU")
 
@@ -69,7 +83,9 @@ MAPPED: dict[str, object] = {
     "fastprune --debug ...": None,  # filled in below (a Run: exit status 1 and a traceback expected)
     "fastprune compact CHECKPOINT -o OUT": "fastprune compact runs/a/model.pt -o small.pt",
     "fastprune compact": "fastprune compact runs/a/model.pt -o small.pt",  # the subcommand named in prose
+    "fastprune compare RUN_OR_MODEL": "fastprune compare runs/a",
     "fastprune bench ...": "fastprune bench --help",  # "the runners behind `python -m fastprune bench ...`"
+    "fastprune evaluate RUN_OR_MODEL": "fastprune evaluate runs/a",  # its docstring's usage line
 }
 # Documented commands that this file does not run, and why.
 NOT_RUN = {
@@ -244,7 +260,7 @@ def _fastprune_run(args: list[str]) -> Run:
     sub = next((a for a in args if not a.startswith("-")), None)
     if "--help" in args or "-h" in args or sub == "info":
         return Run(("-m", "fastprune", *args))
-    if sub in ("train", "demo", "compact"):
+    if sub in ("train", "demo", "compact", "evaluate", "compare"):
         args = [*args, *SMALL[sub]]
         if sub == "train" and _option(args, "--dataset", "digits") != "digits":
             args += ["--dataset", "digits"]  # data sets that need files: the embedded one

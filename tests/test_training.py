@@ -148,7 +148,8 @@ def test_kernel_pipeline_prunes_once_and_keeps_masks_while_fine_tuning(tmp_path)
         assert torch.all(weight[~keep] == 0), name  # still exactly zero after two fine-tuning epochs
         removed += int((~keep).sum())
     assert removed > 0
-    assert result.metrics[-1].pruned_share == pytest.approx(removed / sum(m.numel() for m in masks.values()))
+    kernels = sum(m.numel() for m in masks.values())
+    assert result.metrics[-1].pruned_kernels == pytest.approx(removed / kernels)
     assert "conv1" in masks  # the CIFAR stem is 3x3, so it is pruned too (only a 7x7 stem is excluded)
 
 

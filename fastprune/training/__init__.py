@@ -9,7 +9,7 @@ _LAZY_NAMES = {
     "load_checkpoint": "fastprune.training.checkpoint",
     "save_atomic": "fastprune.training.checkpoint",
     "TrainResult": "fastprune.training.loop",
-    "TrainingInterrupted": "fastprune.training.loop",
+    "TrainingInterrupted": "fastprune.training.interrupts",
     "evaluate": "fastprune.training.loop",
     "train": "fastprune.training.loop",
     "EpochMetrics": "fastprune.training.metrics",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Union
@@ -17,6 +18,12 @@ def save_atomic(state: dict[str, Any], path: Union[str, os.PathLike]) -> Path:
     """torch.save `state` to `path` atomically (:func:`replace_atomically`): readers see either the old
     file or the new one, never a torn one."""
     return replace_atomically(path, lambda f: torch.save({"format": FORMAT, **state}, f))
+
+
+def save_config(config: dict[str, Any], out_dir: Union[str, os.PathLike]) -> Path:
+    """`config` (a resolved TrainConfig's ``to_dict()``) as out_dir/config.json, replaced atomically."""
+    text = (json.dumps(config, indent=1) + "\n").encode()
+    return replace_atomically(Path(out_dir) / "config.json", lambda f: f.write(text))
 
 
 def load_checkpoint(path: Union[str, os.PathLike], *, trust: bool = False) -> dict[str, Any]:

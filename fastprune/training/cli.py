@@ -13,7 +13,7 @@ HELP = {
     "(ImageNet layout)",
     "dataset": "digits (embedded), cifar10, cifar100 or tinyimagenet (these need --data-dir)",
     "data_dir": "folder (or archive) holding the data set files",
-    "out_dir": "run folder: checkpoint.pt, metrics.csv/json, model.pt",
+    "out_dir": "run folder: config.json, checkpoint.pt, metrics.csv/json, model.pt",
     "init_from": "start from the weights of this run's model.pt or checkpoint.pt (prune a trained net)",
     "method": "filter (soft filter pruning), kernel (eigenvalue-based kernel pruning) or none",
     "criterion": "filter criterion: l1, l2, fpgm, fpgm_he, fpgm_mix or a registered one",
@@ -27,24 +27,33 @@ HELP = {
     "kernel_mode": "threshold, contrib or sorted",
     "kernel_threshold": "global threshold t of the threshold mode",
     "l1_penalty": "L1 penalty on conv kernels (default 1e-4 for method kernel, else 0)",
-    "finetune_epochs": "method kernel: epochs of fine-tuning after pruning, masks kept",
+    "finetune_epochs": "epochs of fine-tuning after the pruning is made final, masks kept",
+    "finetune_lr": "learning rate of the fine-tuning epochs: starts there, times gamma at 50%% and 75%% of "
+    "them, whatever the main schedule reached (None: the main schedule goes on)",
     "optimizer": "sgd (Nesterov) or adam (default: sgd for filter pruning, adam for kernel)",
     "milestones": "epochs at which the learning rate is multiplied by gamma",
     "device": "cpu or cuda",
+    "threads": "CPU threads of torch and of fastprune's kernels for the run (torch.set_num_threads); None "
+    "leaves them as they are (OMP_NUM_THREADS)",
     "backend": "fastprune backend of the scoring kernels (auto, cpu, cuda, triton, torch)",
     "masked_conv": "train held-zero convs (fine-tuning, hard mode) on fastprune.nn.MaskedConv2d, skipping "
     "the pruned filters/kernels (off by default: ~3%% faster end to end on the demo's ResNet-20)",
     "amp": "mixed precision (torch.autocast): --amp alone is bfloat16 on the CPU, float16 with a gradient "
     "scaler on CUDA; or name bfloat16 / float16. Weights, optimizer and checkpoints stay float32",
-    "progress": "show progress bars and per-epoch lines",
+    "progress": "show progress bars (--no-progress: only the one-line summary per epoch)",
+    "quiet": "print nothing: no bars, no per-epoch lines, no final line (errors still go to stderr)",
     "max_batches": "stop each epoch after this many batches (smoke tests)",
 }
 
 
 EPILOG = (
-    "Progress: a bar per epoch (batches, running loss and accuracy, pruned share) and one summary line per "
-    "epoch (--no-progress: neither). Ctrl-C stops the run with exit status 130: the last complete "
-    "checkpoint and the metrics rows written so far stay intact, and --resume RUN continues it."
+    "Progress: a bar per epoch (batches, running loss and accuracy, pruned shares of filters and kernels) "
+    "and one summary line per epoch (--no-progress: the lines only; --quiet: nothing). The run folder "
+    "holds config.json (the resolved config), metrics.csv/json (per epoch: lr used, losses, accuracies, "
+    "test accuracy before each pruning step, pruned filters and kernels, MACs, params, criterion, MFP "
+    "attributes, scoring and final-prune seconds), checkpoint.pt and model.pt. Ctrl-C stops the run with "
+    "exit status 130: the last complete checkpoint and the metrics rows written so far stay intact, and "
+    "--resume RUN continues it."
 )
 
 

@@ -18,7 +18,11 @@ class TrainConfig:
     `resolved()`): filter pruning (SFP/FPGM/MFP): SGD, Nesterov momentum 0.9, lr 0.1, weight decay 5e-4
     (1e-4 on Tiny ImageNet), batch 128, lr × 0.2 at 30/60/80% of the epochs (the authors' 60/120/160 of
     200); kernel pruning (Cugu & Akbas): Adam lr 1e-3, L1 kernel penalty 1e-4, lr × 0.1 at
-    40/60/80/90% of the epochs (their 80/120/160/180 of 200), one prune at the end."""
+    40/60/80/90% of the epochs (their 80/120/160/180 of 200), one prune at the end.
+
+    `finetune_lr` gives the fine-tuning epochs (`finetune_epochs`, after the pruning is made final) a
+    schedule of their own: they start at `finetune_lr` and multiply it by `gamma` at 50% and 75% of them
+    (:meth:`finetune_milestones`), whatever the main schedule reached; None: the main schedule goes on."""
 
     arch: str = "resnet20"
     dataset: str = "digits"
@@ -42,6 +46,7 @@ class TrainConfig:
     kernel_threshold: float = 1e-4
     l1_penalty: Optional[float] = None
     finetune_epochs: int = 0
+    finetune_lr: Optional[float] = None  # the fine-tuning epochs' own schedule (see the class docstring)
     # optimisation
     optimizer: Optional[str] = None  # "sgd" or "adam"
     lr: Optional[float] = None
@@ -52,6 +57,7 @@ class TrainConfig:
     # execution
     seed: int = 0
     num_workers: int = 0
+    threads: Optional[int] = None  # torch.set_num_threads for the run (fastprune's kernels follow)
     device: str = "cpu"
     backend: str = "auto"
     # Held-zero convs train as MaskedConv2d. Off by default: on the demo's ResNet-20 (40% of filters,
@@ -61,7 +67,8 @@ class TrainConfig:
     # Mixed precision: None (float32), "bfloat16", "float16" or "auto" (bfloat16 on the CPU, float16 with a
     # gradient scaler on CUDA). Forward and loss run under torch.autocast; weights and optimizer stay float32.
     amp: Optional[str] = None
-    progress: bool = True
+    progress: bool = True  # progress bars (rank 0); the per-epoch summary line is printed regardless
+    quiet: bool = False  # print nothing at all (no bars, no per-epoch lines)
     max_batches: Optional[int] = None  # per epoch, for smoke tests
 
     def resolved(self) -> TrainConfig:
@@ -77,6 +84,15 @@ class TrainConfig:
             raise ValueError(f"rate: expected a pruning rate in [0, 1), got {c.rate!r}")
         if c.finetune_epochs < 0:
             raise ValueError(f"finetune_epochs: expected >= 0, got {c.finetune_epochs!r}")
+        if c.finetune_lr is not None:
+            if not _positive_number(c.finetune_lr):
+                raise ValueError(f"finetune_lr: expected a learning rate > 0, got {c.finetune_lr!r}")
+            if c.finetune_epochs < 1:
+                raise ValueError(
+                    "finetune_lr: it schedules the fine-tuning epochs; give finetune_epochs >= 1"
+                )
+        if c.threads is not None and (type(c.threads) is not int or c.threads < 1):
+            raise ValueError(f"threads: expected an integer >= 1, got {c.threads!r}")
         if str(c.device).startswith("cuda"):  # checked before any data is read or any model built
             import torch
 
@@ -110,6 +126,20 @@ class TrainConfig:
             c.gamma = 0.1 if kernel else 0.2
         return c
 
+    def finetune_milestones(self) -> list[int]:
+        """The fine-tuning epochs (0-based, counted from the first fine-tuning epoch) from which
+        `finetune_lr` is multiplied by `gamma` once more: 50% and 75% of `finetune_epochs`, rounded as the
+        main milestones are (at least 1; equal ones merge: 4 epochs decay at 2 and 3, 3 epochs at 2)."""
+        return sorted({max(1, round(f * self.finetune_epochs)) for f in (0.5, 0.75)})
+
+    def finetune_lr_at(self, epoch: int) -> Optional[float]:
+        """The learning rate of run epoch `epoch` (0-based) under `finetune_lr` (resolved config); None for
+        the training epochs and without `finetune_lr` (the main schedule then sets it)."""
+        if self.finetune_lr is None or epoch < self.epochs:
+            return None
+        decays = sum(epoch - self.epochs >= m for m in self.finetune_milestones())
+        return float(self.finetune_lr) * float(self.gamma) ** decays
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -120,3 +150,7 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"config: unknown fields {unknown}")
         return cls(**values)
+
+
+def _positive_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")

@@ -4,11 +4,14 @@
                                                   epochs=200, criterion="fpgm", rate=0.4))
 
 Epoch e (0-based) of a "filter" run: train one epoch, step the LR schedule, prune every `prune_every`
-epochs (SoftFilterPruner.step: score all selected layers in one batched call, zero the weakest filters),
-evaluate, append the metrics, write the checkpoint. At the end the pruning is made final (the pruned
-channels' BatchNorm zeroed too) and the pruned network is evaluated and saved. A "kernel" run trains
-with the L1 kernel penalty, prunes once at the end with KernelPruner, evaluates without fine-tuning,
-then optionally fine-tunes with the masks kept.
+epochs (SoftFilterPruner.step: score all selected layers in one batched call, zero the weakest filters;
+the test set is evaluated right before it too), measure (pruned shares, MACs, params), evaluate, append
+the metrics, write the checkpoint. At the end the pruning is made final (the pruned channels' BatchNorm
+zeroed too) and the pruned network is evaluated and saved. A "kernel" run trains with the L1 kernel
+penalty, prunes once at the end with KernelPruner, evaluates without fine-tuning, then optionally
+fine-tunes with the masks kept (with `finetune_lr`, on a schedule of its own). The resolved config is
+written to config.json when a run starts or resumes; the metrics' columns are described in
+:mod:`fastprune.training.metrics`.
 
 Resume is exact: every epoch reseeds the shuffle and the augmentation from (seed, epoch, rank), and the
 checkpoint holds weights, masks, optimizer, scheduler (and --amp float16's gradient scaler) state, the
@@ -22,11 +25,7 @@ once both are written.
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -38,9 +37,11 @@ from fastprune.nn import convert, restore
 from fastprune.pruning import KernelPruner, SoftFilterPruner, l1_kernel_penalty
 from fastprune.pruning.keep_masks import KeepMasks
 from fastprune.training import distributed as dist_utils
-from fastprune.training.checkpoint import load_checkpoint, save_atomic
+from fastprune.training.checkpoint import load_checkpoint, save_atomic, save_config
 from fastprune.training.config import TrainConfig
-from fastprune.training.metrics import EpochMetrics, write_metrics
+from fastprune.training.interrupts import TrainingInterrupted, ctrl_c_deferred
+from fastprune.training.metrics import EpochMetrics, network_size, pruned_shares, write_metrics
+from fastprune.training.threads import torch_threads
 
 
 @dataclass
@@ -52,51 +53,6 @@ class TrainResult:
     pruner: Optional[SoftFilterPruner] = None
     kernel_masks: Optional[dict[str, torch.Tensor]] = None
     out_dir: Optional[Path] = None
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped a run. The files written so far are complete: `checkpoint` (None if no epoch had
-    ended) holds `epochs_done` of `total_epochs` epochs, metrics.csv/json the same rows, and
-    ``train(resume=checkpoint)`` continues the run (``fastprune train --resume RUN``). A KeyboardInterrupt,
-    so code that catches that (or lets it end the program) behaves as before."""
-
-    def __init__(self, checkpoint: Optional[Path], epochs_done: int, total_epochs: int, out_dir: Path):
-        super().__init__(checkpoint, epochs_done, total_epochs, out_dir)
-        self.checkpoint, self.epochs_done, self.total_epochs = checkpoint, epochs_done, total_epochs
-        self.out_dir = out_dir
-
-    def __str__(self) -> str:
-        if self.checkpoint is None:
-            return (
-                f"no checkpoint written to {self.out_dir} yet (stopped in epoch {self.epochs_done + 1} of "
-                f"{self.total_epochs})"
-            )
-        return (
-            f"last complete checkpoint {self.checkpoint} (epoch {self.epochs_done} of {self.total_epochs}); "
-            f"resume with --resume {self.checkpoint.parent}"
-        )
-
-
-@contextlib.contextmanager
-def _ctrl_c_deferred() -> Iterator[None]:
-    """Runs the block to its end even if Ctrl-C arrives meanwhile; the KeyboardInterrupt is raised after it.
-    Used around an epoch's writes, so that a Ctrl-C never leaves metrics.csv one row ahead of the
-    checkpoint (each file is atomic on its own; this makes the pair so). A no-op outside the main thread
-    or when SIGINT has a handler other than Python's default one."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
-        yield
-        return
-    received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if received:
-        raise KeyboardInterrupt
 
 
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
@@ -172,7 +128,7 @@ def _train_epoch(
     max_batches,
     progress,
     desc,
-    pruned_share,
+    shares,
     amp=None,
     scaler=None,
 ):
@@ -207,8 +163,9 @@ def _train_epoch(
             if progress:
                 n = totals[2].clamp_min(1)
                 batches.set_postfix(
-                    loss=f"{totals[0] / n:.3f}", acc=f"{totals[1] / n:.3f}", pruned=f"{pruned_share:.2f}"
-                )
+                    loss=f"{totals[0] / n:.3f}", acc=f"{totals[1] / n:.3f}", filters=f"{shares[0]:.2f}",
+                    kernels=f"{shares[1]:.2f}",
+                )  # fmt: skip
     finally:
         if progress:  # clears the bar, also on Ctrl-C: a message printed next starts on a clean line
             batches.close()
@@ -238,15 +195,15 @@ def train(
     `trust_checkpoint` allows a full unpickle of one that needs it (it can run code: trusted files only).
 
     `model` replaces `fastprune.models.create(config.arch)` (fresh runs only). Writes under
-    config.out_dir: checkpoint.pt (each epoch), metrics.csv and metrics.json, model.pt (the final pruned
-    network: arch, num_classes, state_dict, masks). Under torchrun it trains with DistributedDataParallel
-    (gloo on CPU, nccl on GPU); only rank 0 writes.
+    config.out_dir: config.json (the resolved config, at the start and on resume), checkpoint.pt (each
+    epoch), metrics.csv and metrics.json, model.pt (the final pruned network: arch, num_classes,
+    state_dict, masks, config). Under torchrun it trains with DistributedDataParallel (gloo on CPU, nccl
+    on GPU); only rank 0 writes and prints. ``config.threads`` sets torch's (and fastprune's kernels')
+    CPU threads for the run, the previous count put back after it.
 
     Ctrl-C raises :class:`TrainingInterrupted` (a KeyboardInterrupt) naming the last complete checkpoint;
     the files written so far stay complete.
     """
-    from fastprune import data, models
-
     state: Optional[dict[str, Any]] = None
     if resume is not None:
         state = load_checkpoint(resume, trust=trust_checkpoint)
@@ -255,145 +212,163 @@ def train(
         raise ValueError("config: expected a TrainConfig (or resume=CHECKPOINT)")
     config = config.resolved()
     rank, world = dist_utils.init_from_env(config.device)
-    device = torch.device(config.device if config.device != "cuda" else f"cuda:{dist_utils.local_rank()}")
-    out_dir = Path(config.out_dir)
-    progress = config.progress and rank == 0
     total = config.epochs + config.finetune_epochs
     # The last complete checkpoint and its epochs, for the message of a Ctrl-C.
-    saved: tuple[Optional[Path], int] = (None, 0)
+    saved: list[Any] = [None, 0]
     if state is not None:
-        read = Path(resume) / "checkpoint.pt" if Path(resume).is_dir() else Path(resume)
-        saved = (read, int(state["epochs_done"]))
+        saved = [
+            Path(resume) / "checkpoint.pt" if Path(resume).is_dir() else Path(resume),
+            state["epochs_done"],
+        ]
     completed = False
     try:
-        train_loader, test_loader = data.loaders(
-            config.dataset, data_dir=config.data_dir, batch_size=config.batch_size,
-            num_workers=config.num_workers, seed=config.seed, distributed=world > 1,
-        )  # fmt: skip
-        torch.manual_seed(config.seed)
-        if model is None:
-            model = models.create(config.arch, num_classes=train_loader.dataset.num_classes)
-        if config.init_from is not None and state is None:
-            model.load_state_dict(load_checkpoint(config.init_from, trust=trust_checkpoint)["model"])
-        model.to(device)
-        optimizer = _optimizer(config, model)
-        scaler = torch.amp.GradScaler(device.type) if config.amp == "float16" else None
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.milestones, config.gamma)
-        pruner = None
-        if config.method == "filter":
-            pruner = SoftFilterPruner(
-                model, config.criterion, config.rate, mode=config.mode,
-                criterion_options=config.criterion_options, candidates=config.candidates,
-                attribute=config.attribute, optimizer=optimizer, backend=config.backend,
-            )  # fmt: skip
-        kernel_pruner = KernelPruner(
-            model,
-            criterion=config.kernel_criterion,
-            mode=config.kernel_mode,
-            threshold=config.kernel_threshold,
-        )
-        keep_masks: Optional[KeepMasks] = None
-        metrics: list[EpochMetrics] = []
-        start_epoch = 0
-        if state is not None:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            if scaler is not None and state.get("scaler") is not None:
-                scaler.load_state_dict(state["scaler"])
-            if pruner is not None:
-                pruner.load_state_dict(state["pruner"])
-            if state.get("kept_masks") is not None:  # pruning made final: fine-tuning with masks kept
-                keep_masks = KeepMasks(model, state["kept_masks"], optimizer)
-                if pruner is not None:
-                    pruner.remove_hooks()
-            metrics = [EpochMetrics(**m) for m in state["metrics"]]
-            start_epoch = int(state["epochs_done"])
-        wrapped = dist_utils.wrap(model, device) if world > 1 else model
-        held_out = _held_out_batch(config, train_loader.dataset) if config.candidates else None
-        for epoch in range(start_epoch, total):
-            started = time.perf_counter()
-            _reseed(train_loader, config.seed, epoch, rank)
-            phase = "train" if epoch < config.epochs else "finetune"
-            share = _pruned_share(pruner, keep_masks)
-            desc = f"{phase} {epoch + 1}/{total}"
-            penalty = config.l1_penalty if phase == "train" else 0.0  # fine-tuning keeps the masks instead
-            skipped = _held_masks(pruner, keep_masks, device) if config.masked_conv else None
-            if skipped:  # pruned weights are held at zero: let the convs skip them (same results, less work)
-                convert(model, skipped, backend=config.backend)
-            try:
-                train_loss, train_acc = _train_epoch(
-                    wrapped,
-                    train_loader,
-                    optimizer,
-                    device,
-                    penalty,
-                    config.max_batches,
-                    progress,
-                    desc,
-                    share,
-                    config.amp,
-                    scaler,
-                )
-            finally:
-                if skipped:
-                    restore(model)  # checkpoints and evaluation see the plain model
-            scheduler.step()
-            row = EpochMetrics(epoch=epoch + 1, phase=phase, lr=optimizer.param_groups[0]["lr"],
-                               train_loss=train_loss, train_acc=train_acc)  # fmt: skip
-            if pruner is not None and phase == "train" and (epoch + 1) % config.prune_every == 0:
-                held = None if held_out is None else tuple(t.to(device) for t in held_out)
-                record = pruner.step(held_out=held)
-                row.criterion, row.scoring_seconds = record.criterion, record.scoring_seconds
-            if epoch + 1 == config.epochs and config.method != "none":
-                start = time.perf_counter()
-                keep_masks = _make_final(config, model, pruner, kernel_pruner, optimizer, row)
-                row.scoring_seconds += time.perf_counter() - start
-            row.pruned_share = _pruned_share(pruner, keep_masks)
-            row.test_loss, row.test_acc = evaluate(
-                wrapped, test_loader, device, config.max_batches, config.amp
-            )
-            row.epoch_seconds = time.perf_counter() - started
-            metrics.append(row)
-            with _ctrl_c_deferred():  # the epoch's metrics and checkpoint: both written, or neither
-                if rank == 0:
-                    write_metrics(metrics, out_dir)
-                    save_atomic(
-                        {
-                            "config": config.to_dict(), "epochs_done": epoch + 1, "model": model.state_dict(),
-                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                            "scaler": scaler.state_dict() if scaler is not None else None,
-                            "pruner": pruner.state_dict() if pruner else None,
-                            "kept_masks": keep_masks.masks if keep_masks else None,
-                            "metrics": [asdict(m) for m in metrics],
-                        },
-                        out_dir / "checkpoint.pt",
-                    )  # fmt: skip
-                saved = (out_dir / "checkpoint.pt", epoch + 1)
-            if progress:
-                print(row.summary(total), flush=True)
-        _, final_acc = evaluate(wrapped, test_loader, device, config.max_batches, config.amp)
-        kernel_masks = keep_masks.masks if keep_masks is not None and config.method == "kernel" else None
-        result = TrainResult(config, model, metrics, final_acc, pruner, kernel_masks, out_dir)
-        if rank == 0:
-            save_atomic(
-                {
-                    "arch": config.arch, "num_classes": train_loader.dataset.num_classes,
-                    "model": model.state_dict(), "final_test_acc": final_acc,
-                    "filter_masks": {k: v.cpu() for k, v in pruner.masks.items()} if pruner else None,
-                    "kernel_masks": result.kernel_masks,
-                },
-                out_dir / "model.pt",
-            )  # fmt: skip
+        with torch_threads(config.threads):
+            result = _run(config, state, model, trust_checkpoint, rank, world, saved)
         completed = True
         return result
     except KeyboardInterrupt as interrupt:
         if isinstance(interrupt, TrainingInterrupted):
             raise
-        raise TrainingInterrupted(saved[0], saved[1], total, out_dir) from interrupt
+        raise TrainingInterrupted(saved[0], int(saved[1]), total, Path(config.out_dir)) from interrupt
     finally:
         # After a failure or Ctrl-C the other ranks may be gone: no barrier then (it would wait forever).
         dist_utils.shutdown(barrier=completed)
+
+
+def _run(config: TrainConfig, state, model, trust_checkpoint: bool, rank: int, world: int, saved: list):
+    """The run itself (see `train`); `saved` is kept at [last complete checkpoint, its epochs]."""
+    from fastprune import data, models
+
+    device = torch.device(config.device if config.device != "cuda" else f"cuda:{dist_utils.local_rank()}")
+    out_dir = Path(config.out_dir)
+    talk = rank == 0 and not config.quiet  # the per-epoch lines
+    bars = talk and config.progress
+    total = config.epochs + config.finetune_epochs
+    train_loader, test_loader = data.loaders(
+        config.dataset, data_dir=config.data_dir, batch_size=config.batch_size,
+        num_workers=config.num_workers, seed=config.seed, distributed=world > 1,
+    )  # fmt: skip
+    torch.manual_seed(config.seed)
+    if model is None:
+        model = models.create(config.arch, num_classes=train_loader.dataset.num_classes)
+    if config.init_from is not None and state is None:
+        model.load_state_dict(load_checkpoint(config.init_from, trust=trust_checkpoint)["model"])
+    model.to(device)
+    optimizer = _optimizer(config, model)
+    scaler = torch.amp.GradScaler(device.type) if config.amp == "float16" else None
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.milestones, config.gamma)
+    pruner = None
+    if config.method == "filter":
+        pruner = SoftFilterPruner(
+            model, config.criterion, config.rate, mode=config.mode,
+            criterion_options=config.criterion_options, candidates=config.candidates,
+            attribute=config.attribute, optimizer=optimizer, backend=config.backend,
+        )  # fmt: skip
+    kernel_pruner = KernelPruner(
+        model, criterion=config.kernel_criterion, mode=config.kernel_mode, threshold=config.kernel_threshold
+    )
+    keep_masks: Optional[KeepMasks] = None
+    metrics: list[EpochMetrics] = []
+    start_epoch = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler") is not None:
+            scaler.load_state_dict(state["scaler"])
+        if pruner is not None:
+            pruner.load_state_dict(state["pruner"])
+        if state.get("kept_masks") is not None:  # pruning made final: fine-tuning with masks kept
+            keep_masks = KeepMasks(model, state["kept_masks"], optimizer)
+            if pruner is not None:
+                pruner.remove_hooks()
+        metrics = [EpochMetrics.from_dict(m, config.method) for m in state["metrics"]]
+        start_epoch = int(state["epochs_done"])
+    if rank == 0:
+        save_config(config.to_dict(), out_dir)
+    wrapped = dist_utils.wrap(model, device) if world > 1 else model
+    held_out = _held_out_batch(config, train_loader.dataset) if config.candidates else None
+    input_shape = train_loader.dataset.input_shape
+    sized = True  # False once count_flops could not count the model (it warned)
+    for epoch in range(start_epoch, total):
+        started = time.perf_counter()
+        _reseed(train_loader, config.seed, epoch, rank)
+        phase = "train" if epoch < config.epochs else "finetune"
+        finetune_lr = config.finetune_lr_at(epoch)
+        if finetune_lr is not None:  # --finetune-lr's schedule, set afresh each epoch (so exact on resume)
+            for group in optimizer.param_groups:
+                group["lr"] = finetune_lr
+        lr = optimizer.param_groups[0]["lr"]
+        shares = (metrics[-1].pruned_filters, metrics[-1].pruned_kernels) if metrics else (0.0, 0.0)
+        desc = f"{phase} {epoch + 1}/{total}"
+        penalty = config.l1_penalty if phase == "train" else 0.0  # fine-tuning keeps the masks instead
+        skipped = _held_masks(pruner, keep_masks, device) if config.masked_conv else None
+        if skipped:  # pruned weights are held at zero: let the convs skip them (same results, less work)
+            convert(model, skipped, backend=config.backend)
+        try:
+            train_loss, train_acc = _train_epoch(
+                wrapped, train_loader, optimizer, device, penalty, config.max_batches, bars, desc, shares,
+                config.amp, scaler,
+            )  # fmt: skip
+        finally:
+            if skipped:
+                restore(model)  # checkpoints and evaluation see the plain model
+        scheduler.step()
+        row = EpochMetrics(epoch=epoch + 1, phase=phase, lr=lr, train_loss=train_loss, train_acc=train_acc)
+        stepping = pruner is not None and phase == "train" and (epoch + 1) % config.prune_every == 0
+        final = epoch + 1 == config.epochs and config.method != "none"
+        if stepping or final:
+            _, row.test_acc_before_prune = evaluate(
+                wrapped, test_loader, device, config.max_batches, config.amp
+            )
+        if stepping:
+            held = None if held_out is None else tuple(t.to(device) for t in held_out)
+            record = pruner.step(held_out=held)
+            row.criterion, row.scoring_seconds = record.criterion, record.scoring_seconds
+            row.attributes = dict(record.attributes)
+        if final:
+            start = time.perf_counter()
+            keep_masks = _make_final(config, model, pruner, kernel_pruner, optimizer, row)
+            row.final_prune_seconds = time.perf_counter() - start
+        masks, names = _pruned_convs(config.method, pruner, kernel_pruner, keep_masks)
+        row.pruned_filters, row.pruned_kernels = pruned_shares(model, masks, names)
+        if sized:
+            row.macs, row.params = network_size(model, input_shape)
+            sized = row.macs is not None
+        row.test_loss, row.test_acc = evaluate(wrapped, test_loader, device, config.max_batches, config.amp)
+        row.epoch_seconds = time.perf_counter() - started
+        metrics.append(row)
+        with ctrl_c_deferred():  # the epoch's metrics and checkpoint: both written, or neither
+            if rank == 0:
+                write_metrics(metrics, out_dir)
+                save_atomic(
+                    {
+                        "config": config.to_dict(), "epochs_done": epoch + 1, "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "scaler": scaler.state_dict() if scaler is not None else None,
+                        "pruner": pruner.state_dict() if pruner else None,
+                        "kept_masks": keep_masks.masks if keep_masks else None,
+                        "metrics": [asdict(m) for m in metrics],
+                    },
+                    out_dir / "checkpoint.pt",
+                )  # fmt: skip
+            saved[:] = [out_dir / "checkpoint.pt", epoch + 1]
+            if talk:  # in the block: a checkpointed epoch always gets its line, even with a Ctrl-C meanwhile
+                print(row.summary(total), flush=True)
+    _, final_acc = evaluate(wrapped, test_loader, device, config.max_batches, config.amp)
+    kernel_masks = keep_masks.masks if keep_masks is not None and config.method == "kernel" else None
+    result = TrainResult(config, model, metrics, final_acc, pruner, kernel_masks, out_dir)
+    if rank == 0:
+        save_atomic(
+            {
+                "arch": config.arch, "num_classes": train_loader.dataset.num_classes,
+                "model": model.state_dict(), "final_test_acc": final_acc,
+                "filter_masks": {k: v.cpu() for k, v in pruner.masks.items()} if pruner else None,
+                "kernel_masks": result.kernel_masks, "config": config.to_dict(),
+            },
+            out_dir / "model.pt",
+        )  # fmt: skip
+    return result
 
 
 # Kernel-level masks pay off in MaskedConv2d from about this pruned share (bench conv, 2026-11-23: forward
@@ -418,10 +393,16 @@ def _held_masks(pruner, keep_masks, device: torch.device) -> Optional[dict[str, 
     return worth or None
 
 
-def _pruned_share(pruner: Optional[SoftFilterPruner], keep_masks: Optional[KeepMasks]) -> float:
+def _pruned_convs(method, pruner, kernel_pruner, keep_masks) -> tuple[dict, Optional[list[str]]]:
+    """(masks, conv names) that `pruned_shares` measures: the masks held after the final prune, else
+    the filter pruner's; a kernel run before its prune, the kernel pruner's convs; no pruning: every conv."""
     if keep_masks is not None:
-        return keep_masks.pruned_share()
-    return pruner.pruned_share() if pruner is not None else 0.0
+        return keep_masks.masks, None
+    if pruner is not None:
+        return pruner.masks, None
+    if method == "kernel":
+        return {}, [name for name, _ in kernel_pruner.layers()]
+    return {}, None
 
 
 def _make_final(config, model, pruner, kernel_pruner, optimizer, row) -> KeepMasks:
