@@ -333,3 +333,24 @@ def test_bad_input():
         channel_liveness(missing)
     with pytest.raises(ValueError):
         count_flops(model, (3, 0, 32))
+
+
+def test_kernel_macs_count_what_a_kernel_skipping_conv_computes():
+    """kernel_macs: by hand, each conv's alive (o, i) pairs with a nonzero k x k kernel x k*k x output
+    positions, plus FC; equal to macs when no kernel is zeroed inside live channels."""
+    torch.manual_seed(0)
+    model = create("resnet20").eval()
+    dense = count_flops(model)
+    assert dense.kernel_macs == dense.macs
+    with torch.no_grad():
+        conv = model.layer1[0].conv1
+        conv.weight[3, 5] = 0.0  # one kernel inside live channels
+        conv.weight[7, :3] = 0.0  # three more
+    report = count_flops(model)
+    assert report.macs == dense.macs  # structurally nothing is gone
+    assert dense.macs - report.kernel_macs == 4 * 3 * 3 * 32 * 32  # four 3x3 kernels on a 32x32 map
+    with torch.no_grad():
+        conv.weight[9] = 0.0  # a whole filter: the structural count drops too, by the same amount
+    whole = count_flops(model)
+    assert whole.macs < dense.macs and whole.kernel_macs <= whole.macs
+    assert "skipping all-zero kernels too" in str(whole)

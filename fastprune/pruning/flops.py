@@ -48,6 +48,9 @@ class FlopsRow:
     dense_macs: int
     dense_params: int
     shape: str = ""  # e.g. "16->16 3x3 @32x32" (alive/total where pruned)
+    # Convs: the MACs of a kernel-skipping convolution (alive pairs whose k x k kernel is not all zero);
+    # None: the same as macs (other layers, and counts that see channels only).
+    kernel_macs: Optional[int] = None
 
 
 @dataclass
@@ -82,6 +85,13 @@ class FlopsReport:
         return self._sum("dense_macs", ("Conv2d", "Linear"))
 
     @property
+    def kernel_macs(self) -> int:
+        """Conv + FC MACs per sample when convs also skip their all-zero k x k kernels (kernel-level
+        sparsity, which the structural count above cannot remove)."""
+        rows = [r for r in self.rows if r.type in ("Conv2d", "Linear")]
+        return sum(r.macs if r.kernel_macs is None else r.kernel_macs for r in rows)
+
+    @property
     def macs_reduction(self) -> float:
         """1 - macs / dense_macs (conv + FC)."""
         return 1.0 - self.macs / self.dense_macs if self.dense_macs else 0.0
@@ -110,9 +120,19 @@ class FlopsReport:
             f"input {self.input_shape}: MACs (conv+FC) {self.macs:,} of {self.dense_macs:,} "
             f"({100 * self.macs_reduction:.2f}% removed); conv MACs {self.conv_macs:,} of "
             f"{self.dense_conv_macs:,} ({100 * self.conv_macs_reduction:.2f}% removed); params "
-            f"{self.params:,} of {self.dense_params:,} ({100 * self.params_reduction:.2f}% removed)"
+            f"{self.params:,} of {self.dense_params:,} ({100 * self.params_reduction:.2f}% removed); "
+            f"skipping all-zero kernels too: MACs {self.kernel_macs:,}"
         )
         return "\n".join(lines)
+
+
+def _nonzero_alive_kernels(weight: torch.Tensor, layer: Any) -> int:
+    """Pairs (filter o, input channel i) of a conv that are alive (both channels live) and whose k x k kernel
+    W[o, i] is not all zero: what a kernel-skipping convolution computes."""
+    out, per_group = weight.shape[:2]
+    alive_in = layer.alive_in.cpu().view(layer.groups, 1, per_group).expand(-1, out // layer.groups, -1)
+    kept = weight.detach().cpu().flatten(2).ne(0).any(2) & layer.alive_out.cpu()[:, None]
+    return int((kept & alive_in.reshape(out, per_group)).sum())
 
 
 def family_input_shape(
@@ -227,7 +247,7 @@ def count_flops(model: nn.Module, input_shape: Optional[Sequence[int]] = None) -
             shape_text += f" @{h}x{w}" + (f" g{layer.groups}" if layer.groups > 1 else "")
             row = FlopsRow(
                 layer.name, "Conv2d", pairs * kh * kw * h * w, params, dense_pairs * kh * kw * h * w,
-                dense_params, shape_text,
+                dense_params, shape_text, _nonzero_alive_kernels(module.weight, layer) * kh * kw * h * w,
             )  # fmt: skip
         else:
             dense_params = layer.out_channels * (layer.in_channels + bias)

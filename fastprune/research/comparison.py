@@ -37,7 +37,6 @@ from torch import nn
 from fastprune.criteria import DISTANCE_METRICS, KERNEL_CRITERIA
 from fastprune.criteria import names as filter_criterion_names
 from fastprune.pruning import KernelPruner, SoftFilterPruner, count_flops
-from fastprune.pruning.flops import analyse_channels
 from fastprune.pruning.keep_masks import KeepMasks
 from fastprune.pruning.kernel_pruner import MODES as KERNEL_MODES
 from fastprune.serialization import replace_atomically
@@ -114,20 +113,10 @@ def load_model(source: Union[str, os.PathLike], *, trust: bool = False) -> tuple
 
 
 def measure(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
-    """{"params", "macs", "kernel_macs"} per sample: count_flops's parameters and MACs (conv + FC), and the
-    MACs of a kernel-skipping conv (see the module docstring)."""
+    """{"params", "macs", "kernel_macs"} per sample: count_flops's parameters, MACs (conv + FC) and MACs of a
+    kernel-skipping conv (FlopsReport.kernel_macs)."""
     flops = count_flops(model, input_shape)
-    dense = {row.name: row.dense_macs for row in flops.rows}
-    modules = dict(model.named_modules())
-    kernel_macs = flops.fc_macs
-    for layer in analyse_channels(model, tuple(input_shape)).convs:
-        weight = modules[layer.name].weight.detach().cpu()
-        out, per_group, kh, kw = weight.shape
-        positions = dense[layer.name] // (out * per_group * kh * kw)
-        alive_in = layer.alive_in.cpu().view(layer.groups, 1, per_group).expand(-1, out // layer.groups, -1)
-        kept = weight.flatten(2).ne(0).any(2) & layer.alive_out.cpu()[:, None] & alive_in.reshape(out, -1)
-        kernel_macs += int(kept.sum()) * kh * kw * positions
-    return {"params": flops.params, "macs": flops.macs, "kernel_macs": kernel_macs}
+    return {"params": flops.params, "macs": flops.macs, "kernel_macs": flops.kernel_macs}
 
 
 def threshold_sweep(
