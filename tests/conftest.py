@@ -37,6 +37,34 @@ RTOL = 1e-4
 
 requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
 
+# A training run of seconds: ResNet-20 on the embedded digits, two batches an epoch, no progress bars.
+TINY_TRAIN = dict(arch="resnet20", dataset="digits", batch_size=16, max_batches=2, progress=False)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """In-process training with one thread (`pytestmark = pytest.mark.usefixtures("one_thread")`): two
+    OpenMP threads spin badly on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def die_while_writing_epoch(monkeypatch, epoch: int) -> None:
+    """The training process "dies" (KeyboardInterrupt) while writing the metrics of `epoch`, so the last
+    checkpoint holds epoch - 1 epochs; monkeypatch.undo() lets the next run write again."""
+    from fastprune.training import loop as training_loop
+
+    real = training_loop.write_metrics
+
+    def dying_write(metrics, out_dir):
+        if len(metrics) == epoch:
+            raise KeyboardInterrupt("killed")
+        real(metrics, out_dir)
+
+    monkeypatch.setattr(training_loop, "write_metrics", dying_write)
+
 
 def pytest_collection_modifyitems(items: list) -> None:
     """Every test that needs a GPU (skipped with "needs a CUDA GPU" without one) carries the `cuda` marker,

@@ -8,12 +8,12 @@ import sys
 
 import pytest
 import torch
+from conftest import TINY_TRAIN, die_while_writing_epoch
 
 from fastprune import models
 from fastprune.training import TrainConfig, load_checkpoint, train
-from fastprune.training import loop as training_loop
 
-TINY = dict(arch="resnet20", dataset="digits", batch_size=16, max_batches=2, progress=False)
+TINY = TINY_TRAIN
 
 
 def _conv_output_dtypes(model: torch.nn.Module) -> list[torch.dtype]:
@@ -51,17 +51,10 @@ def test_without_amp_nothing_is_autocast(tmp_path) -> None:
 
 def test_amp_resume_continues_exactly(tmp_path, monkeypatch) -> None:
     straight = train(TrainConfig(epochs=3, amp="bfloat16", out_dir=str(tmp_path / "straight"), **TINY))
-    real_write = training_loop.write_metrics
-
-    def dying_write(metrics, out_dir):
-        if len(metrics) == 3:
-            raise KeyboardInterrupt("killed")
-        real_write(metrics, out_dir)
-
-    monkeypatch.setattr(training_loop, "write_metrics", dying_write)
+    die_while_writing_epoch(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         train(TrainConfig(epochs=3, amp="bfloat16", out_dir=str(tmp_path / "cut"), **TINY))
-    monkeypatch.setattr(training_loop, "write_metrics", real_write)
+    monkeypatch.undo()
     resumed = train(resume=tmp_path / "cut" / "checkpoint.pt")
     assert resumed.config.amp == "bfloat16"
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):

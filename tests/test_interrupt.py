@@ -13,14 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
+from conftest import TINY_TRAIN
 
 from fastprune.cli import main
 from fastprune.training import TrainConfig, TrainingInterrupted, load_checkpoint, save_atomic, train
 from fastprune.training import loop as training_loop
 from fastprune.training.metrics import EpochMetrics, write_metrics
 
-TINY = dict(arch="resnet20", dataset="digits", batch_size=16, max_batches=2, progress=False)
+TINY = TINY_TRAIN
 TINY_ARGS = ["--batch-size", "16", "--max-batches", "2", "--no-progress"]
 MESSAGE = re.compile(
     r"fastprune train: interrupted: last complete checkpoint (?P<checkpoint>\S+) "
@@ -28,13 +28,7 @@ MESSAGE = re.compile(
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """In-process training with one thread: two OpenMP threads spin badly on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

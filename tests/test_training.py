@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from conftest import TINY_TRAIN, die_while_writing_epoch
 
 from fastprune.training import TrainConfig, load_checkpoint, save_atomic, train
 from fastprune.training import loop as training_loop
 
-TINY = dict(arch="resnet20", dataset="digits", batch_size=16, max_batches=2, progress=False)
+TINY = TINY_TRAIN
 
 
 def _masks(result) -> dict[str, torch.Tensor]:
@@ -31,17 +32,10 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
     # Interrupted run: the process "dies" while writing the metrics of epoch 3, so the last checkpoint
     # holds 2 epochs; resuming must reproduce the uninterrupted run bit for bit.
     interrupted = TrainConfig(epochs=3, out_dir=str(tmp_path / "interrupted"), **TINY)
-    real_write = training_loop.write_metrics
-
-    def dying_write(metrics, out_dir):
-        if len(metrics) == 3:
-            raise KeyboardInterrupt("killed")
-        real_write(metrics, out_dir)
-
-    monkeypatch.setattr(training_loop, "write_metrics", dying_write)
+    die_while_writing_epoch(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         train(interrupted)
-    monkeypatch.setattr(training_loop, "write_metrics", real_write)
+    monkeypatch.undo()
     assert load_checkpoint(tmp_path / "interrupted")["epochs_done"] == 2
     resumed = train(resume=tmp_path / "interrupted" / "checkpoint.pt")
 

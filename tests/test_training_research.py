@@ -10,6 +10,7 @@ import warnings
 
 import pytest
 import torch
+from conftest import TINY_TRAIN, die_while_writing_epoch
 
 from fastprune.cli import main
 from fastprune.pruning.flops import count_flops
@@ -19,29 +20,11 @@ from fastprune.training import threads as training_threads
 from fastprune.training.cli import add_arguments, config_from_args
 from fastprune.training.metrics import EpochMetrics, pruned_shares
 
-TINY = dict(arch="resnet20", dataset="digits", batch_size=16, max_batches=2, progress=False)
+TINY = TINY_TRAIN
 TINY_ARGS = ["--batch-size", "16", "--max-batches", "2"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """In-process training with one thread: two OpenMP threads spin badly on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _die_at(monkeypatch, rows: int) -> None:
-    """The process "dies" while writing the metrics of epoch `rows`: the checkpoint holds rows - 1."""
-    real = training_loop.write_metrics
-
-    def dying_write(metrics, out_dir):
-        if len(metrics) == rows:
-            raise KeyboardInterrupt("killed")
-        real(metrics, out_dir)
-
-    monkeypatch.setattr(training_loop, "write_metrics", dying_write)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_finetune_lr_schedule_and_resume_in_the_middle_of_fine_tuning(tmp_path, monkeypatch):
@@ -53,7 +36,7 @@ def test_finetune_lr_schedule_and_resume_in_the_middle_of_fine_tuning(tmp_path, 
     assert [m.lr for m in straight.metrics] == pytest.approx([1e-3, 1e-4, 1e-2, 1e-2, 1e-3, 1e-4])
     assert [m.phase for m in straight.metrics] == ["train"] * 2 + ["finetune"] * 4
 
-    _die_at(monkeypatch, 4)  # killed in the second fine-tuning epoch
+    die_while_writing_epoch(monkeypatch, 4)  # killed in the second fine-tuning epoch
     with pytest.raises(KeyboardInterrupt):
         train(TrainConfig(out_dir=str(tmp_path / "cut"), **config))
     monkeypatch.undo()
@@ -220,7 +203,7 @@ def test_old_metrics_rows_are_read_on_resume(tmp_path, monkeypatch):
         "l1": 1.5
     }
 
-    _die_at(monkeypatch, 2)
+    die_while_writing_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train(TrainConfig(epochs=2, out_dir=str(tmp_path), **TINY))
     monkeypatch.undo()

@@ -20,6 +20,8 @@ import argparse
 from pathlib import Path
 from typing import Any, Optional
 
+from fastprune.training.cli_evaluate import add_saved_model_arguments
+
 FILTER_DEFAULT = ["l1", "l2", "fpgm", "fpgm:l1", "fpgm:cosine", "fpgm_mix", "fpgm_he", "random"]
 
 
@@ -29,9 +31,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "compare", help="every pruning criterion on the same trained weights: table, CSV, plots (see --help)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    parser.add_argument(
-        "source", type=Path, metavar="RUN_OR_MODEL", help="run folder, model.pt or checkpoint.pt"
-    )
+    add_saved_model_arguments(parser, "source")
     parser.add_argument(
         "--filter-criteria", nargs="+", default=FILTER_DEFAULT, metavar="NAME[:METRIC]",
         help=f"filter criteria, or none (default: {' '.join(FILTER_DEFAULT)}; METRIC l2, l1 or cosine)",
@@ -60,19 +60,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--sweep", action="store_true", help="kernel pruned share vs threshold, 1e-12..1")
     parser.add_argument("--finetune-epochs", type=int, default=0, help="fine-tuning epochs per setting (0)")
     parser.add_argument("--finetune-lr", type=float, default=0.01, help="fine-tuning learning rate (0.01)")
-    parser.add_argument("--dataset", default=None, help="test data (default: the run's, else digits)")
-    parser.add_argument("--data-dir", default=None, help="where the data set's files are")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--batch-size", type=int, default=128, help="evaluation / fine-tuning batch (128)")
     parser.add_argument(
         "--max-batches", type=int, default=None, help="evaluate (and fine-tune) this many batches"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random control and fine-tuning (0)")
     parser.add_argument("--out", type=Path, default=None, help="report folder (RUN/compare or ./compare)")
-    parser.add_argument(
-        "--trust-checkpoint", action="store_true",
-        help="allow a full unpickle of a file the safe loader refuses (it can run code: trusted files only)",
-    )  # fmt: skip
     return parser
 
 

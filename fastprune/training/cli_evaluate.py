@@ -33,23 +33,27 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "evaluate", help="test accuracy, loss, MACs, params and pruned shares of a run or model (see --help)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    parser.add_argument(
-        "path", type=Path, metavar="RUN_OR_MODEL", help="run folder, model.pt or checkpoint.pt"
-    )
+    add_saved_model_arguments(parser, "path")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the run's (else 128)")
+    parser.add_argument("--max-batches", type=int, default=None, help="evaluate only this many batches")
+    parser.add_argument("--json", action="store_true", help="print a JSON object instead of the table")
+    return parser
+
+
+def add_saved_model_arguments(parser: argparse.ArgumentParser, dest: str) -> None:
+    """The arguments of a command reading a saved network and its run's data (evaluate, compare): the
+    RUN_OR_MODEL positional (as `dest`), --dataset, --data-dir, --device and --trust-checkpoint."""
+    parser.add_argument(dest, type=Path, metavar="RUN_OR_MODEL", help="run folder, model.pt or checkpoint.pt")
     parser.add_argument("--dataset", default=None, help="data set (default: the run's)")
     parser.add_argument(
         "--data-dir", default=None, help="folder (or archive) of its files (default: the run's)"
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the run's (else 128)")
-    parser.add_argument("--max-batches", type=int, default=None, help="evaluate only this many batches")
-    parser.add_argument("--json", action="store_true", help="print a JSON object instead of the table")
     parser.add_argument(
         "--trust-checkpoint",
         action="store_true",
         help="allow a full unpickle of a file the safe loader refuses (it can run code: trusted files only)",
     )
-    return parser
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
