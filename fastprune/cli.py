@@ -1,4 +1,4 @@
-"""`fastprune` / `python -m fastprune`: demo, train, evaluate, compact, bench, info."""
+"""`fastprune` / `python -m fastprune`: demo, train, evaluate, compare, reproduce, compact, bench, info."""
 
 from __future__ import annotations
 
@@ -140,6 +140,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     importlib.import_module("fastprune.compaction.cli").register(commands)
     importlib.import_module("fastprune.research.command").register(commands)
+    importlib.import_module("fastprune.research.reproduce_command").register(commands)
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -183,6 +184,8 @@ def _interrupted(args: argparse.Namespace, interrupt: KeyboardInterrupt) -> str:
         return "interrupted (evaluate writes no files)"
     if args.command == "compare":
         return "interrupted: results.csv in the output folder holds the settings done"
+    if args.command == "reproduce":
+        return "interrupted: the completed training runs are kept; the same command goes on from them"
     return "interrupted"
 
 
@@ -193,6 +196,8 @@ def _run(args: argparse.Namespace) -> int:
         return importlib.import_module("fastprune.training.cli_evaluate").evaluate_command(args)
     if args.command == "compare":
         return importlib.import_module("fastprune.research.command").compare_command(args)
+    if args.command == "reproduce":
+        return importlib.import_module("fastprune.research.reproduce_command").reproduce_command(args)
 
     if args.command == "info":
         if args.cmake_prefix:

@@ -14,6 +14,7 @@ would run long get size-shrinking options, by rule per subcommand (`SMALL`):
 
 * train: 2 epochs of 2 batches of 16 (`--epochs 2 --max-batches 2 --batch-size 16`), and data sets that
   need files (`--dataset cifar10 --data-dir ~/data`) replaced by the embedded digits;
+* reproduce: `--scale tiny --quiet` (filter also `--seeds 0 1 --criteria l1 fpgm`), data sets as for train;
 * demo: `--epochs 1 --max-batches 2`;  compact: `--batch-sizes 1 --repeats 1`;  evaluate: `--max-batches 2`;
 * bench: only ResNet-56 (`--networks resnet56`) and, as the benchmark runners have no size options, run
   through `BENCH_SMOKE`: the same `fastprune.cli.main(argv)` with one timed round per contender, one conv
@@ -70,6 +71,11 @@ SMALL = {
         "spectral_norm",
     ],
 }
+SMALL["reproduce"] = [
+    "--scale",
+    "tiny",
+    "--quiet",
+]  # filter: also two seeds and two criteria (_fastprune_run)
 GPU_ERROR = re.compile(r"(needs a|no) CUDA GPU")
 
 # Documented commands with placeholders, and what runs for them (through the rules above, unless a
@@ -260,11 +266,17 @@ def _fastprune_run(args: list[str]) -> Run:
     sub = next((a for a in args if not a.startswith("-")), None)
     if "--help" in args or "-h" in args or sub == "info":
         return Run(("-m", "fastprune", *args))
-    if sub in ("train", "demo", "compact", "evaluate", "compare"):
+    if sub in ("train", "demo", "compact", "evaluate", "compare", "reproduce"):
         args = [*args, *SMALL[sub]]
-        if sub == "train" and _option(args, "--dataset", "digits") != "digits":
+        if sub == "reproduce" and "filter" in args:
+            args += ["--seeds", "0", "1", "--criteria", "l1", "fpgm"]
+        if sub in ("train", "reproduce") and _option(args, "--dataset", "digits") != "digits":
             args += ["--dataset", "digits"]  # data sets that need files: the embedded one
-        if sub == "train" and not HAS_CUDA and _option(args, "--device", "cpu").startswith("cuda"):
+        if (
+            sub in ("train", "reproduce")
+            and not HAS_CUDA
+            and _option(args, "--device", "cpu").startswith("cuda")
+        ):
             return Run(("-m", "fastprune", *args), status=2, stderr_has=GPU_ERROR)
         return Run(("-m", "fastprune", *args))
     if sub == "bench":

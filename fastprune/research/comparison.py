@@ -186,7 +186,7 @@ def _prune_kernels(model, name: str, mode: str, value: float, backend: str):
     return masks, report.kernels_removed / max(report.kernels, 1)
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]], fields: Sequence[str]) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]], fields: Sequence[str]) -> None:
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, fieldnames=list(fields), extrasaction="ignore")
     writer.writeheader()
@@ -334,15 +334,15 @@ def compare(
             flush=True,
         )
         if out_dir is not None:  # complete rows survive a Ctrl-C
-            _write_csv(out_dir / "results.csv", rows, FIELDS)
+            write_csv(out_dir / "results.csv", rows, FIELDS)
     model.load_state_dict(trained)
     rows += sweep_rows
     if out_dir is not None:
         from fastprune.research.plots import write_report
 
-        _write_csv(out_dir / "results.csv", [r for r in rows if r["kind"] != "sweep"], FIELDS)
+        write_csv(out_dir / "results.csv", [r for r in rows if r["kind"] != "sweep"], FIELDS)
         if sweep_rows:
-            _write_csv(out_dir / "sweep.csv", sweep_rows, SWEEP_FIELDS)
+            write_csv(out_dir / "sweep.csv", sweep_rows, SWEEP_FIELDS)
         write_report(out_dir, rows, facts)
     return rows
 

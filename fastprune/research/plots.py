@@ -187,3 +187,38 @@ def write_report(out: Path, rows: Rows, facts: dict[str, Any]) -> Path:
         lines += ["", "(no plots: they need matplotlib)"]
     text = "\n".join(lines) + "\n"
     return replace_atomically(out / "report.md", lambda f: f.write(text.encode()))
+
+
+def histogram_plot(out: Path, histogram: Rows, threshold: float) -> Optional[str]:
+    """kernel_magnitudes.png: kernels per decade of spectral norm and of mean |w| (log x; exact zeros
+    drawn at the left edge), the threshold marked. Returns the file name (None without matplotlib)."""
+    decades = [r for r in histogram if r["high"] > 0 and r["low"] > 0 and r["high"] != float("inf")]
+
+    def draw(ax) -> None:
+        for key, start, width in (("spectral_norm", 1.25, 1.6), ("mean_abs", 3.5, 4.0)):  # a decade's halves
+            ax.bar([r["low"] * start for r in decades], [r[key] for r in decades],
+                   width=[r["low"] * width for r in decades], align="edge", label=key)  # fmt: skip
+        zeros = histogram[0]
+        if zeros["spectral_norm"] or zeros["mean_abs"]:
+            ax.annotate(f"exactly 0: {zeros['spectral_norm']:,}", (0.01, 0.95), xycoords="axes fraction")
+        ax.axvline(threshold, color="red", linestyle="--", label=f"t = {threshold:g}")
+        ax.set(xscale="log", xlabel="kernel magnitude (decades)", ylabel="kernels",
+               title="Kernel magnitudes of the trained network")  # fmt: skip
+        ax.legend(fontsize=7)
+
+    return _figure(out, "kernel_magnitudes.png", draw)
+
+
+def seeds_plot(out: Path, name: str, groups: dict[str, list[float]], title: str) -> Optional[str]:
+    """A PNG of one dot per seed and the mean ± std per group (e.g. 'scratch l2'); None without matplotlib."""
+    import statistics
+
+    def draw(ax) -> None:
+        for i, values in enumerate(groups.values()):
+            ax.plot([i] * len(values), values, "o", color="gray", alpha=0.6)
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            ax.errorbar([i + 0.15], [statistics.fmean(values)], yerr=[std], fmt="s", capsize=4, color="C0")
+        ax.set_xticks(range(len(groups)), list(groups), rotation=30, fontsize=7)
+        ax.set(ylabel="test accuracy", title=title)
+
+    return _figure(out, name, draw, size=(8, 4.5))
