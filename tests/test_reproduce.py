@@ -160,20 +160,14 @@ def test_filter_resolve_scales():
         2,
     )
     assert (
-        small.finetune_epochs == 4
+        (small.finetune_epochs, small.scratch_mode) == (4, "hard")
         and small.seeds == [0, 1, 2]
         and small.criteria == ["l1", "l2", "fpgm", "mfp"]
     )
-    paper = filter_protocol.resolve(
-        "paper"
-    )  # FPGM's released CIFAR scripts: a step every epoch, no fine-tuning
-    assert (paper.arch, paper.epochs, paper.prune_every, paper.pretrained_epochs, paper.finetune_epochs) == (
-        "resnet56",
-        200,
-        1,
-        200,
-        0,
-    )
+    # FPGM's released CIFAR scripts: a soft step after every epoch, no fine-tuning
+    paper = filter_protocol.resolve("paper")
+    settings = (paper.arch, paper.epochs, paper.prune_every, paper.pretrained_epochs, paper.finetune_epochs)
+    assert settings == ("resnet56", 200, 1, 200, 0) and paper.scratch_mode == "soft"
     assert filter_protocol.resolve("small", epochs=3).prune_every == 3  # never more than the run's epochs
 
 
@@ -235,6 +229,7 @@ def test_filter_protocol_tiny_statistics_match_its_runs(filter_run):
             assert float(r["test_acc_before_final_prune"]) == pytest.approx(final["test_acc_before_prune"])
             assert float(r["test_acc_after_final_prune"]) == pytest.approx(final["test_acc"])
             assert metrics[-1]["phase"] == "finetune"  # then fine-tuned, masks held
+            assert config["mode"] == ("hard" if r["setting"] == "scratch" else "soft")
     config = json.loads((filter_run / "seed1" / "pretrained-fpgm" / "config.json").read_text())
     assert (
         config["init_from"].endswith(os.path.join("seed1", "baseline", "model.pt")) and config["lr"] == 0.01

@@ -1,7 +1,7 @@
 """masked_conv2d's C ABI backends: "cpu" (csrc/cpu/masked_conv2d*.cpp) and "cuda"
 (csrc/cuda/masked_conv2d.cu), the same entry points fp_masked_conv2d_* with FP_DEVICE_CPU or
-FP_DEVICE_CUDA, over the compressed lists of fastprune.ops._mask_lists; the filter-level cpu route through
-oneDNN on the gathered filters. The op itself (checks, dispatch, autograd): fastprune.ops.masked_conv2d.
+FP_DEVICE_CUDA, over the compressed lists of fastprune.ops._mask_lists; filter-level masks through oneDNN
+(cpu, where dense_route says it is faster) or cuDNN (cuda, always) on the gathered filters. The op itself (checks, dispatch, autograd): fastprune.ops.masked_conv2d.
 
 The kernels know groups = 1 only: a grouped convolution (groups > 1, weight (O, C/groups, kh, kw)) runs as
 the ungrouped one whose kernel mask is block diagonal (fastprune.ops._mask_lists.block_diagonal), in one
@@ -105,7 +105,9 @@ def prepare(x, weight, mask, stride, padding, dilation, device, groups=1) -> Pre
     """weight (O, C/groups, kh, kw); mask: a filter mask (O,) or kernel mask (O, C/groups)."""
     lists = mask_lists(mask, weight.shape[1], groups)
     ho, wo = output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
-    dense = device == DEVICE_CPU and dense_route(lists, weight, ho * wo)
+    # On CUDA a filter-level mask always takes cuDNN on the gathered filters: fewer filters are less work for
+    # cuDNN than all of them, and the CUDA C++ kernel is untiled (one thread per output; issue 19).
+    dense = dense_route(lists, weight, ho * wo) if device == DEVICE_CPU else lists.kept is not None
     return Prepared(lists, dense, packed_kernels(weight, lists))
 
 

@@ -12,7 +12,8 @@ the kept kernels, work proportional to their number; see fastprune/ops/_masked_c
 csrc/cpu/masked_conv2d.cpp) and "triton" (the
 same direct convolution over the same lists, float32, on CUDA tensors or interpreted on CPU tensors under
 TRITON_INTERPRET=1; see triton_kernels/masked_conv2d.py) and "cuda" (the same again in CUDA C++ through
-the C ABI, float32, CUDA tensors; see csrc/cuda/masked_conv2d.cu).
+the C ABI, float32, CUDA tensors; see csrc/cuda/masked_conv2d.cu; a filter-uniform mask takes cuDNN on
+the gathered kept filters instead).
 Registered as torch.ops.fastprune.masked_conv2d (+ masked_conv2d_backward) with fake implementations
 and autograd, on the (O, C/groups) mask.
 
