@@ -14,7 +14,7 @@ would run long get size-shrinking options, by rule per subcommand (`SMALL`):
 
 * train: 2 epochs of 2 batches of 16 (`--epochs 2 --max-batches 2 --batch-size 16`), and data sets that
   need files (`--dataset cifar10 --data-dir ~/data`) replaced by the embedded digits;
-* reproduce: `--scale tiny --quiet` (filter also `--seeds 0 1 --criteria l1 fpgm`), data sets as for train;
+* reproduce: `--scale tiny` (filter also `--seeds 0 1 --criteria l1 fpgm`), data sets as for train;
 * demo: `--epochs 1 --max-batches 2`;  compact: `--batch-sizes 1 --repeats 1`;  evaluate: `--max-batches 2`;
 * bench: only ResNet-56 (`--networks resnet56`) and, as the benchmark runners have no size options, run
   through `BENCH_SMOKE`: the same `fastprune.cli.main(argv)` with one timed round per contender, one conv
@@ -71,11 +71,7 @@ SMALL = {
         "spectral_norm",
     ],
 }
-SMALL["reproduce"] = [
-    "--scale",
-    "tiny",
-    "--quiet",
-]  # filter: also two seeds and two criteria (_fastprune_run)
+SMALL["reproduce"] = ["--scale", "tiny"]  # filter: also two seeds and two criteria (_fastprune_run)
 GPU_ERROR = re.compile(r"(needs a|no) CUDA GPU")
 
 # Documented commands with placeholders, and what runs for them (through the rules above, unless a
@@ -90,6 +86,7 @@ MAPPED: dict[str, object] = {
     "fastprune compact CHECKPOINT -o OUT": "fastprune compact runs/a/model.pt -o small.pt",
     "fastprune compact": "fastprune compact runs/a/model.pt -o small.pt",  # the subcommand named in prose
     "fastprune compare RUN_OR_MODEL": "fastprune compare runs/a",
+    "fastprune reproduce kernel|filter": "fastprune reproduce kernel",  # the README section's title
     "fastprune bench ...": "fastprune bench --help",  # "the runners behind `python -m fastprune bench ...`"
     "fastprune evaluate RUN_OR_MODEL": "fastprune evaluate runs/a",  # its docstring's usage line
 }

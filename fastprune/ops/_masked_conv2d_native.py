@@ -1,7 +1,8 @@
 """masked_conv2d's C ABI backends: "cpu" (csrc/cpu/masked_conv2d*.cpp) and "cuda"
 (csrc/cuda/masked_conv2d.cu), the same entry points fp_masked_conv2d_* with FP_DEVICE_CPU or
 FP_DEVICE_CUDA, over the compressed lists of fastprune.ops._mask_lists; filter-level masks through oneDNN
-(cpu, where dense_route says it is faster) or cuDNN (cuda, always) on the gathered filters. The op itself (checks, dispatch, autograd): fastprune.ops.masked_conv2d.
+(cpu, where dense_route says it is faster) or cuDNN (cuda, always) on the gathered filters. The op
+itself (checks, dispatch, autograd): fastprune.ops.masked_conv2d.
 
 The kernels know groups = 1 only: a grouped convolution (groups > 1, weight (O, C/groups, kh, kw)) runs as
 the ungrouped one whose kernel mask is block diagonal (fastprune.ops._mask_lists.block_diagonal), in one

@@ -52,11 +52,11 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 from fastprune.research.comparison import write_csv
+from fastprune.research.runs import BATCH_SIZE, check_scale
 from fastprune.serialization import replace_atomically
 
 CRITERIA = ("l1", "l2", "fpgm", "mfp")
 MFP_CANDIDATES = ["l1", "l2", "fpgm"]
-SCALES = ("tiny", "small", "paper")
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,6 @@ SCALE_SETTINGS = {
 }
 PRETRAINED_LR = 0.01
 FINETUNE_LR = 0.01
-BATCH_SIZE = 128  # the papers'
 RESULT_FIELDS = (
     "setting",
     "criterion",
@@ -152,8 +151,7 @@ def resolve(
     threads: Optional[int] = None,
 ) -> FilterProtocol:
     """The protocol's settings (see SCALE_SETTINGS); any argument given overrides its scale's value."""
-    if scale not in SCALES:
-        raise ValueError(f"scale: expected one of {', '.join(SCALES)}, got {scale!r}")
+    check_scale(scale)
     seeds = [0, 1, 2] if seeds is None else list(seeds)
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds: expected >= 2 distinct seeds (3 or more for a result), got {seeds}")

@@ -47,7 +47,6 @@ PHASES = (0.4, 0.6, 0.8, 0.9)  # the authors' 80/120/160/180 of 200 epochs
 # "Reproducing the papers"), within 30 minutes on a 2-core CPU.
 SMALL_STEPS = 4800
 PAPER_EPOCHS = 200
-SCALES = ("tiny", "small", "paper")
 
 
 @dataclass
@@ -88,13 +87,12 @@ def resolve(
     """The protocol's settings: `scale` tiny (a smoke test: 2 epochs of 2 batches), small (digits default:
     SMALL_STEPS optimizer steps, ResNet-20) or paper (the authors' 200 epochs, ResNet-56); `steps`
     overrides the scale's count (rounded up to whole epochs), `arch` its network."""
-    from fastprune.research.runs import steps_per_epoch
+    from fastprune.research.runs import BATCH_SIZE, check_scale, steps_per_epoch
 
-    if scale not in SCALES:
-        raise ValueError(f"scale: expected one of {', '.join(SCALES)}, got {scale!r}")
+    check_scale(scale)
     if steps is not None and (type(steps) is not int or steps < 1):
         raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
-    batch_size = 128
+    batch_size = BATCH_SIZE
     per_epoch = steps_per_epoch(dataset, data_dir, batch_size)
     max_batches = 2 if scale == "tiny" else None
     if steps is None:

@@ -17,6 +17,15 @@ from typing import Any, Optional
 
 from fastprune.training.config import TrainConfig
 
+SCALES = ("tiny", "small", "paper")  # of every protocol: smoke test, this machine, the papers' own
+BATCH_SIZE = 128  # the papers' batch, in every protocol
+
+
+def check_scale(scale: str) -> None:
+    if scale not in SCALES:
+        raise ValueError(f"scale: expected one of {', '.join(SCALES)}, got {scale!r}")
+
+
 # Fields that change how a run executes or talks, not what it computes: a rerun may change them.
 EXECUTION_FIELDS = ("out_dir", "threads", "progress", "quiet", "num_workers", "backend", "data_dir")
 
