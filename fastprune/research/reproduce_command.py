@@ -60,7 +60,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--epochs", type=int, default=None, help="baseline / from-scratch epochs (small: 20)"
     )
     filters.add_argument(
-        "--pretrained-epochs", type=int, default=None, help="epochs of pruning from the baseline (small: 10)"
+        "--pretrained-epochs", type=int, default=None, help="epochs of pruning from the baseline (small: 4)"
     )
     return parser
 
