@@ -106,8 +106,8 @@ def prepare(x, weight, mask, stride, padding, dilation, device, groups=1) -> Pre
     """weight (O, C/groups, kh, kw); mask: a filter mask (O,) or kernel mask (O, C/groups)."""
     lists = mask_lists(mask, weight.shape[1], groups)
     ho, wo = output_size(x.shape[2:], weight.shape[2:], stride, padding, dilation)
-    # On CUDA a filter-level mask always takes cuDNN on the gathered filters: fewer filters are less work for
-    # cuDNN than all of them, and the CUDA C++ kernel is untiled (one thread per output; issue 19).
+    # On CUDA a filter-level mask always takes cuDNN on the gathered filters: fewer filters are fewer FLOPs
+    # for cuDNN, and the CUDA C++ kernel is untiled (one thread per output; issue 19). Not yet timed on a GPU.
     dense = dense_route(lists, weight, ho * wo) if device == DEVICE_CPU else lists.kept is not None
     return Prepared(lists, dense, packed_kernels(weight, lists))
 

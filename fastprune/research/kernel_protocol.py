@@ -68,9 +68,12 @@ class KernelProtocol:
     threads: Optional[int]
 
     @property
+    def batches_per_epoch(self) -> int:
+        return min(self.steps_per_epoch, self.max_batches or self.steps_per_epoch)
+
+    @property
     def steps(self) -> int:
-        per_epoch = min(self.steps_per_epoch, self.max_batches or self.steps_per_epoch)
-        return self.epochs * per_epoch
+        return self.epochs * self.batches_per_epoch
 
 
 def resolve(
@@ -210,10 +213,9 @@ def reproduce_kernel(
     out = Path(out)
     say: Callable[..., None] = print if progress else say_nothing
     started = time.perf_counter()
-    batches = min(protocol.steps_per_epoch, protocol.max_batches or protocol.steps_per_epoch)
     say(
         f"[1/3] train {protocol.arch} on {protocol.dataset}: Adam lr 1e-3, L1 1e-4 on the convs, "
-        f"{protocol.steps} steps ({protocol.epochs} epochs of {batches}), "
+        f"{protocol.steps} steps ({protocol.epochs} epochs of {protocol.batches_per_epoch}), "
         f"lr x0.1 at epochs {protocol.milestones}",
         flush=True,
     )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -107,13 +107,3 @@ def _refuse(args: argparse.Namespace, names: tuple[str, ...], other: str, **defa
     if given:
         flags = ", ".join("--" + n.replace("_", "-") for n in given)
         raise ValueError(f"{flags}: option(s) of `fastprune reproduce {other}`, not of {args.protocol}")
-
-
-def main(argv: Optional[list[str]] = None) -> int:  # `python -m fastprune.research.reproduce_command ...`
-    parser = argparse.ArgumentParser(prog="fastprune")
-    register(parser.add_subparsers(dest="command", required=True))
-    return reproduce_command(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
